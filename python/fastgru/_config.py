@@ -1,0 +1,29 @@
+"""Which SIMD path and how many threads the kernels use."""
+from __future__ import annotations
+
+from . import _core
+
+
+def set_num_threads(n: int) -> None:
+    """Use at most ``n`` OpenMP threads in the kernels (n >= 1)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int; got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1; got {n}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the kernels use at most."""
+    return _core.get_num_threads()
+
+
+def config() -> dict:
+    """The build and run-time configuration as a dict (see ``show_config``)."""
+    return dict(_core.config())
+
+
+def show_config() -> None:
+    """Print the SIMD path chosen for this CPU, the compiler, OpenMP and the thread count."""
+    for key, value in config().items():
+        print(f"{key:>16}: {value}")

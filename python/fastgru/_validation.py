@@ -1,0 +1,112 @@
+"""Argument checks shared by the NumPy reference and the C++ kernels.
+
+Both paths raise the same errors for the same bad input, so a test written against one
+holds for the other. Every message names the argument and the shape it expected.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+
+class GRUGradients(NamedTuple):
+    """Gradients returned by ``gru_backward``, each shaped like what it is the gradient of."""
+
+    dx: np.ndarray  # (B, T, I)
+    dh0: np.ndarray  # (B, H)
+    dkernel: np.ndarray  # (I, 3H)
+    drecurrent_kernel: np.ndarray  # (H, 3H)
+    dbias: np.ndarray  # (2, 3H) if reset_after else (3H,)
+
+
+def _as_float_array(name: str, value) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "f":
+        raise TypeError(
+            f"{name} must be a floating-point array (float32 or float64); got dtype {arr.dtype}"
+        )
+    return arr
+
+
+def result_dtype(*arrays: Optional[np.ndarray]) -> np.dtype:
+    """float64 if any argument is float64, else float32 (float16 computes in float32)."""
+    dtype = np.result_type(*[a for a in arrays if a is not None])
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"fastgru computes in float32 or float64; got dtype {dtype}")
+    return np.dtype(dtype)
+
+
+def bias_shape(units: int, reset_after: bool) -> tuple:
+    return (2, 3 * units) if reset_after else (3 * units,)
+
+
+def check_gru_inputs(x, kernel, recurrent_kernel, bias, h0=None, reset_after=True):
+    """Validate a GRU call; return ``(x, kernel, recurrent_kernel, bias, h0)`` as arrays.
+
+    The arrays keep their own dtypes here: callers decide the compute dtype with
+    ``result_dtype`` (the reference always computes in float64).
+    """
+    if not isinstance(reset_after, (bool, np.bool_)):
+        raise TypeError(f"reset_after must be a bool; got {type(reset_after).__name__}")
+    x = _as_float_array("x", x)
+    kernel = _as_float_array("kernel", kernel)
+    recurrent_kernel = _as_float_array("recurrent_kernel", recurrent_kernel)
+    bias = _as_float_array("bias", bias)
+    if x.ndim != 3:
+        raise ValueError(f"x must be 3-D (batch, time, input_size); got shape {x.shape}")
+    batch, steps, input_size = x.shape
+    if batch == 0 or steps == 0 or input_size == 0:
+        raise ValueError(
+            f"x must have batch, time and input_size all > 0; got shape {x.shape}"
+        )
+    if recurrent_kernel.ndim != 2 or recurrent_kernel.shape[1] != 3 * recurrent_kernel.shape[0]:
+        raise ValueError(
+            "recurrent_kernel must be 2-D (units, 3*units) in Keras gate order z, r, h; "
+            f"got shape {recurrent_kernel.shape}"
+        )
+    units = recurrent_kernel.shape[0]
+    if units == 0:
+        raise ValueError("recurrent_kernel must have units > 0; got shape (0, 0)")
+    if kernel.shape != (input_size, 3 * units):
+        raise ValueError(
+            f"kernel must have shape (input_size, 3*units) = ({input_size}, {3 * units}) "
+            f"to match x {x.shape} and recurrent_kernel {recurrent_kernel.shape}; "
+            f"got shape {kernel.shape}"
+        )
+    expected_bias = bias_shape(units, bool(reset_after))
+    if bias.shape != expected_bias:
+        raise ValueError(
+            f"bias must have shape {expected_bias} for reset_after={bool(reset_after)} "
+            f"and units={units}; got shape {bias.shape}"
+        )
+    if h0 is not None:
+        h0 = _as_float_array("h0", h0)
+        if h0.shape != (batch, units):
+            raise ValueError(
+                f"h0 must have shape (batch, units) = ({batch}, {units}); got shape {h0.shape}"
+            )
+    return x, kernel, recurrent_kernel, bias, h0
+
+
+def check_output_grads(d_out, d_h_last, batch, steps, units, dtype):
+    """Validate the upstream gradients of ``gru_backward``; None means zeros."""
+    if d_out is not None:
+        d_out = _as_float_array("d_out", d_out)
+        if d_out.shape != (batch, steps, units):
+            raise ValueError(
+                f"d_out must have shape (batch, time, units) = ({batch}, {steps}, {units}); "
+                f"got shape {d_out.shape}"
+            )
+        d_out = np.ascontiguousarray(d_out, dtype=dtype)
+    if d_h_last is not None:
+        d_h_last = _as_float_array("d_h_last", d_h_last)
+        if d_h_last.shape != (batch, units):
+            raise ValueError(
+                f"d_h_last must have shape (batch, units) = ({batch}, {units}); "
+                f"got shape {d_h_last.shape}"
+            )
+        d_h_last = np.ascontiguousarray(d_h_last, dtype=dtype)
+    return d_out, d_h_last

@@ -1,0 +1,142 @@
+"""The fast GRU: argument checks and dtype handling around the C++ kernels in ``_core``.
+
+``PackedGRU`` packs the weights once (padded, panel-major, ready for the SIMD micro-kernels)
+and runs forward, training forward and backward on them; the free functions pack per call.
+Layers keep a ``PackedGRU`` and repack only when their weights change.
+
+NaN or inf in the inputs propagate (NaN in, NaN out), as in NumPy and PyTorch: the kernels do
+not scan their inputs. Higher-level code (``Sequential.fit``, ``GRUForecaster``) checks data.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from . import _core
+from ._validation import (
+    GRUGradients,
+    check_gru_inputs,
+    check_output_grads,
+    result_dtype,
+)
+
+__all__ = ["PackedGRU", "GRUTape", "GRUGradients", "gru_forward", "gru_forward_train", "gru_backward"]
+
+
+class GRUTape(NamedTuple):
+    """What ``forward_train`` keeps for ``backward``. Internal layout: gate columns padded."""
+
+    x: np.ndarray
+    h0: Optional[np.ndarray]
+    h_prev: np.ndarray
+    gates: np.ndarray
+    h_rec: np.ndarray
+    packed: "PackedGRU"
+
+
+def _contiguous(a, dtype):
+    return None if a is None else np.ascontiguousarray(a, dtype=dtype)
+
+
+class PackedGRU:
+    """GRU weights packed for the kernels of the SIMD path chosen at construction.
+
+    kernel (I, 3H), recurrent_kernel (H, 3H), bias (2, 3H) or (3H,): Keras layout.
+    ``dtype`` defaults to float64 if any weight is float64, else float32.
+    """
+
+    def __init__(self, kernel, recurrent_kernel, bias, reset_after=True, dtype=None):
+        probe = np.zeros((1, 1, np.shape(kernel)[0] if np.ndim(kernel) == 2 else 1), np.float32)
+        _, kernel, recurrent_kernel, bias, _ = check_gru_inputs(
+            probe, kernel, recurrent_kernel, bias, None, reset_after
+        )
+        self.dtype = np.dtype(dtype) if dtype is not None else result_dtype(
+            kernel, recurrent_kernel, bias
+        )
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64; got {self.dtype}")
+        self.reset_after = bool(reset_after)
+        self.input_size = kernel.shape[0]
+        self.units = recurrent_kernel.shape[0]
+        self._core = _core.PackedGRU(
+            _contiguous(kernel, self.dtype),
+            _contiguous(recurrent_kernel, self.dtype),
+            _contiguous(bias, self.dtype),
+            self.reset_after,
+        )
+
+    def _check_x(self, x, h0):
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise ValueError(
+                f"x must be 3-D (batch, time, input_size={self.input_size}); got shape {x.shape}"
+            )
+        if x.dtype.kind != "f":
+            raise TypeError(f"x must be a floating-point array; got dtype {x.dtype}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x must have batch and time > 0; got shape {x.shape}")
+        if h0 is not None:
+            h0 = np.asarray(h0)
+            if h0.dtype.kind != "f":
+                raise TypeError(f"h0 must be a floating-point array; got dtype {h0.dtype}")
+            if h0.shape != (x.shape[0], self.units):
+                raise ValueError(
+                    f"h0 must have shape (batch, units) = ({x.shape[0]}, {self.units}); "
+                    f"got shape {h0.shape}"
+                )
+        return _contiguous(x, self.dtype), _contiguous(h0, self.dtype)
+
+    def forward(self, x, h0=None):
+        """Return ``(outputs (B, T, H), last_state (B, H))``."""
+        x, h0 = self._check_x(x, h0)
+        return self._core.forward(x, h0)
+
+    def forward_train(self, x, h0=None):
+        """Return ``(outputs, last_state, tape)``; pass the tape to ``backward``."""
+        x, h0 = self._check_x(x, h0)
+        out, h_last, h_prev, gates, h_rec = self._core.forward_train(x, h0)
+        return out, h_last, GRUTape(x, h0, h_prev, gates, h_rec, self)
+
+    def backward(self, tape, d_out=None, d_h_last=None):
+        """Return ``GRUGradients`` given dL/d(outputs) and dL/d(last state) (None = zeros)."""
+        if not isinstance(tape, GRUTape) or tape.packed is not self:
+            raise TypeError("tape must come from forward_train of this PackedGRU")
+        batch, steps, _ = tape.x.shape
+        d_out, d_h_last = check_output_grads(
+            d_out, d_h_last, batch, steps, self.units, self.dtype
+        )
+        grads = self._core.backward(
+            tape.x, tape.h0, tape.h_prev, tape.gates, tape.h_rec, d_out, d_h_last
+        )
+        return GRUGradients(*grads)
+
+
+def _pack_for_call(x, kernel, recurrent_kernel, bias, h0, reset_after):
+    x, kernel, recurrent_kernel, bias, h0 = check_gru_inputs(
+        x, kernel, recurrent_kernel, bias, h0, reset_after
+    )
+    dtype = result_dtype(x, kernel, recurrent_kernel, bias, h0)
+    return PackedGRU(kernel, recurrent_kernel, bias, reset_after, dtype), x, h0
+
+
+def gru_forward(x, kernel, recurrent_kernel, bias, h0=None, reset_after=True):
+    """Run the GRU over ``x`` (B, T, I); return ``(outputs (B, T, H), last_state (B, H))``.
+
+    Computes in float64 if any argument is float64, else float32. Weights in Keras layout.
+    """
+    packed, x, h0 = _pack_for_call(x, kernel, recurrent_kernel, bias, h0, reset_after)
+    return packed.forward(x, h0)
+
+
+def gru_forward_train(x, kernel, recurrent_kernel, bias, h0=None, reset_after=True):
+    """Like ``gru_forward`` but also return the tape that ``gru_backward`` needs."""
+    packed, x, h0 = _pack_for_call(x, kernel, recurrent_kernel, bias, h0, reset_after)
+    return packed.forward_train(x, h0)
+
+
+def gru_backward(tape, d_out=None, d_h_last=None):
+    """Gradients ``(dx, dh0, dkernel, drecurrent_kernel, dbias)`` for a ``gru_forward_train`` tape."""
+    if not isinstance(tape, GRUTape):
+        raise TypeError("tape must be the third value returned by gru_forward_train")
+    return tape.packed.backward(tape, d_out, d_h_last)
