@@ -1,0 +1,721 @@
+"""``Sequential``: a Keras-style stack of ``GRU`` and ``Dense`` layers that trains on the C++ kernels.
+
+    m = Sequential([GRU(50), Dense(1)])
+    m.compile(optimizer=Adam(learning_rate=1e-3), loss="mse", metrics=["mae"])
+    hist = m.fit(X, y, epochs=10, batch_size=32, validation_split=0.1, seed=0)
+    m.predict(X); m.evaluate(X, y); m.save("model.npz"); load_model("model.npz")
+
+Design notes:
+
+* The input shape is inferred on the first ``fit`` / ``predict`` / ``set_weights``; only the
+  feature count is fixed, the number of timesteps may vary between calls.
+* After the build every weight is a view into one flat parameter buffer and every gradient a
+  view into one flat gradient buffer, so an optimizer step is a dozen vectorised NumPy
+  operations. The per-batch Python work is the layer calls, the loss and that step.
+* ``loss`` in ``History`` is the mean of the epoch's batch losses (what Keras prints);
+  metrics are sample-weighted means over the epoch; ``val_loss`` and ``evaluate`` are the
+  exact (sample-weighted) loss over the whole set.
+* Diverging fits: when a batch loss is NaN or inf, training stops, the weights from before
+  the last optimizer step (the last ones that gave a finite loss) are restored, the epoch's
+  ``loss`` is recorded as NaN, and a ``RuntimeWarning`` is emitted.
+* ``seed`` makes a fit reproducible bit for bit on one machine and thread count: it seeds
+  the initialisers (for layers without their own seed) and the shuffling.
+* ``save`` writes one ``.npz`` file (weights plus a JSON config, no pickle) atomically.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+import zipfile
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import losses as losses_mod
+from . import optimizers as optimizers_mod
+from .callbacks import Callback, History
+from .layers import LAYER_CLASSES, GRU, Dense, Layer
+
+__all__ = ["Sequential", "load_model"]
+
+_FORMAT = "fastgru.Sequential"
+_FORMAT_VERSION = 1
+_PREDICT_CHUNK = 2048
+
+
+# --------------------------------------------------------------------------- metrics
+def _metric_abs(p, y, sparse):
+    return np.abs(p - y).mean(axis=-1)
+
+
+def _metric_sq(p, y, sparse):
+    d = p - y
+    return (d * d).mean(axis=-1)
+
+
+def _metric_binary_accuracy(p, y, sparse):
+    return ((p > 0.5) == (y > 0.5)).mean(axis=-1)
+
+
+def _metric_sparse_categorical_accuracy(p, y, sparse):
+    return p.argmax(axis=-1) == y
+
+
+def _metric_categorical_accuracy(p, y, sparse):
+    return p.argmax(axis=-1) == y.argmax(axis=-1)
+
+
+_METRICS = {
+    "mae": _metric_abs, "mean_absolute_error": _metric_abs,
+    "mse": _metric_sq, "mean_squared_error": _metric_sq,
+    "binary_accuracy": _metric_binary_accuracy,
+    "sparse_categorical_accuracy": _metric_sparse_categorical_accuracy,
+    "categorical_accuracy": _metric_categorical_accuracy,
+}
+
+
+def _resolve_metric(name: str, loss: losses_mod.Loss, out_units: int):
+    """Keras' resolution of ``"accuracy"``: binary for one output, sparse for sparse losses."""
+    key = name.lower()
+    if key in ("accuracy", "acc"):
+        if out_units == 1:
+            return _metric_binary_accuracy
+        if loss.sparse:
+            return _metric_sparse_categorical_accuracy
+        return _metric_categorical_accuracy
+    if key in _METRICS:
+        return _METRICS[key]
+    raise ValueError(
+        f"unknown metric {name!r}; expected 'accuracy' or one of {sorted(_METRICS)}"
+    )
+
+
+def _fmt(value: float) -> str:
+    """Keras' number format in progress lines."""
+    if value is None or not math.isfinite(value):
+        return str(value)
+    return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.4e}"
+
+
+def _overrides(cb: Callback, hook: str) -> bool:
+    return getattr(type(cb), hook, None) is not getattr(Callback, hook) or hook in vars(cb)
+
+
+# --------------------------------------------------------------------------- the model
+class Sequential:
+    """A linear stack of layers: ``Sequential([GRU(50), Dense(1)])``."""
+
+    def __init__(self, layers: Optional[Sequence[Layer]] = None, name: str = "sequential"):
+        self.name = name
+        self.layers: List[Layer] = []
+        self.built = False
+        self.input_shape: Optional[tuple] = None
+        self.optimizer: Optional[optimizers_mod.Optimizer] = None
+        self.loss: Optional[losses_mod.Loss] = None
+        self.metrics_names: List[str] = []
+        self.stop_training = False
+        self.history: Optional[History] = None
+        self._params: Optional[np.ndarray] = None
+        self._grads: Optional[np.ndarray] = None
+        self._segments: List[Tuple[int, int]] = []
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure --------------------------------------------------------------------
+    def add(self, layer: Layer) -> None:
+        """Append a layer (before the model is built)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential takes fastgru layers (GRU, Dense); got {type(layer).__name__}")
+        if self.built:
+            raise RuntimeError("cannot add layers to a model that is already built")
+        if any(layer is other for other in self.layers):
+            raise ValueError("the same layer object cannot appear twice in a model")
+        if layer.name is None:
+            base = {"GRU": "gru"}.get(type(layer).__name__, type(layer).__name__.lower())
+            taken = {l.name for l in self.layers}
+            name, i = base, 0
+            while name in taken:
+                i += 1
+                name = f"{base}_{i}"
+            layer.name = name
+        self.layers.append(layer)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.layers[0].dtype if self.layers else np.dtype(np.float32)
+
+    def build(self, input_shape, rng: Optional[np.random.Generator] = None) -> None:
+        """Build every layer for ``input_shape`` (e.g. ``(None, timesteps, features)``)."""
+        if not self.layers:
+            raise ValueError("the model has no layers")
+        input_shape = tuple(None if d is None else int(d) for d in input_shape)
+        if isinstance(self.layers[0], GRU) and len(input_shape) != 3:
+            raise ValueError(
+                f"the first layer is a GRU: input shape must be (samples, timesteps, features); "
+                f"got {input_shape}"
+            )
+        dtypes = {l.dtype for l in self.layers}
+        if len(dtypes) > 1:
+            raise ValueError(f"all layers must share one dtype; got {sorted(d.name for d in dtypes)}")
+        if rng is None:
+            rng = np.random.default_rng()
+        shape = input_shape
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, GRU) and len(shape) != 3:
+                raise ValueError(
+                    f"layer {layer.name!r} (GRU) gets input of shape {shape} from the layer before; "
+                    "a GRU that feeds another GRU needs return_sequences=True"
+                )
+            if layer.built:
+                if layer.input_size != shape[-1]:
+                    raise ValueError(
+                        f"layer {layer.name!r} was built for {layer.input_size} input features but "
+                        f"gets {shape[-1]}"
+                    )
+            else:
+                layer.build(shape, rng=rng)
+            shape = layer.compute_output_shape(shape)
+        self._flatten()
+        # only the feature count is fixed: samples and timesteps may vary between calls
+        self.input_shape = (None,) * (len(input_shape) - 1) + (input_shape[-1],)
+        self.built = True
+        if self.optimizer is not None:
+            self.optimizer.build(self._params, self._segments)
+
+    def _flatten(self) -> None:
+        """Move every weight into one flat buffer (and every gradient into another)."""
+        total = sum(w.size for l in self.layers for w in l._weights)
+        params = np.empty(total, dtype=self.dtype)
+        grads = np.zeros(total, dtype=self.dtype)
+        offset = 0
+        self._segments = []
+        for layer in self.layers:
+            wviews, gviews = [], []
+            for w in layer._weights:
+                stop = offset + w.size
+                wviews.append(params[offset:stop].reshape(w.shape))
+                gviews.append(grads[offset:stop].reshape(w.shape))
+                self._segments.append((offset, stop))
+                offset = stop
+            layer._bind(wviews, gviews)
+        self._params, self._grads = params, grads
+        self._backup = params.copy()
+        self._grus = [l for l in self.layers if isinstance(l, GRU)]
+
+    def _output_shape(self, input_shape) -> tuple:
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    @property
+    def output_shape(self) -> Optional[tuple]:
+        return self._output_shape(self.input_shape) if self.built else None
+
+    def count_params(self) -> int:
+        self._require_built("count_params")
+        return int(self._params.size)
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise RuntimeError(
+                f"{what}: the model has not been built yet; call fit() first (or set_weights(), "
+                "or build((None, timesteps, features)))"
+            )
+
+    # -- weights ----------------------------------------------------------------------
+    def get_weights(self) -> List[np.ndarray]:
+        """All weights in Keras order and shapes (copies); [] before the model is built."""
+        return [w.copy() for layer in self.layers for w in layer._weights]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Load weights in Keras order and shapes, e.g. a Keras model's ``get_weights()``.
+
+        An unbuilt model is built first, its input size taken from the first kernel.
+        """
+        weights = list(weights)
+        if not self.built:
+            if not weights or np.ndim(weights[0]) != 2:
+                raise ValueError("set_weights on an unbuilt model needs the first layer's kernel first")
+            features = int(np.shape(weights[0])[0])
+            shape = (None, None, features) if isinstance(self.layers[0], GRU) else (None, features)
+            self.build(shape)
+        expected = [s for layer in self.layers for s in layer.weight_shapes()]
+        if len(weights) != len(expected):
+            raise ValueError(
+                f"the model has {len(expected)} weight arrays with shapes {expected}; "
+                f"got {len(weights)} arrays"
+            )
+        arrays = []
+        for i, (w, shape) in enumerate(zip(weights, expected)):
+            w = np.asarray(w)
+            if w.shape != shape:
+                raise ValueError(f"weight {i} must have shape {shape}; got {w.shape}")
+            if w.dtype.kind not in "fiu":
+                raise TypeError(f"weight {i} must be numeric; got dtype {w.dtype}")
+            arrays.append(w)
+        views = [w for layer in self.layers for w in layer._weights]
+        for dst, src in zip(views, arrays):
+            np.copyto(dst, src, casting="unsafe")
+        for layer in self.layers:
+            layer._weights_changed()
+
+    # -- compile ----------------------------------------------------------------------
+    def compile(self, optimizer="adam", loss="mse", metrics: Optional[Sequence[str]] = None) -> None:
+        """Choose the optimizer (``"adam"``, ``"sgd"``, an instance), loss and metrics."""
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.loss = losses_mod.get(loss)
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        for m in metrics:
+            if not isinstance(m, str):
+                raise TypeError(f"metrics are given by name; got {m!r}")
+            if m.lower() not in ("accuracy", "acc") and m.lower() not in _METRICS:
+                raise ValueError(f"unknown metric {m!r}; expected 'accuracy' or one of {sorted(_METRICS)}")
+        self.metrics_names = list(metrics)
+        if self.built:
+            self.optimizer.build(self._params, self._segments)
+
+    def _require_compiled(self, what: str) -> None:
+        if self.optimizer is None or self.loss is None:
+            raise RuntimeError(f"{what}: compile the model first, e.g. model.compile(optimizer='adam', loss='mse')")
+
+    def _fused(self) -> bool:
+        last = self.layers[-1]
+        return (
+            isinstance(last, Dense)
+            and self.loss is not None
+            and self.loss.fuses_with is not None
+            and last.activation == self.loss.fuses_with
+        )
+
+    # -- data checks ------------------------------------------------------------------
+    def _check_x(self, X, name: str = "X") -> np.ndarray:
+        if isinstance(X, (list, tuple)) or hasattr(X, "to_numpy"):
+            X = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiub":
+            raise TypeError(f"{name} must be numeric; got dtype {X.dtype}")
+        if not self.layers:
+            raise ValueError("the model has no layers")
+        if isinstance(self.layers[0], GRU):
+            if X.ndim != 3:
+                hint = " (add a feature axis, e.g. X[..., None])" if X.ndim == 2 else ""
+                raise ValueError(
+                    f"{name} must be 3-D (samples, timesteps, features) for a model starting with "
+                    f"a GRU; got shape {X.shape}{hint}"
+                )
+        elif X.ndim < 2:
+            raise ValueError(f"{name} must be at least 2-D (samples, features); got shape {X.shape}")
+        if any(d == 0 for d in X.shape):
+            raise ValueError(f"{name} must not be empty; got shape {X.shape}")
+        if self.built and self.layers[0].input_size != X.shape[-1]:
+            raise ValueError(
+                f"{name} has {X.shape[-1]} features (shape {X.shape}) but the model was built for "
+                f"{self.layers[0].input_size} features, i.e. input shape {self.input_shape}"
+            )
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if not np.isfinite(X).all():
+            raise ValueError(f"{name} contains NaN or inf values")
+        return X
+
+    def _check_y(self, y, X: np.ndarray, name: str = "y", x_name: str = "X") -> np.ndarray:
+        if hasattr(y, "to_numpy"):
+            y = y.to_numpy()
+        y = np.asarray(y)
+        if y.ndim == 0:
+            raise ValueError(f"{name} must have one entry per sample; got a scalar")
+        if len(y) != len(X):
+            raise ValueError(
+                f"{x_name} and {name} must have the same number of samples; got {len(X)} and {len(y)}"
+            )
+        if y.dtype.kind not in "fiub":
+            raise TypeError(f"{name} must be numeric; got dtype {y.dtype}")
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or inf values")
+        pred_shape = self._output_shape(X.shape)
+        return self.loss.prepare_targets(y, pred_shape, self.dtype)
+
+    @staticmethod
+    def _check_positive_int(name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive int; got {value!r}")
+        return int(value)
+
+    # -- forward ----------------------------------------------------------------------
+    def _forward(self, X: np.ndarray, logits: bool = False) -> np.ndarray:
+        a = X
+        for layer in self.layers[:-1]:
+            a = layer.call(a)
+        last = self.layers[-1]
+        if logits:
+            return last._affine(a)
+        return last.call(a)
+
+    def predict(self, X, batch_size: Optional[int] = None, verbose: int = 0) -> np.ndarray:
+        """Model outputs for ``X`` (in chunks of ``batch_size`` samples; None = large chunks)."""
+        self._require_built("predict")
+        X = self._check_x(X)
+        chunk = _PREDICT_CHUNK if batch_size is None else self._check_positive_int("batch_size", batch_size)
+        if len(X) <= chunk:
+            return self._forward(X)
+        return np.concatenate([self._forward(X[i:i + chunk]) for i in range(0, len(X), chunk)])
+
+    def __call__(self, X) -> np.ndarray:
+        return self.predict(X)
+
+    def _evaluate_arrays(self, X: np.ndarray, y: np.ndarray, chunk: int = _PREDICT_CHUNK) -> Dict[str, float]:
+        fused = self._fused()
+        n = len(X)
+        loss_sum = 0.0
+        metric_fns = self._metric_fns()
+        sums = [0.0] * len(metric_fns)
+        counts = [0] * len(metric_fns)
+        for i in range(0, n, chunk):
+            xb, yb = X[i:i + chunk], y[i:i + chunk]
+            out = self._forward(xb, logits=fused)
+            if fused:
+                value, _ = self.loss.logits_value_and_grad(yb, out, grad=False)
+                pred = self.layers[-1]._activate(out.copy()) if metric_fns else None
+            else:
+                value, _ = self.loss.value_and_grad(yb, out, grad=False)
+                pred = out
+            loss_sum += value * len(xb)
+            for j, fn in enumerate(metric_fns):
+                per = fn(pred, yb, self.loss.sparse)
+                sums[j] += float(np.sum(per, dtype=np.float64))
+                counts[j] += per.size
+        logs = {"loss": loss_sum / n}
+        for j, name in enumerate(self.metrics_names):
+            logs[name] = sums[j] / counts[j]
+        return logs
+
+    def evaluate(self, X, y, batch_size: Optional[int] = None, verbose: int = 0, return_dict: bool = False):
+        """The loss (and metrics) over ``(X, y)``: a float, ``[loss, *metrics]`` or a dict."""
+        self._require_compiled("evaluate")
+        self._require_built("evaluate")
+        X = self._check_x(X)
+        y = self._check_y(y, X)
+        chunk = _PREDICT_CHUNK if batch_size is None else self._check_positive_int("batch_size", batch_size)
+        logs = self._evaluate_arrays(X, y, chunk)
+        if verbose:
+            print(" - ".join(f"{k}: {_fmt(v)}" for k, v in logs.items()))
+        if return_dict:
+            return logs
+        if not self.metrics_names:
+            return logs["loss"]
+        return [logs["loss"]] + [logs[m] for m in self.metrics_names]
+
+    def _metric_fns(self):
+        if not self.metrics_names:
+            return []
+        units = self.layers[-1].units
+        return [_resolve_metric(m, self.loss, units) for m in self.metrics_names]
+
+    # -- training ---------------------------------------------------------------------
+    def _train_step(self, xb: np.ndarray, yb: np.ndarray, fused: bool):
+        """Forward, loss, backward for one batch; gradients land in ``self._grads``.
+
+        Returns ``(loss, output)``; output is the logits when ``fused``.
+        """
+        layers = self.layers
+        a = xb
+        for layer in layers[:-1]:
+            a = layer.forward_train(a)
+        last = layers[-1]
+        if fused:
+            out = last.forward_train(a, logits=True)
+            value, d = self.loss.logits_value_and_grad(yb, out)
+        else:
+            out = last.forward_train(a)
+            value, d = self.loss.value_and_grad(yb, out)
+        if not math.isfinite(value):
+            return value, out
+        for i in range(len(layers) - 1, -1, -1):
+            d = layers[i].backward(d, need_dx=i > 0)
+        return value, out
+
+    def _loss_and_gradients(self, X, y) -> Tuple[float, np.ndarray]:
+        """The loss on ``(X, y)`` as one batch and a copy of the flat gradient (for checks)."""
+        self._require_compiled("gradients")
+        X = self._check_x(X)
+        if not self.built:
+            self.build((None,) + X.shape[1:])
+        y = self._check_y(y, X)
+        value, _ = self._train_step(X, y, self._fused())
+        return value, self._grads.copy()
+
+    def fit(
+        self,
+        X,
+        y,
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        validation_split: float = 0.0,
+        validation_data=None,
+        callbacks: Optional[Sequence[Callback]] = None,
+        verbose: int = 1,
+        seed: Optional[int] = None,
+    ) -> History:
+        """Train for ``epochs`` passes over ``(X, y)`` in batches; return the ``History``.
+
+        ``validation_split`` holds out the last fraction of the samples (before shuffling),
+        as Keras does; ``validation_data=(X_val, y_val)`` takes precedence.
+        """
+        self._require_compiled("fit")
+        epochs = self._check_positive_int("epochs", epochs)
+        batch_size = self._check_positive_int("batch_size", batch_size)
+        if not 0.0 <= float(validation_split) < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
+        X = self._check_x(X)
+        rng = np.random.default_rng(seed)
+        if not self.built:
+            self.build((None,) + X.shape[1:], rng=rng)
+        y = self._check_y(y, X)
+        X_val = y_val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (X_val, y_val)")
+            X_val = self._check_x(validation_data[0], "X_val")
+            y_val = self._check_y(validation_data[1], X_val, "y_val", "X_val")
+        elif validation_split > 0:
+            split = int(math.floor(len(X) * (1.0 - validation_split)))
+            if split == 0 or split == len(X):
+                raise ValueError(
+                    f"validation_split={validation_split} leaves {split} training and "
+                    f"{len(X) - split} validation samples out of {len(X)}; both must be > 0"
+                )
+            X, X_val = X[:split], X[split:]
+            y, y_val = y[:split], y[split:]
+        if not self.optimizer.built or self.optimizer._size != self._params.size:
+            self.optimizer.build(self._params, self._segments)
+
+        history = History()
+        cbs: List[Callback] = [history] + list(callbacks or [])
+        params = {"epochs": epochs, "steps": math.ceil(len(X) / batch_size), "verbose": verbose}
+        for cb in cbs:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be fastgru Callback instances; got {type(cb).__name__}")
+            cb.set_model(self)
+            cb.set_params(params)
+        begin_cbs = [cb for cb in cbs if _overrides(cb, "on_train_batch_begin")]
+        end_cbs = [cb for cb in cbs if _overrides(cb, "on_train_batch_end")]
+        self.history = history
+        self.stop_training = False
+        for cb in cbs:
+            cb.on_train_begin({})
+        self._run_epochs(X, y, X_val, y_val, epochs, batch_size, shuffle, rng, cbs,
+                         begin_cbs, end_cbs, verbose)
+        for cb in cbs:
+            cb.on_train_end({})
+        return history
+
+    def _run_epochs(self, X, y, X_val, y_val, epochs, batch_size, shuffle, rng, cbs,
+                    begin_cbs, end_cbs, verbose):
+        n = len(X)
+        steps = math.ceil(n / batch_size)
+        fused = self._fused()
+        metric_fns = self._metric_fns()
+        sparse = self.loss.sparse
+        last = self.layers[-1]
+        params, grads, backup = self._params, self._grads, self._backup
+        opt_step = self.optimizer.step
+        grus = self._grus
+        Xs, ys = (np.empty_like(X), np.empty_like(y)) if shuffle else (X, y)
+        np.copyto(backup, params)
+        isfinite = math.isfinite
+        for epoch in range(epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch, {})
+            t0 = time.perf_counter()
+            if shuffle:
+                perm = rng.permutation(n)
+                np.take(X, perm, axis=0, out=Xs)
+                np.take(y, perm, axis=0, out=ys)
+            batch_losses: List[float] = []
+            sums = [0.0] * len(metric_fns)
+            counts = [0] * len(metric_fns)
+            diverged = False
+            for b in range(steps):
+                for cb in begin_cbs:
+                    cb.on_train_batch_begin(b, {})
+                start = b * batch_size
+                xb = Xs[start:start + batch_size]
+                yb = ys[start:start + batch_size]
+                value, out = self._train_step(xb, yb, fused)
+                if not isfinite(value):
+                    diverged = True
+                    break
+                np.copyto(backup, params)
+                opt_step(params, grads)
+                for g in grus:
+                    g._packed = None
+                batch_losses.append(value)
+                if metric_fns:
+                    pred = last._activate(out.copy()) if fused else out
+                    for j, fn in enumerate(metric_fns):
+                        per = fn(pred, yb, sparse)
+                        sums[j] += float(np.sum(per, dtype=np.float64))
+                        counts[j] += per.size
+                if end_cbs:
+                    logs = {"loss": value}
+                    for cb in end_cbs:
+                        cb.on_train_batch_end(b, logs)
+            if not diverged and not np.isfinite(params).all():
+                diverged = True
+            if diverged:
+                np.copyto(params, backup)
+                for layer in self.layers:
+                    layer._weights_changed()
+                warnings.warn(
+                    f"training diverged in epoch {epoch + 1} (loss became NaN or inf): stopped and "
+                    "restored the last weights with a finite loss; try a smaller learning rate, "
+                    "clipnorm, or scaling the data",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                logs = {"loss": float("nan")}
+            else:
+                logs = {"loss": float(sum(batch_losses) / len(batch_losses))}
+                for j, name in enumerate(self.metrics_names):
+                    logs[name] = sums[j] / counts[j]
+                if X_val is not None:
+                    for key, value in self._evaluate_arrays(X_val, y_val).items():
+                        logs["val_" + key] = value
+            elapsed = time.perf_counter() - t0
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if verbose:
+                line = " - ".join(f"{k}: {_fmt(v)}" for k, v in logs.items())
+                print(f"Epoch {epoch + 1}/{epochs}\n{steps}/{steps} - {line} - {elapsed:.2f}s",
+                      file=sys.stdout, flush=True)
+            if diverged or self.stop_training:
+                break
+
+    # -- summary ----------------------------------------------------------------------
+    def summary(self, print_fn=None) -> None:
+        """Print the layers, their output shapes and parameter counts (Keras style)."""
+        print_fn = print_fn or print
+        rows = []
+        shape = self.input_shape
+        for layer in self.layers:
+            if shape is not None:
+                shape = layer.compute_output_shape(shape)
+                out = str(tuple(shape)).replace(",)", ")")
+                count = f"{layer.count_params():,}"
+            else:
+                out, count = "? (unbuilt)", "0 (unbuilt)"
+            rows.append((f"{layer.name} ({type(layer).__name__})", out, count))
+        head = ("Layer (type)", "Output Shape", "Param #")
+        w0 = max(len(head[0]), *(len(r[0]) for r in rows)) + 2 if rows else len(head[0]) + 2
+        w1 = max(len(head[1]), *(len(r[1]) for r in rows)) + 2 if rows else len(head[1]) + 2
+        w2 = max(len(head[2]), *(len(r[2]) for r in rows)) if rows else len(head[2])
+        width = w0 + w1 + w2
+        lines = [f'Model: "{self.name}"', "=" * width,
+                 f"{head[0]:<{w0}}{head[1]:<{w1}}{head[2]:>{w2}}", "=" * width]
+        for r in rows:
+            lines.append(f"{r[0]:<{w0}}{r[1]:<{w1}}{r[2]:>{w2}}")
+        lines.append("=" * width)
+        total = self._params.size if self.built else 0
+        lines += [f"Total params: {total:,}", f"Trainable params: {total:,}",
+                  "Non-trainable params: 0", "_" * width]
+        print_fn("\n".join(lines))
+
+    # -- config and save / load -------------------------------------------------------
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers],
+            "input_shape": list(self.input_shape) if self.input_shape is not None else None,
+        }
+
+    def save(self, path) -> None:
+        """Write the model (config, weights, compile settings) to one ``.npz`` file.
+
+        No pickle is involved. The file is written to a temporary file in the same directory
+        and moved into place with ``os.replace``, so a crash never leaves a half-written model.
+        The optimizer's state (Adam moments) is not saved.
+        """
+        self._require_built("save")
+        path = os.fspath(path)
+        config = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "model": self.get_config(),
+            "compile": None,
+        }
+        if self.optimizer is not None and self.loss is not None:
+            config["compile"] = {
+                "optimizer": optimizers_mod.serialize(self.optimizer),
+                "loss": losses_mod.serialize(self.loss),
+                "metrics": list(self.metrics_names),
+            }
+        arrays = {"__config__": np.array(json.dumps(config))}
+        for i, w in enumerate(self.get_weights()):
+            arrays[f"weight_{i}"] = w
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".fastgru-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+
+def load_model(path) -> Sequential:
+    """Load a model written by ``Sequential.save``; compiled again if it was compiled.
+
+    Raises ``ValueError`` naming the file when it is damaged, truncated or not a fastgru model
+    (``FileNotFoundError`` when it does not exist).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such model file: {path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files") or "__config__" not in data.files:
+                raise ValueError("no fastgru config entry")
+            config = json.loads(str(data["__config__"][()]))
+            if not isinstance(config, dict) or config.get("format") != _FORMAT:
+                raise ValueError("the config is not a fastgru Sequential config")
+            if config.get("version") != _FORMAT_VERSION:
+                raise ValueError(f"unsupported format version {config.get('version')!r}")
+            n_weights = sum(1 for f in data.files if f.startswith("weight_"))
+            weights = [np.array(data[f"weight_{i}"]) for i in range(n_weights)]
+        model_cfg = config["model"]
+        model = Sequential(name=model_cfg.get("name", "sequential"))
+        for entry in model_cfg["layers"]:
+            cls = LAYER_CLASSES[entry["class_name"]]
+            model.add(cls.from_config(entry["config"]))
+        shape = tuple(model_cfg["input_shape"])
+        model.build(shape)
+        model.set_weights(weights)
+        compile_cfg = config.get("compile")
+        if compile_cfg:
+            model.compile(
+                optimizer=optimizers_mod.deserialize(compile_cfg["optimizer"]),
+                loss=losses_mod.deserialize(compile_cfg["loss"]),
+                metrics=compile_cfg.get("metrics") or None,
+            )
+    except (ValueError, TypeError, KeyError, IndexError, OSError, EOFError, zipfile.BadZipFile,
+            json.JSONDecodeError, RuntimeError) as exc:
+        raise ValueError(
+            f"cannot load fastgru model from {path!r}: the file is damaged, truncated or not a "
+            f"fastgru model ({type(exc).__name__}: {exc})"
+        ) from exc
+    return model

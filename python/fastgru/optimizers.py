@@ -1,0 +1,241 @@
+"""Optimizers with Keras 3's exact update rules, vectorised over one flat parameter buffer.
+
+``Sequential`` keeps every parameter in one contiguous array (the layers' weights are views
+into it) and every gradient in another, so a step is a dozen NumPy operations however many
+layers there are. The optimizers also work on any single array::
+
+    opt = Adam(learning_rate=0.01)
+    opt.build(params)              # state shaped like params
+    opt.step(params, grads)        # in place
+
+Keras 3 Adam (``keras/src/optimizers/adam.py``), with t = iterations + 1::
+
+    alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)
+    m += (g - m) * (1 - beta_1)
+    v += (g*g - v) * (1 - beta_2)
+    var -= (m * alpha) / (sqrt(v) + epsilon)          # v -> max(v_hat, v) with amsgrad
+
+Keras 3 SGD::
+
+    momentum == 0:  var -= g * lr
+    else:           m = m * momentum - g * lr
+                    var += m                        (nesterov: var += m * momentum - g * lr)
+
+``clipnorm`` clips each weight's gradient to that L2 norm separately (Keras ``clipnorm``);
+``global_clipnorm`` clips all gradients together by their joint norm. Arithmetic runs in the
+parameters' dtype, as Keras casts everything to the variable dtype.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = ["Optimizer", "Adam", "SGD", "get"]
+
+
+def _check_positive(name, value, allow_zero=False):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number; got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}; got {value!r}")
+    return v
+
+
+class Optimizer:
+    """Base class: learning rate, gradient clipping, the iteration counter, flat state."""
+
+    def __init__(self, learning_rate: float, clipnorm: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None):
+        self.learning_rate = _check_positive("learning_rate", learning_rate)
+        if clipnorm is not None and global_clipnorm is not None:
+            raise ValueError("set at most one of clipnorm and global_clipnorm")
+        self.clipnorm = None if clipnorm is None else _check_positive("clipnorm", clipnorm)
+        self.global_clipnorm = (
+            None if global_clipnorm is None else _check_positive("global_clipnorm", global_clipnorm)
+        )
+        self.iterations = 0
+        self._size = None
+        self._segments: Sequence[Tuple[int, int]] = ()
+
+    def build(self, params: np.ndarray, segments: Optional[Sequence[Tuple[int, int]]] = None) -> None:
+        """Allocate state for ``params`` (a flat array, or any array); reset the step counter.
+
+        ``segments`` lists ``(start, stop)`` of each weight inside the flat buffer, for
+        per-weight ``clipnorm`` (default: the whole buffer is one weight).
+        """
+        self.iterations = 0
+        self._size = params.size
+        self._dtype = params.dtype
+        self._segments = list(segments) if segments is not None else [(0, params.size)]
+        self._tmp = np.empty_like(params)
+        self._build_state(params)
+
+    def _build_state(self, params):
+        pass
+
+    @property
+    def built(self) -> bool:
+        return self._size is not None
+
+    def _clip(self, grads: np.ndarray) -> np.ndarray:
+        if self.clipnorm is not None:
+            c = self.clipnorm
+            flat = grads.reshape(-1)
+            for start, stop in self._segments:
+                seg = flat[start:stop]
+                norm = math.sqrt(float(np.dot(seg, seg)))
+                if norm > c:
+                    seg *= c / norm
+        elif self.global_clipnorm is not None:
+            c = self.global_clipnorm
+            flat = grads.reshape(-1)
+            norm = math.sqrt(float(np.dot(flat, flat)))
+            if norm > c:
+                grads *= c / norm
+        return grads
+
+    def step(self, params: np.ndarray, grads: np.ndarray) -> None:
+        """Update ``params`` in place from ``grads`` (clipped in place when clipping is on)."""
+        if self._size is None or params.size != self._size or params.dtype != self._dtype:
+            self.build(params)
+        if self.clipnorm is not None or self.global_clipnorm is not None:
+            grads = self._clip(grads)
+        self._update(params, grads)
+        self.iterations += 1
+
+    def _update(self, params, grads):
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        config = {"learning_rate": self.learning_rate}
+        if self.clipnorm is not None:
+            config["clipnorm"] = self.clipnorm
+        if self.global_clipnorm is not None:
+            config["global_clipnorm"] = self.global_clipnorm
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Optimizer":
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Adam(Optimizer):
+    """Adam, Keras 3 update rule (see the module docstring)."""
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, amsgrad: bool = False, clipnorm: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, clipnorm, global_clipnorm)
+        for name, b in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0.0 <= float(b) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1); got {b!r}")
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = _check_positive("epsilon", epsilon, allow_zero=True)
+        self.amsgrad = bool(amsgrad)
+
+    def _build_state(self, params):
+        self.m = np.zeros_like(params)
+        self.v = np.zeros_like(params)
+        self.v_hat = np.zeros_like(params) if self.amsgrad else None
+        self._tmp2 = np.empty_like(params)
+
+    def _update(self, params, grads):
+        dt = params.dtype.type
+        one = dt(1)
+        t = dt(self.iterations + 1)
+        alpha = dt(self.learning_rate) * np.sqrt(one - dt(self.beta_2) ** t) / (
+            one - dt(self.beta_1) ** t
+        )
+        m, v, tmp, tmp2 = self.m, self.v, self._tmp, self._tmp2
+        np.subtract(grads, m, out=tmp)
+        tmp *= dt(1 - self.beta_1)
+        m += tmp
+        np.multiply(grads, grads, out=tmp)
+        tmp -= v
+        tmp *= dt(1 - self.beta_2)
+        v += tmp
+        if self.amsgrad:
+            np.maximum(self.v_hat, v, out=self.v_hat)
+            v = self.v_hat
+        np.sqrt(v, out=tmp)
+        tmp += dt(self.epsilon)
+        np.multiply(m, alpha, out=tmp2)
+        tmp2 /= tmp
+        params -= tmp2
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                      amsgrad=self.amsgrad)
+        return config
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, Keras 3 rule."""
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 clipnorm: Optional[float] = None, global_clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, clipnorm, global_clipnorm)
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1]; got {momentum!r}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def _build_state(self, params):
+        self.m = np.zeros_like(params) if self.momentum != 0 else None
+        self._tmp2 = np.empty_like(params) if self.momentum != 0 and self.nesterov else None
+
+    def _update(self, params, grads):
+        dt = params.dtype.type
+        tmp = self._tmp
+        np.multiply(grads, dt(self.learning_rate), out=tmp)  # g * lr
+        if self.m is None:
+            params -= tmp
+            return
+        m = self.m
+        m *= dt(self.momentum)
+        m -= tmp
+        if self.nesterov:
+            buf = self._tmp2
+            np.multiply(m, dt(self.momentum), out=buf)
+            buf -= tmp
+            params += buf
+        else:
+            params += m
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(momentum=self.momentum, nesterov=self.nesterov)
+        return config
+
+
+_OPTIMIZERS = {"adam": Adam, "sgd": SGD}
+
+
+def get(identifier: Union[str, Optimizer]) -> Optimizer:
+    """An optimizer by name (``"adam"``, ``"sgd"``, Keras defaults) or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _OPTIMIZERS:
+        return _OPTIMIZERS[identifier.lower()]()
+    raise ValueError(f"unknown optimizer {identifier!r}; expected 'adam', 'sgd' or an Optimizer")
+
+
+def serialize(opt: Optimizer) -> dict:
+    for name, cls in _OPTIMIZERS.items():
+        if type(opt) is cls:
+            return {"name": name, "config": opt.get_config()}
+    raise ValueError(f"cannot serialise custom optimizer {opt!r}")
+
+
+def deserialize(config: dict) -> Optimizer:
+    return _OPTIMIZERS[config["name"]].from_config(config.get("config", {}))
