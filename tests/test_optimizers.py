@@ -1,0 +1,116 @@
+"""Optimizers against update sequences computed by hand from Keras 3's rules."""
+import math
+
+import numpy as np
+import pytest
+
+from fastgru.optimizers import SGD, Adam, get
+
+
+def _grads(t, p):
+    """A deterministic gradient that depends on the step and the parameters."""
+    return np.array([0.5 * p[0] - 0.1 * t, -2.0 + p[1], 3.0 * math.sin(t + 1.0)])
+
+
+def test_adam_matches_hand_computed_sequence():
+    lr, b1, b2, eps = 0.05, 0.8, 0.95, 1e-7
+    opt = Adam(learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=eps)
+    p = np.array([1.0, -0.5, 0.25])
+    opt.build(p)
+    # by hand, element by element, textbook form (bias-corrected learning rate)
+    q = [1.0, -0.5, 0.25]
+    m = [0.0] * 3
+    v = [0.0] * 3
+    for t in range(1, 8):
+        g = _grads(t - 1, np.array(q))
+        alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        for i in range(3):
+            m[i] = b1 * m[i] + (1 - b1) * g[i]
+            v[i] = b2 * v[i] + (1 - b2) * g[i] ** 2
+            q[i] -= alpha * m[i] / (math.sqrt(v[i]) + eps)
+        opt.step(p, _grads(t - 1, p.copy()))
+        np.testing.assert_allclose(p, q, rtol=1e-13, atol=1e-15)
+    assert opt.iterations == 7
+
+
+def test_adam_first_step_moves_each_parameter_by_lr():
+    opt = Adam(learning_rate=0.01)
+    p = np.zeros(4)
+    opt.step(p, np.array([3.0, -0.2, 0.1, 50.0]))
+    np.testing.assert_allclose(p, [-0.01, 0.01, -0.01, -0.01], rtol=1e-4)
+
+
+def test_adam_float32_keeps_dtype_and_matches_float64_closely():
+    g = np.random.default_rng(0).standard_normal((5, 10))
+    p32 = np.ones(10, np.float32)
+    p64 = np.ones(10)
+    o32, o64 = Adam(0.01), Adam(0.01)
+    for row in g:
+        o32.step(p32, row.astype(np.float32))
+        o64.step(p64, row)
+    assert p32.dtype == np.float32
+    np.testing.assert_allclose(p32, p64, rtol=1e-5)
+
+
+def test_amsgrad_uses_max_of_second_moments():
+    lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-7
+    opt = Adam(learning_rate=lr, amsgrad=True)
+    p = np.array([0.0])
+    gs = [10.0, 0.1, 0.1]
+    m = v = vhat = 0.0
+    q = 0.0
+    for t, g in enumerate(gs, 1):
+        m += (g - m) * (1 - b1)
+        v += (g * g - v) * (1 - b2)
+        vhat = max(vhat, v)
+        q -= lr * math.sqrt(1 - b2**t) / (1 - b1**t) * m / (math.sqrt(vhat) + eps)
+        opt.step(p, np.array([g]))
+        assert p[0] == pytest.approx(q, rel=1e-12)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_matches_keras_rule(nesterov):
+    lr, mom = 0.1, 0.9
+    opt = SGD(learning_rate=lr, momentum=mom, nesterov=nesterov)
+    p = np.array([1.0, 2.0, 3.0])
+    q = [1.0, 2.0, 3.0]
+    m = [0.0] * 3
+    for t in range(5):
+        g = _grads(t, np.array(q))
+        for i in range(3):
+            m[i] = m[i] * mom - g[i] * lr
+            q[i] += (m[i] * mom - g[i] * lr) if nesterov else m[i]
+        opt.step(p, _grads(t, p.copy()))
+        np.testing.assert_allclose(p, q, rtol=1e-14)
+
+
+def test_plain_sgd():
+    p = np.array([1.0, -1.0])
+    SGD(learning_rate=0.5).step(p, np.array([2.0, 4.0]))
+    np.testing.assert_array_equal(p, [0.0, -3.0])
+
+
+def test_clipnorm_clips_each_weight_separately_and_global_clipnorm_jointly():
+    opt = SGD(learning_rate=1.0, clipnorm=1.0)
+    p = np.zeros(4)
+    opt.build(p, segments=[(0, 2), (2, 4)])
+    opt.step(p, np.array([3.0, 4.0, 0.3, 0.4]))  # norms 5 (clipped to 1) and 0.5 (kept)
+    np.testing.assert_allclose(p, [-0.6, -0.8, -0.3, -0.4])
+    opt = SGD(learning_rate=1.0, global_clipnorm=1.0)
+    p = np.zeros(4)
+    opt.step(p, np.array([3.0, 4.0, 0.0, 0.0]))
+    np.testing.assert_allclose(p, [-0.6, -0.8, 0.0, 0.0])
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError):
+        Adam(learning_rate=-1)
+    with pytest.raises(ValueError):
+        Adam(beta_1=1.0)
+    with pytest.raises(ValueError):
+        SGD(momentum=2.0)
+    with pytest.raises(ValueError):
+        SGD(clipnorm=1.0, global_clipnorm=1.0)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        get("adagrad-ish")
+    assert isinstance(get("adam"), Adam) and get("sgd").learning_rate == 0.01
