@@ -106,9 +106,7 @@ class PackedGRU:
         d_out, d_h_last = check_output_grads(
             d_out, d_h_last, batch, steps, self.units, self.dtype
         )
-        grads = self._core.backward(
-            tape.x, tape.h0, tape.h_prev, tape.gates, tape.h_rec, d_out, d_h_last
-        )
+        grads = self._core.backward(tape.x, tape.h_prev, tape.gates, tape.h_rec, d_out, d_h_last)
         return GRUGradients(*grads)
 
 

@@ -1,0 +1,172 @@
+// Types shared by every SIMD path and the bindings: packed weights, the kernel table, scratch.
+// Nothing here depends on the instruction set, so it is compiled once, with baseline flags.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+namespace fastgru {
+
+// 64-byte aligned, zero-initialised array that owns its memory.
+template <typename T>
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t count, bool zeroed = true);
+  ~AlignedBuffer();
+  AlignedBuffer(AlignedBuffer&& other) noexcept : data_(other.data_), size_(other.size_) {
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  AlignedBuffer& operator=(AlignedBuffer&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    return *this;
+  }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  // A raw pointer, not std::unique_ptr: the SIMD translation units read it, and no template
+  // of the standard library should be instantiated there with wider-ISA flags (ODR).
+  T* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// A K x N matrix ("B" of C = A*B) cut into panels of `panel_width` columns, each panel stored
+// K rows of `panel_width` contiguous values, zero padded: what the micro-kernels stream.
+// A plain row-major matrix is described by the same view with panel_stride = panel_width
+// and ldb = its row length, so one micro-kernel serves packed weights and big activations.
+template <typename T>
+struct BView {
+  const T* data = nullptr;
+  size_t panel_stride = 0;  // distance between panel p and p+1
+  size_t ldb = 0;           // distance between row k and k+1 inside a panel
+  size_t nvec = 0;          // columns to compute, in SIMD vectors
+};
+
+// Geometry of one SIMD path: vector lanes per type, micro-kernel rows (MR) and panel width (NV).
+struct SimdGeometry {
+  int lanes;    // elements per vector
+  int mr;       // rows of the micro-kernel
+  int nv;       // vectors per panel
+};
+
+inline size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+// GRU weights packed for one SIMD path. Gate segments z, r, h are each padded to Hp units (a
+// multiple of the vector width) so every gate starts on a vector boundary and the fused
+// epilogue has no scalar tail; padded units have zero weights and stay exactly zero.
+template <typename T>
+struct PackedWeights {
+  size_t input_size = 0, units = 0, padded_units = 0;
+  bool reset_after = true;
+  SimdGeometry geo{};
+  // forward: C = x*W (3Hp columns), C[z,r] += h*U[z,r], and h*U[h] (or (r*h)*U[h])
+  AlignedBuffer<T> kernel;       // K=I,  N=3Hp
+  AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp
+  AlignedBuffer<T> rec_h;        // K=H,  N=Hp
+  AlignedBuffer<T> bias_x;       // 3Hp: input bias, with the recurrent z/r bias folded in
+  AlignedBuffer<T> bias_hh;      // Hp:  recurrent h bias (reset_after) or zeros
+  // backward: dx = dG*W^T, dh += dG[z,r]*U[z,r]^T + dG_h*U[h]^T
+  AlignedBuffer<T> kernel_t;     // K=3Hp, N=I
+  AlignedBuffer<T> rec_zr_t;     // K=2Hp, N=H
+  AlignedBuffer<T> rec_h_t;      // K=Hp,  N=H
+
+  PackedWeights(SimdGeometry geo, const T* kernel, const T* recurrent_kernel, const T* bias,
+                size_t input_size, size_t units, bool reset_after);
+
+  size_t panel_width() const { return size_t(geo.nv) * geo.lanes; }
+  // Elements of scratch gru_backward needs: the pre-activation gradients of every step
+  // (B*T x 3Hp, and B*T x Hp for the recurrent h part) and the padded weight gradients.
+  size_t backward_workspace(size_t batch, size_t steps) const {
+    const size_t Hp = padded_units, rows = batch * steps;
+    return rows * 3 * Hp + rows * Hp + (input_size + 1) * 3 * Hp + units * 2 * Hp +
+           (units + 1) * Hp;
+  }
+  BView<T> view(const AlignedBuffer<T>& packed, size_t k, size_t n) const;
+};
+
+// Buffers that the training forward fills and backward reads, all (B, T, width) row-major.
+template <typename T>
+struct Tape {
+  T* h_prev;   // Hp: state before each step
+  T* gates;    // 3Hp: z, r, n after their activations
+  T* h_rec;    // Hp: h*U[h] + b_hh (reset_after) or r*h (reset_after=False)
+};
+
+template <typename T>
+struct ForwardArgs {
+  const PackedWeights<T>* w;
+  const T* x;        // (B, T, I)
+  const T* h0;       // (B, H) or null for zeros
+  size_t batch, steps;
+  T* out;            // (B, T, H)
+  T* h_last;         // (B, H)
+  Tape<T> tape;      // all null for inference
+  int threads;
+};
+
+template <typename T>
+struct BackwardArgs {
+  const PackedWeights<T>* w;
+  const T* x;          // (B, T, I)
+  Tape<T> tape;
+  const T* d_out;      // (B, T, H) or null
+  const T* d_h_last;   // (B, H) or null
+  size_t batch, steps;
+  T* dx;               // (B, T, I)
+  T* dh0;              // (B, H)
+  T* dkernel;          // (I, 3H)
+  T* drecurrent;       // (H, 3H)
+  T* dbias;            // (2, 3H) or (3H,)
+  T* workspace;        // PackedWeights::backward_workspace(batch, steps) elements
+  int threads;
+};
+
+template <typename T>
+struct TypedKernels {
+  // Both return false when scratch memory could not be had (the caller raises MemoryError).
+  bool (*forward)(const ForwardArgs<T>&);
+  bool (*backward)(const BackwardArgs<T>&);
+};
+
+// One SIMD path: its name, its geometry per dtype, and its kernels.
+struct KernelTable {
+  const char* name;
+  SimdGeometry f32, f64;
+  TypedKernels<float> k32;
+  TypedKernels<double> k64;
+  template <typename T> const TypedKernels<T>& kernels() const;
+  template <typename T> SimdGeometry geometry() const;
+};
+template <> inline const TypedKernels<float>& KernelTable::kernels<float>() const { return k32; }
+template <> inline const TypedKernels<double>& KernelTable::kernels<double>() const { return k64; }
+template <> inline SimdGeometry KernelTable::geometry<float>() const { return f32; }
+template <> inline SimdGeometry KernelTable::geometry<double>() const { return f64; }
+
+// Per-thread scratch, 64-byte aligned, reused across calls (no allocation on the hot path once
+// warm). Valid until the same thread asks again. Returns null if memory is exhausted.
+void* thread_scratch(size_t bytes);
+
+// Thread count the kernels use at most (fastgru.set_num_threads).
+int max_threads();
+void set_max_threads(int n);
+
+// Sets flush-to-zero / denormals-are-zero for the current thread, restores on destruction.
+class DenormalGuard {
+ public:
+  DenormalGuard();
+  ~DenormalGuard();
+  DenormalGuard(const DenormalGuard&) = delete;
+  DenormalGuard& operator=(const DenormalGuard&) = delete;
+
+ private:
+  uint64_t saved_;
+};
+
+}  // namespace fastgru

@@ -1,0 +1,148 @@
+// Packed small-GEMM for the GRU: C (m x N) = / += A (m x K) * B (K x N).
+//
+// A is packed k-major for the m rows of one block (A[k*m + i]), so each step of the K loop
+// broadcasts m scalars; B is a BView (packed weights or a plain row-major matrix). The
+// micro-kernel keeps m x (P*NV) vector accumulators in registers over the whole K loop.
+// For a single row (matrix-vector, the batch-1 latency path) it runs P=4 panels at once so
+// that enough independent FMA chains hide the FMA latency.
+#pragma once
+
+#include "common.h"
+#include "simd.h"
+
+namespace fastgru {
+namespace FASTGRU_ISA {
+
+template <typename T, int M, int P, int NV, bool ACC>
+inline void micro_kernel(size_t K, const T* __restrict A, const T* __restrict B,
+                         size_t panel_stride, size_t ldb, T* __restrict C, size_t ldc) {
+  typedef vec_t<T> V;
+  constexpr int L = Simd<T>::lanes;
+  V acc[M][P * NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < P * NV; ++j) {
+      acc[i][j] = ACC ? load<T>(C + i * ldc + (j / NV) * NV * L + (j % NV) * L) : V{};
+    }
+  }
+  for (size_t k = 0; k < K; ++k) {
+    V b[P * NV];
+#pragma GCC unroll 16
+    for (int j = 0; j < P * NV; ++j) b[j] = load<T>(B + (j / NV) * panel_stride + k * ldb + (j % NV) * L);
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) {
+      const V a = splat<T>(A[k * M + i]);
+#pragma GCC unroll 16
+      for (int j = 0; j < P * NV; ++j) acc[i][j] += a * b[j];
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < P * NV; ++j) store<T>(C + i * ldc + (j / NV) * NV * L + (j % NV) * L, acc[i][j]);
+  }
+}
+
+// All panels of B for one block of M rows. Full panels have NV vectors; the last may be
+// narrower (nvec % NV), and C is never written past column nvec * lanes.
+template <typename T, int M, int NV, bool ACC>
+inline void block_times_panels(size_t K, const T* A, const BView<T>& B, T* C, size_t ldc) {
+  constexpr int L = Simd<T>::lanes;
+  // Several panels per call when rows are few, to keep about as many accumulators busy as a
+  // full block has (enough independent FMA chains to hide the FMA latency).
+  constexpr int budget = FASTGRU_MR * NV / (M * NV);
+  constexpr int P = budget >= 4 ? 4 : (budget >= 2 ? 2 : 1);
+  const size_t full = B.nvec / NV, tail = B.nvec % NV;
+  size_t p = 0;
+  for (; p + P <= full; p += P) {
+    micro_kernel<T, M, P, NV, ACC>(K, A, B.data + p * B.panel_stride, B.panel_stride, B.ldb,
+                                   C + p * NV * L, ldc);
+  }
+  for (; p < full; ++p) {
+    micro_kernel<T, M, 1, NV, ACC>(K, A, B.data + p * B.panel_stride, B.panel_stride, B.ldb,
+                                   C + p * NV * L, ldc);
+  }
+  if (tail != 0) {
+    const T* b = B.data + full * B.panel_stride;
+    T* c = C + full * NV * L;
+    if constexpr (NV >= 3) {
+      if (tail == 2) return micro_kernel<T, M, 1, 2, ACC>(K, A, b, 0, B.ldb, c, ldc);
+    }
+    micro_kernel<T, M, 1, 1, ACC>(K, A, b, 0, B.ldb, c, ldc);
+  }
+}
+
+// Rows of the micro-kernel for this path and type.
+template <typename T> constexpr int kRows = 0;
+template <> constexpr int kRows<float> = FASTGRU_MR;
+template <> constexpr int kRows<double> = FASTGRU_MR;
+constexpr int kPanelVectors = FASTGRU_NV;
+
+// C (m x nvec*L) = or += Apacked (m x K) * B, for any 1 <= m <= kRows<T>.
+template <typename T, bool ACC>
+inline void gemm_block(int m, size_t K, const T* A, const BView<T>& B, T* C, size_t ldc) {
+  constexpr int NV = kPanelVectors;
+  switch (m) {
+#define FASTGRU_CASE(M_) \
+  case M_:               \
+    if constexpr (M_ <= kRows<T>) return block_times_panels<T, M_, NV, ACC>(K, A, B, C, ldc); \
+    break;
+    FASTGRU_CASE(1) FASTGRU_CASE(2) FASTGRU_CASE(3) FASTGRU_CASE(4)
+    FASTGRU_CASE(5) FASTGRU_CASE(6) FASTGRU_CASE(7) FASTGRU_CASE(8)
+#undef FASTGRU_CASE
+    default: break;
+  }
+}
+
+template <typename T>
+inline void gemm_block(bool accumulate, int m, size_t K, const T* A, const BView<T>& B, T* C,
+                       size_t ldc) {
+  if (accumulate) {
+    gemm_block<T, true>(m, K, A, B, C, ldc);
+  } else {
+    gemm_block<T, false>(m, K, A, B, C, ldc);
+  }
+}
+
+// Packs rows [0, m) x columns [k0, k0+kc) of a strided matrix, A(i, k) = src[i*rs + k*cs],
+// into the k-major layout gemm_block reads. If ones_row is in [0, m), that row is all ones
+// (it turns a weight-gradient GEMM into one that also sums the bias gradient).
+template <typename T>
+inline void pack_rows(int m, size_t k0, size_t kc, const T* src, size_t rs, size_t cs,
+                      int ones_row, T* dst) {
+  for (int i = 0; i < m; ++i) {
+    if (i == ones_row) {
+      for (size_t k = 0; k < kc; ++k) dst[k * m + i] = T(1);
+    } else {
+      const T* row = src + i * rs + k0 * cs;
+      for (size_t k = 0; k < kc; ++k) dst[k * m + i] = row[k * cs];
+    }
+  }
+}
+
+// C (M x nvec*L, row stride ldc) = A * B for a tall-K product such as dU = Hprev^T * dG:
+// K runs in chunks of kc so that a chunk of B stays in L2 while every row block of A uses
+// it. Row blocks [mb0, mb1) only, so callers can split the rows across threads; each output
+// element is summed in the same order whatever the split (deterministic for any thread count).
+template <typename T>
+inline void gemm_tall_k(size_t M, size_t K, const T* a_src, size_t rs, size_t cs, long ones_row,
+                        const BView<T>& B, T* C, size_t ldc, size_t mb0, size_t mb1,
+                        T* a_pack, size_t kc) {
+  constexpr int MR = kRows<T>;
+  for (size_t k0 = 0; k0 < K; k0 += kc) {
+    const size_t kn = K - k0 < kc ? K - k0 : kc;
+    BView<T> b = B;
+    b.data = B.data + k0 * B.ldb;
+    for (size_t mb = mb0; mb < mb1; ++mb) {
+      const size_t i0 = mb * MR;
+      const int m = int(M - i0 < size_t(MR) ? M - i0 : MR);
+      const long ones = ones_row - long(i0);
+      pack_rows<T>(m, k0, kn, a_src + i0 * rs, rs, cs, int(ones), a_pack);
+      gemm_block<T>(k0 != 0, m, kn, a_pack, b, C + i0 * ldc, ldc);
+    }
+  }
+}
+
+}  // namespace FASTGRU_ISA
+}  // namespace fastgru

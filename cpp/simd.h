@@ -1,0 +1,150 @@
+// Vectors of the width this translation unit is compiled for, and the vector math the GRU
+// needs (exp, sigmoid, tanh). Written once with GCC/Clang vector extensions; each isa_*.cpp
+// defines FASTGRU_ISA (a namespace name) and FASTGRU_VEC_BYTES, then includes this through
+// kernels_impl.h, and the compiler emits AVX-512, AVX2+FMA, SSE2 or NEON code from it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#if !defined(FASTGRU_ISA) || !defined(FASTGRU_VEC_BYTES)
+#error "define FASTGRU_ISA and FASTGRU_VEC_BYTES before including simd.h"
+#endif
+
+namespace fastgru {
+namespace FASTGRU_ISA {
+
+template <typename T> struct Simd;
+
+template <> struct Simd<float> {
+  typedef float vec __attribute__((vector_size(FASTGRU_VEC_BYTES)));
+  typedef int32_t ivec __attribute__((vector_size(FASTGRU_VEC_BYTES)));
+  static constexpr int lanes = FASTGRU_VEC_BYTES / 4;
+};
+template <> struct Simd<double> {
+  typedef double vec __attribute__((vector_size(FASTGRU_VEC_BYTES)));
+  typedef int64_t ivec __attribute__((vector_size(FASTGRU_VEC_BYTES)));
+  static constexpr int lanes = FASTGRU_VEC_BYTES / 8;
+};
+
+template <typename T> using vec_t = typename Simd<T>::vec;
+template <typename T> using ivec_t = typename Simd<T>::ivec;
+
+template <typename T>
+inline vec_t<T> load(const T* p) {
+  vec_t<T> v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T>
+inline void store(T* p, vec_t<T> v) {
+  __builtin_memcpy(p, &v, sizeof v);
+}
+// s - 0 is s for every s, -0.0 included (s + 0 would turn -0.0 into +0.0).
+template <typename T>
+inline vec_t<T> splat(T s) {
+  return s - vec_t<T>{};
+}
+// Lane-wise mask ? a : b, where mask comes from a vector comparison (all ones or all zeros).
+template <typename T>
+inline vec_t<T> select(ivec_t<T> mask, vec_t<T> a, vec_t<T> b) {
+  return (vec_t<T>)((mask & (ivec_t<T>)a) | (~mask & (ivec_t<T>)b));
+}
+// Clamping written as compare-and-select so that NaN passes through unchanged.
+template <typename T>
+inline vec_t<T> clamp(vec_t<T> x, T lo, T hi) {
+  x = select<T>(x > hi, splat<T>(hi), x);
+  return select<T>(x < lo, splat<T>(lo), x);
+}
+template <typename T>
+inline ivec_t<T> sign_mask() {
+  return ivec_t<T>{} | (decltype(ivec_t<T>{}[0]))(1ull << (8 * sizeof(T) - 1));
+}
+template <typename T>
+inline vec_t<T> abs(vec_t<T> x) {
+  return (vec_t<T>)((ivec_t<T>)x & ~sign_mask<T>());
+}
+template <typename T>
+inline vec_t<T> copy_sign(vec_t<T> magnitude, vec_t<T> sign_from) {
+  const ivec_t<T> sign = sign_mask<T>();
+  return (vec_t<T>)(((ivec_t<T>)magnitude & ~sign) | ((ivec_t<T>)sign_from & sign));
+}
+
+// exp with Cody-Waite range reduction, Cephes polynomials: about 1 ulp in each precision.
+// Inputs are clamped to the range where 2^n stays a normal number (enough for sigmoid/tanh).
+inline vec_t<float> exp(vec_t<float> x) {
+  typedef vec_t<float> V;
+  typedef ivec_t<float> I;
+  x = clamp<float>(x, -87.0f, 88.0f);
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
+  const V t = x * 1.44269504088896341f + magic;
+  const V n = t - magic;
+  const I ni = (I)t - (I)splat<float>(magic);
+  V r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  const V z = r * r;
+  V p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * z + r + 1.0f;
+  return p * (V)((ni + 127) << 23);
+}
+
+inline vec_t<double> exp(vec_t<double> x) {
+  typedef vec_t<double> V;
+  typedef ivec_t<double> I;
+  x = clamp<double>(x, -708.0, 708.0);
+  const double magic = 6755399441055744.0;  // 1.5 * 2^52
+  const V t = x * 1.4426950408889634073599 + magic;
+  const V n = t - magic;
+  const I ni = (I)t - (I)splat<double>(magic);
+  V r = x - n * 6.93145751953125e-1;
+  r = r - n * 1.42860682030941723212e-6;
+  const V rr = r * r;
+  V px = rr * 1.26177193074810590878e-4 + 3.02994407707441961300e-2;
+  px = (px * rr + 9.99999999999999999910e-1) * r;
+  V qx = rr * 3.00198505138664455042e-6 + 2.52448340349684104192e-3;
+  qx = qx * rr + 2.27265548208155028766e-1;
+  qx = qx * rr + 2.00000000000000000009e0;
+  const V e = 1.0 + 2.0 * (px / (qx - px));
+  return e * (V)((ni + 1023) << 52);
+}
+
+template <typename T>
+inline vec_t<T> sigmoid(vec_t<T> x) {
+  return T(1) / (T(1) + exp(-x));
+}
+
+// tanh: a Cephes odd polynomial/rational below |x| = 0.625 (keeps relative accuracy near 0),
+// 1 - 2 / (exp(2|x|) + 1) above, sign restored.
+inline vec_t<float> tanh(vec_t<float> x) {
+  typedef vec_t<float> V;
+  const V a = abs<float>(x);
+  const V big = copy_sign<float>(1.0f - 2.0f / (exp(a + a) + 1.0f), x);
+  const V z = x * x;
+  V p = z * -5.70498872745e-3f + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const V small = p * z * x + x;
+  return select<float>(a < 0.625f, small, big);
+}
+
+inline vec_t<double> tanh(vec_t<double> x) {
+  typedef vec_t<double> V;
+  const V a = abs<double>(x);
+  const V big = copy_sign<double>(1.0 - 2.0 / (exp(a + a) + 1.0), x);
+  const V z = x * x;
+  V p = z * -9.64399179425052238628e-1 - 9.92877231001918586564e1;
+  p = p * z - 1.61468768441708447952e3;
+  V q = z + 1.12811678491632931402e2;
+  q = q * z + 2.23548839060100448583e3;
+  q = q * z + 4.84406305325125486048e3;
+  const V small = x + x * (z * p / q);
+  return select<double>(a < 0.625, small, big);
+}
+
+}  // namespace FASTGRU_ISA
+}  // namespace fastgru
