@@ -1,0 +1,165 @@
+"""The benchmark harness: agreement checks, skipping, output. Tiny sizes (``--quick``) only."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fastgru import bench
+
+
+def _quick_cfg(**kwargs) -> bench.BenchConfig:
+    cfg = bench.BenchConfig(quick=True, threads=[1], **bench.sizes_for(True))
+    for key, value in kwargs.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def _fake_peer(library, check, module="numpy", workloads=("B",), run=lambda: None):
+    """A peer whose ``check()`` returns ``check(workload)`` for the given workloads."""
+
+    def candidates(w):
+        if w.key not in workloads:
+            return []
+        return [bench.Candidate(f"{library} impl", library,
+                                lambda nt: bench.Runner(run, lambda: check(w)))]
+
+    return bench.Peer(library, module, candidates)
+
+
+def _rows(report, library):
+    return [r for r in report["results"] if r["library"] == library]
+
+
+def test_a_peer_that_computes_something_else_is_reported_and_not_timed():
+    wrong = _fake_peer("wrong", lambda w: [np.asarray(w.reference()[0]) + 0.01])
+    report = bench.run_benchmarks(_quick_cfg(workloads=["B"]), peers=[wrong])
+    (row,) = _rows(report, "wrong")
+    assert row["status"] == "mismatch"
+    assert "exceeds tolerance" in row["note"]
+    assert row["max_abs_diff"] == pytest.approx(0.01, rel=1e-3)
+    assert "median" not in row and "ratio" not in row
+
+
+def test_a_peer_with_the_wrong_shape_is_a_mismatch():
+    wrong = _fake_peer("wrong", lambda w: [np.zeros((3, 3))])
+    report = bench.run_benchmarks(_quick_cfg(workloads=["B"]), peers=[wrong])
+    assert _rows(report, "wrong")[0]["status"] == "mismatch"
+
+
+def test_a_peer_that_agrees_is_timed_with_ratio_to_fastgru():
+    right = _fake_peer("right", lambda w: w.reference(), workloads=("B", "D.fwd"))
+    report = bench.run_benchmarks(_quick_cfg(workloads=["B", "D"]), peers=[right])
+    rows = _rows(report, "right")
+    assert [r["workload"] for r in rows] == ["B", "D.fwd"]
+    for r in rows:
+        assert r["status"] == "ok" and r["max_abs_diff"] <= r["tolerance"]
+        assert r["min"] <= r["q1"] <= r["median"] <= r["q3"] <= r["max"]
+        assert r["ratio"] > 0
+    assert "gflops" in rows[1] and "gflops" not in rows[0]
+
+
+def test_main_exits_1_and_says_mismatch_loudly(monkeypatch, capsys):
+    wrong = _fake_peer("wrong", lambda w: [np.asarray(w.reference()[0]) * 2 + 1])
+    monkeypatch.setattr(bench, "PEERS", [wrong])
+    assert bench.main(["--quick", "--workloads", "B", "--threads", "1"]) == 1
+    captured = capsys.readouterr()
+    assert "MISMATCH" in captured.err
+    assert "mismatch" in captured.out
+
+
+def test_a_missing_peer_is_skipped_with_a_note(monkeypatch, capsys, tmp_path):
+    ghost = _fake_peer("ghost", lambda w: w.reference(), module="fastgru_no_such_peer_module")
+    monkeypatch.setattr(bench, "PEERS", [ghost])
+    path = tmp_path / "out.json"
+    assert bench.main(["--quick", "--workloads", "B", "--threads", "1", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert "ghost: not installed, skipped" in report["notes"]
+    assert not _rows(report, "ghost")
+    assert "note: ghost: not installed, skipped" in capsys.readouterr().out
+
+
+def test_a_peer_that_raises_is_an_error_row_and_the_run_goes_on():
+    def boom(w):
+        raise RuntimeError("peer exploded")
+
+    report = bench.run_benchmarks(_quick_cfg(workloads=["B"]),
+                                  peers=[_fake_peer("boom", boom)])
+    (row,) = _rows(report, "boom")
+    assert row["status"] == "error" and "peer exploded" in row["note"]
+    assert any(r["status"] == "ok" for r in _rows(report, "fastgru"))
+
+
+def test_json_report_structure(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "PEERS", [])
+    path = tmp_path / "report.json"
+    code = bench.main(["--quick", "--workloads", "A,B,C,D", "--threads", "1",
+                       "--repeats", "2", "--json", str(path)])
+    assert code == 0
+    report = json.loads(path.read_text())
+    assert set(report) >= {"machine", "config", "matmul", "results", "notes", "flops_note"}
+    assert report["machine"]["cores"] >= 1
+    assert report["config"]["threads"] == [1] and report["config"]["repeats"] == 2
+    (mm,) = report["matmul"]
+    assert mm["threads"] == 1 and mm["gflops"] > 0
+    assert {r["workload"] for r in report["results"]} == {"A", "B", "C", "D.fwd", "D.fwd+bwd"}
+    units = {r["workload"]: r["unit"] for r in report["results"]}
+    assert units == {"A": "s", "B": "us", "C": "us", "D.fwd": "ms", "D.fwd+bwd": "ms"}
+    for r in report["results"]:
+        assert r["library"] == "fastgru" and r["threads"] == 1
+        assert r["status"] in ("ok", "skipped"), r
+        if r["status"] == "ok":
+            assert r["repeats"] == (2 if r["workload"] != "A" else report["config"]["epoch_repeats"])
+            assert r["median"] > 0 and r["max_abs_diff"] <= r["tolerance"]
+            assert r["compared_with"]
+
+
+def test_real_peers_agree_with_fastgru_on_every_workload():
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    report = bench.run_benchmarks(_quick_cfg(peers=["torch", "onnxruntime"]))
+    peers = [r for r in report["results"] if r["library"] != "fastgru"]
+    assert {r["workload"] for r in peers if r["library"] == "torch"} == {
+        "A", "B", "C", "D.fwd", "D.fwd+bwd"}
+    assert {r["workload"] for r in peers if r["library"] == "onnxruntime"} == {"B", "C", "D.fwd"}
+    for r in peers:
+        assert r["status"] == "ok", r
+
+
+def test_table_and_plot(tmp_path):
+    report = bench.run_benchmarks(_quick_cfg(workloads=["B"]), peers=[
+        _fake_peer("wrong", lambda w: [np.zeros((1, 1)) + 5])])
+    table = bench.format_table(report)
+    assert table.splitlines()[0].split()[:3] == ["workload", "implementation", "thr"]
+    assert "mismatch" in table and "fastgru PackedGRU.forward" in table
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "b.png"
+    assert bench.write_plot(report, str(out)) and out.stat().st_size > 0
+
+
+def test_time_calls_statistics_are_ordered():
+    stats = bench.time_calls(lambda: sum(range(100)), repeats=5, warmup=1, per_call=True,
+                             min_rep_seconds=0.001)
+    assert stats["min"] <= stats["q1"] <= stats["median"] <= stats["q3"] <= stats["max"]
+    assert stats["number"] >= 1 and stats["repeats"] == 5
+
+
+def test_threads_option_parses_all_and_dedupes():
+    assert bench._parse_threads("1,all,1") == [1] + ([bench._cores()] if bench._cores() > 1 else [])
+    with pytest.raises(Exception):
+        bench._parse_threads("0")
+
+
+def test_unknown_workload_is_an_error():
+    with pytest.raises(SystemExit):
+        bench.main(["--workloads", "Z"])
+
+
+def test_max_diff_is_normalised_by_the_expected_magnitude():
+    abs_diff, rel = bench.max_diff([np.array([101.0])], [np.array([100.0])])
+    assert abs_diff == pytest.approx(1.0) and rel == pytest.approx(0.01)
+    assert bench.max_diff([np.array([np.nan])], [np.array([1.0])])[1] == float("inf")
+    with pytest.raises(bench.Mismatch):
+        bench.max_diff([np.zeros(2)], [np.zeros(3)])
