@@ -512,8 +512,10 @@ class Sequential:
         self.stop_training = False
         for cb in cbs:
             cb.on_train_begin({})
-        self._run_epochs(X, y, X_val, y_val, epochs, batch_size, shuffle, rng, cbs,
-                         begin_cbs, end_cbs, verbose)
+        # overflow to inf/NaN is detected and handled (see the module docstring), not warned
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._run_epochs(X, y, X_val, y_val, epochs, batch_size, shuffle, rng, cbs,
+                             begin_cbs, end_cbs, verbose)
         for cb in cbs:
             cb.on_train_end({})
         return history
