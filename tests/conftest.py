@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+import fastgru
+from fastgru import _core
+
+
+@pytest.fixture(params=_core.config()["simd_supported"])
+def simd(request):
+    """Run a test once on every SIMD path this CPU supports, then restore the default."""
+    previous = _core.config()["simd"]
+    _core.set_simd(request.param)
+    yield request.param
+    _core.set_simd(previous)
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    previous = fastgru.get_num_threads()
+    fastgru.set_num_threads(request.param)
+    yield request.param
+    fastgru.set_num_threads(previous)
+
+
+def random_gru(rng, batch, steps, input_size, units, reset_after=True, with_h0=True):
+    """Inputs and weights at the scale a trained model has (PyTorch's uniform init)."""
+    scale = 1.0 / np.sqrt(units)
+    x = rng.standard_normal((batch, steps, input_size))
+    kernel = rng.uniform(-scale, scale, (input_size, 3 * units)) * 2
+    recurrent = rng.uniform(-scale, scale, (units, 3 * units)) * 2
+    bias = rng.uniform(-scale, scale, (2, 3 * units) if reset_after else (3 * units,))
+    h0 = rng.uniform(-0.5, 0.5, (batch, units)) if with_h0 else None
+    return x, kernel, recurrent, bias, h0

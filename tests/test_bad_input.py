@@ -1,0 +1,105 @@
+"""Bad input gets a TypeError/ValueError naming the argument and the expected shape."""
+import numpy as np
+import pytest
+
+import fastgru
+from fastgru import reference
+
+B, T, I, H = 2, 3, 4, 5
+
+
+def args(reset_after=True, **override):
+    rng = np.random.default_rng(0)
+    values = dict(
+        x=rng.standard_normal((B, T, I)),
+        kernel=rng.standard_normal((I, 3 * H)),
+        recurrent_kernel=rng.standard_normal((H, 3 * H)),
+        bias=rng.standard_normal((2, 3 * H) if reset_after else (3 * H,)),
+        h0=None,
+        reset_after=reset_after,
+    )
+    values.update(override)
+    return values
+
+
+BAD = [
+    (dict(x=np.zeros((B, T))), ValueError, r"x must be 3-D \(batch, time, input_size\)"),
+    (dict(x=np.zeros((0, T, I))), ValueError, "x must have batch, time and input_size all > 0"),
+    (dict(x=np.zeros((B, 0, I))), ValueError, "x must have batch, time and input_size all > 0"),
+    (dict(x=np.zeros((B, T, I + 1))), ValueError, r"kernel must have shape \(input_size, 3\*units\) = \(5, 15\)"),
+    (dict(kernel=np.zeros((I, 3 * H + 1))), ValueError, r"kernel must have shape .* = \(4, 15\)"),
+    (dict(recurrent_kernel=np.zeros((H, 2 * H))), ValueError, r"recurrent_kernel must be 2-D \(units, 3\*units\)"),
+    (dict(bias=np.zeros(3 * H)), ValueError, r"bias must have shape \(2, 15\) for reset_after=True"),
+    (dict(reset_after=False, bias=np.zeros((2, 3 * H))), ValueError, r"bias must have shape \(15,\) for reset_after=False"),
+    (dict(h0=np.zeros((B, H + 1))), ValueError, r"h0 must have shape \(batch, units\) = \(2, 5\)"),
+    (dict(h0=np.zeros(H)), ValueError, r"h0 must have shape \(batch, units\) = \(2, 5\)"),
+    (dict(x=np.zeros((B, T, I), dtype=np.int64)), TypeError, "x must be a floating-point array"),
+    (dict(kernel=np.zeros((I, 3 * H), dtype=np.int32)), TypeError, "kernel must be a floating-point array"),
+    (dict(x=np.array([[["a"] * I] * T] * B, dtype=object)), TypeError, "x must be a floating-point array"),
+    (dict(bias=np.zeros((2, 3 * H), dtype=np.complex128)), TypeError, "bias must be a floating-point array"),
+    (dict(reset_after="yes"), TypeError, "reset_after must be a bool"),
+]
+
+
+@pytest.mark.parametrize("impl", [fastgru, reference], ids=["fast", "reference"])
+@pytest.mark.parametrize("override, error, message", BAD)
+def test_bad_arguments_raise_clear_errors(impl, override, error, message):
+    with pytest.raises(error, match=message):
+        impl.gru_forward(**args(**override))
+
+
+def test_backward_checks_upstream_gradient_shapes():
+    out, h, tape = fastgru.gru_forward_train(**args())
+    with pytest.raises(ValueError, match=r"d_out must have shape \(batch, time, units\) = \(2, 3, 5\)"):
+        fastgru.gru_backward(tape, np.zeros((B, T, H + 1)))
+    with pytest.raises(ValueError, match=r"d_h_last must have shape \(batch, units\) = \(2, 5\)"):
+        fastgru.gru_backward(tape, None, np.zeros((B + 1, H)))
+    with pytest.raises(TypeError, match="tape must be"):
+        fastgru.gru_backward({"x": 1}, np.zeros((B, T, H)))
+
+
+def test_packed_gru_checks_x_against_its_weights():
+    packed = fastgru.PackedGRU(**{k: v for k, v in args().items() if k not in ("x", "h0")})
+    with pytest.raises(ValueError, match=r"x must be 3-D \(batch, time, input_size=4\)"):
+        packed.forward(np.zeros((B, T, I + 2)))
+    with pytest.raises(TypeError, match="x must be a floating-point array"):
+        packed.forward(np.zeros((B, T, I), dtype=np.int8))
+
+
+def test_core_checks_shapes_itself():
+    # The C++ side is the second line of defence: wrong dtype, order or shape never reach a kernel.
+    from fastgru import _core
+    a = args()
+    core = _core.PackedGRU(a["kernel"], a["recurrent_kernel"], a["bias"], True)
+    with pytest.raises(ValueError, match=r"x must have shape \(2, 3, 4\)"):
+        core.forward(np.zeros((B, T, I + 1)), None)
+    with pytest.raises(TypeError, match="x must have dtype float64"):
+        core.forward(np.zeros((B, T, I), dtype=np.float32), None)
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        core.forward(np.asfortranarray(np.zeros((B, T, I))), None)
+    with pytest.raises(ValueError, match=r"h0 must have shape \(2, 5\)"):
+        core.forward(np.zeros((B, T, I)), np.zeros((B, H + 1)))
+    with pytest.raises(ValueError, match=r"bias must have shape \(2, 15\)"):
+        _core.PackedGRU(a["kernel"], a["recurrent_kernel"], np.zeros(3 * H), True)
+
+
+def test_nan_in_the_input_propagates_to_the_output():
+    # Documented behaviour (fastgru.gru): NaN in, NaN out, no crash; other rows unaffected.
+    a = args()
+    a["x"][0, 1, 2] = np.nan
+    out, h = fastgru.gru_forward(**a)
+    assert np.isnan(out[0, 1:]).all() and not np.isnan(out[0, 0]).any()
+    assert np.isfinite(out[1]).all()
+    a["x"][1, 0, 0] = np.inf  # saturates the gates instead
+    out, _ = fastgru.gru_forward(**a)
+    assert np.isfinite(out[1]).all()
+
+
+def test_mixed_precision_computes_in_float64_and_float16_in_float32():
+    a = args()
+    a["x"] = a["x"].astype(np.float32)
+    out, _ = fastgru.gru_forward(**a)
+    assert out.dtype == np.float64
+    a = {k: (v.astype(np.float16) if isinstance(v, np.ndarray) else v) for k, v in args().items()}
+    out, _ = fastgru.gru_forward(**a)
+    assert out.dtype == np.float32

@@ -1,0 +1,105 @@
+"""Run-time configuration: SIMD path choice, threads, GIL release."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastgru
+from fastgru import _core
+
+
+def test_show_config_names_path_compiler_openmp_and_threads(capsys):
+    fastgru.show_config()
+    text = capsys.readouterr().out
+    for key in ("simd", "compiler", "openmp", "threads"):
+        assert key in text
+    assert _core.config()["simd"] in _core.config()["simd_supported"]
+
+
+def test_best_supported_path_is_the_default():
+    env = {k: v for k, v in os.environ.items() if k != "FASTGRU_SIMD"}
+    code = "from fastgru import _core; c = _core.config(); print(c['simd'], c['simd_supported'][0])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("path", _core.config()["simd_supported"])
+def test_environment_variable_forces_a_path(path):
+    code = "from fastgru import _core; print(_core.config()['simd'])"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FASTGRU_SIMD": path},
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == path
+
+
+def test_unknown_path_is_refused():
+    with pytest.raises(ValueError, match="unknown SIMD path 'avx9000'"):
+        _core.set_simd("avx9000")
+    code = "import fastgru"
+    result = subprocess.run([sys.executable, "-c", code],
+                            env={**os.environ, "FASTGRU_SIMD": "avx9000"}, capture_output=True,
+                            text=True)
+    assert result.returncode != 0 and "unknown SIMD path" in result.stderr
+
+
+def test_thread_setting_round_trips_and_rejects_nonsense():
+    previous = fastgru.get_num_threads()
+    try:
+        fastgru.set_num_threads(3)
+        assert fastgru.get_num_threads() == 3
+        with pytest.raises(ValueError):
+            fastgru.set_num_threads(0)
+        with pytest.raises(TypeError):
+            fastgru.set_num_threads(1.5)
+    finally:
+        fastgru.set_num_threads(previous)
+
+
+def test_kernels_release_the_gil():
+    # While one thread runs a long kernel, this thread keeps running Python. If the GIL were
+    # held for the whole call, the counter could only advance between calls.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 400, 8)).astype(np.float32)
+    packed = fastgru.PackedGRU(rng.standard_normal((8, 384)) * 0.1,
+                               rng.standard_normal((128, 384)) * 0.1, np.zeros((2, 384)),
+                               dtype=np.float32)
+    packed.forward(x)  # warm up
+    done = threading.Event()
+    ticks_during = []
+
+    def work():
+        for _ in range(3):
+            packed.forward(x)
+        done.set()
+
+    worker = threading.Thread(target=work)
+    count = 0
+    worker.start()
+    while not done.is_set():
+        count += 1
+    worker.join()
+    ticks_during.append(count)
+    assert count > 10_000
+
+
+def test_concurrent_calls_from_python_threads_are_correct():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, 50, 3))
+    packed = fastgru.PackedGRU(rng.standard_normal((3, 60)) * 0.3,
+                               rng.standard_normal((20, 60)) * 0.3, np.zeros((2, 60)))
+    expected = packed.forward(x)[0]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = packed.forward(x)[0]
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for r in results:
+        np.testing.assert_array_equal(r, expected)

@@ -1,0 +1,156 @@
+"""Parity of the C++ kernels with fastgru.reference on every SIMD path, dtype, gate variant
+and thread count, over shapes that catch edge cases (H below, at and above a vector width,
+batch sizes that leave partial row blocks, a single step, input size 1)."""
+import functools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fastgru
+from fastgru import reference
+
+from conftest import random_gru
+
+# (batch, steps, input_size, units, with_h0): every value of each dimension appears.
+SHAPES = [
+    (1, 100, 1, 50, True),
+    (1, 1, 5, 129, False),
+    (3, 2, 1, 1, True),
+    (3, 100, 5, 7, False),
+    (32, 1, 1, 8, True),
+    (32, 2, 5, 50, False),
+    (32, 100, 1, 129, True),
+    (3, 1, 5, 129, True),
+    (1, 2, 1, 8, False),
+    (32, 100, 5, 1, False),
+    (3, 100, 1, 50, True),
+    (1, 100, 5, 7, True),
+]
+
+# float64: the kernels must agree with NumPy to rounding. float32: the fast activations are
+# about 1 ulp (see cpp/simd.h); what remains is float32 accumulation over H and T.
+TOLERANCE = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-4, atol=1e-5)}
+GRAD_TOLERANCE = {np.float64: dict(rtol=1e-9, atol=1e-11), np.float32: dict(rtol=1e-3, atol=2e-4)}
+
+
+@functools.lru_cache(maxsize=None)
+def case(shape, reset_after, dtype):
+    """Inputs rounded to dtype, and the float64 reference results on exactly those inputs."""
+    batch, steps, input_size, units, with_h0 = shape
+    rng = np.random.default_rng(abs(hash((shape, reset_after))) % 2**32)
+    arrays = random_gru(rng, batch, steps, input_size, units, reset_after, with_h0)
+    x, kernel, recurrent, bias, h0 = (None if a is None else a.astype(dtype) for a in arrays)
+    d_out = rng.standard_normal((batch, steps, units)).astype(dtype)
+    d_h_last = rng.standard_normal((batch, units)).astype(dtype)
+    out, h_last, tape = reference.gru_forward_train(x, kernel, recurrent, bias, h0, reset_after)
+    grads = reference.gru_backward(tape, d_out, d_h_last)
+    return (x, kernel, recurrent, bias, h0, d_out, d_h_last), (out, h_last), grads
+
+
+def assert_close(actual, expected, tol, name):
+    assert actual.shape == expected.shape, name
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale,
+                               err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
+def test_forward_and_backward_match_reference(simd, threads, reset_after, dtype):
+    for shape in SHAPES:
+        (x, kernel, recurrent, bias, h0, d_out, d_h_last), (out, h_last), grads = case(
+            shape, reset_after, dtype)
+        got_out, got_h = fastgru.gru_forward(x, kernel, recurrent, bias, h0, reset_after)
+        assert got_out.dtype == dtype and got_h.dtype == dtype
+        assert_close(got_out, out, TOLERANCE[dtype], f"outputs {shape}")
+        assert_close(got_h, h_last, TOLERANCE[dtype], f"last state {shape}")
+
+        train_out, train_h, tape = fastgru.gru_forward_train(x, kernel, recurrent, bias, h0,
+                                                             reset_after)
+        np.testing.assert_array_equal(train_out, got_out)  # one kernel, two modes
+        np.testing.assert_array_equal(train_h, got_h)
+        got = fastgru.gru_backward(tape, d_out, d_h_last)
+        for name in grads._fields:
+            assert_close(getattr(got, name), getattr(grads, name), GRAD_TOLERANCE[dtype],
+                         f"{name} {shape}")
+
+
+def test_float32_outputs_within_1e5_at_100_steps(simd):
+    # The issue's bar, stated on its own: float32 outputs within 1e-5 absolute at T = 100.
+    (x, kernel, recurrent, bias, h0, _, _), (out, _), _ = case((32, 100, 1, 129, True), True,
+                                                               np.float32)
+    got, _ = fastgru.gru_forward(x, kernel, recurrent, bias, h0)
+    assert np.max(np.abs(got - out)) < 1e-5
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_thread_count_does_not_change_results(simd, reset_after):
+    rng = np.random.default_rng(3)
+    x, kernel, recurrent, bias, h0 = random_gru(rng, 45, 30, 4, 33, reset_after)
+    x, kernel, recurrent, bias, h0 = (a.astype(np.float32) for a in (x, kernel, recurrent, bias, h0))
+    d_out = rng.standard_normal((45, 30, 33)).astype(np.float32)
+    results = []
+    previous = fastgru.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            fastgru.set_num_threads(n)
+            out, h, tape = fastgru.gru_forward_train(x, kernel, recurrent, bias, h0, reset_after)
+            results.append((out, h) + tuple(fastgru.gru_backward(tape, d_out)))
+    finally:
+        fastgru.set_num_threads(previous)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)  # bit for bit: fixed-order reductions
+
+
+def test_non_contiguous_and_fortran_inputs_give_the_same_result():
+    rng = np.random.default_rng(5)
+    x, kernel, recurrent, bias, h0 = random_gru(rng, 6, 9, 3, 10)
+    expected = fastgru.gru_forward(x, kernel, recurrent, bias, h0)
+    wide = np.zeros((6, 18, 3))
+    wide[:, ::2] = x  # a strided view
+    variants = [
+        (wide[:, ::2], kernel, recurrent, bias, h0),
+        (np.asfortranarray(x), np.asfortranarray(kernel), np.asfortranarray(recurrent),
+         np.asfortranarray(bias), np.asfortranarray(h0)),
+        (x.tolist(), kernel.tolist(), recurrent.tolist(), bias.tolist(), h0.tolist()),
+    ]
+    for args in variants:
+        got = fastgru.gru_forward(*args)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_packed_gru_reuses_weights_and_matches_free_function():
+    rng = np.random.default_rng(9)
+    x, kernel, recurrent, bias, _ = random_gru(rng, 4, 12, 2, 16)
+    packed = fastgru.PackedGRU(kernel, recurrent, bias, dtype=np.float32)
+    for _ in range(3):
+        out, h = packed.forward(x)
+        ref_out, ref_h = fastgru.gru_forward(x.astype(np.float32), kernel.astype(np.float32),
+                                             recurrent.astype(np.float32), bias.astype(np.float32))
+        np.testing.assert_array_equal(out, ref_out)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch=st.integers(1, 20), steps=st.integers(1, 12), input_size=st.integers(1, 9),
+    units=st.integers(1, 40), reset_after=st.booleans(), with_h0=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_random_shapes_match_reference_float64(batch, steps, input_size, units, reset_after,
+                                               with_h0, seed):
+    rng = np.random.default_rng(seed)
+    x, kernel, recurrent, bias, h0 = random_gru(rng, batch, steps, input_size, units,
+                                                reset_after, with_h0)
+    d_out = rng.standard_normal((batch, steps, units))
+    out, h, tape = fastgru.gru_forward_train(x, kernel, recurrent, bias, h0, reset_after)
+    ref_out, ref_h, ref_tape = reference.gru_forward_train(x, kernel, recurrent, bias, h0,
+                                                           reset_after)
+    assert_close(out, ref_out, TOLERANCE[np.float64], "outputs")
+    assert_close(h, ref_h, TOLERANCE[np.float64], "last state")
+    got = fastgru.gru_backward(tape, d_out)
+    expected = reference.gru_backward(ref_tape, d_out)
+    for name in expected._fields:
+        assert_close(getattr(got, name), getattr(expected, name), GRAD_TOLERANCE[np.float64], name)
