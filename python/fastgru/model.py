@@ -689,7 +689,7 @@ def load_model(path) -> Sequential:
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such model file: {path!r}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
             if not hasattr(data, "files") or "__config__" not in data.files:
                 raise ValueError("no fastgru config entry")
             config = json.loads(str(data["__config__"][()]))
