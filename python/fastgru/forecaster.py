@@ -321,16 +321,15 @@ class GRUForecaster(_ParamsMixin):
         if isinstance(index, pd.DatetimeIndex):
             freq = index.freq
             if freq is None and len(index) >= 3:
+                # freq="infer" is pd.infer_freq returning an offset on every pandas version
                 try:
-                    inferred = pd.infer_freq(index)
+                    freq = pd.DatetimeIndex(index, freq="infer").freq
                 except (TypeError, ValueError):
-                    inferred = None
-                if inferred is not None:
-                    freq = pd.tseries.frequencies.to_offset(inferred)
+                    freq = None
             if freq is not None:
                 return ("offset", freq)
             if len(index) >= 2:
-                return ("timedelta", pd.Timedelta(np.median(np.diff(index.asi8)), unit="ns"))
+                return ("timedelta", pd.Timedelta((index[1:] - index[:-1]).median()))
             return ("timedelta", pd.Timedelta(days=1))
         if len(index) >= 2:
             step = np.median(np.diff(index.to_numpy()))
@@ -781,7 +780,7 @@ def _encode_step(step):
     if kind == "offset":
         return {"offset": value.freqstr}
     if kind == "timedelta":
-        return {"timedelta": value.value}
+        return {"timedelta": value.isoformat()}
     return {"number": value.item() if isinstance(value, np.generic) else value}
 
 
@@ -792,7 +791,7 @@ def _decode_step(enc):
     if "offset" in enc:
         return ("offset", pd.tseries.frequencies.to_offset(enc["offset"]))
     if "timedelta" in enc:
-        return ("timedelta", pd.Timedelta(enc["timedelta"], unit="ns"))
+        return ("timedelta", pd.Timedelta(enc["timedelta"]))
     return ("number", enc["number"])
 
 
