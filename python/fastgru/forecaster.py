@@ -690,6 +690,8 @@ class GRUForecaster(_ParamsMixin):
 
         try:
             archive = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path} is not a saved GRUForecaster ({exc})") from None
         with archive:
