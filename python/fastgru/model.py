@@ -468,7 +468,16 @@ class Sequential:
         """Train for ``epochs`` passes over ``(X, y)`` in batches; return the ``History``.
 
         ``validation_split`` holds out the last fraction of the samples (before shuffling),
-        as Keras does; ``validation_data=(X_val, y_val)`` takes precedence.
+        as Keras does; ``validation_data=(X_val, y_val)`` takes precedence. ``seed`` seeds the
+        shuffling and the initialisers of a model not yet built (reproducible bit for bit).
+
+        If a batch loss becomes NaN or inf, training stops, the weights from before the last
+        optimizer step are restored, that epoch's ``loss`` is recorded as NaN and a
+        ``RuntimeWarning`` is emitted.
+
+        Raises ``RuntimeError`` if the model is not compiled; ``ValueError`` for
+        ``epochs``/``batch_size`` <= 0, X of the wrong rank or feature count, ``len(X) !=
+        len(y)``, NaN/inf in X or y, or a ``validation_split`` outside [0, 1).
         """
         self._require_compiled("fit")
         epochs = self._check_positive_int("epochs", epochs)
