@@ -121,7 +121,11 @@ void* thread_scratch(size_t bytes) {
   thread_local Scratch scratch;
   if (bytes > scratch.capacity) {
     std::free(scratch.ptr);
+#if defined(__SANITIZE_ADDRESS__)
+    scratch.capacity = bytes;  // exact size, so AddressSanitizer sees any overrun
+#else
     scratch.capacity = round_up(bytes + bytes / 4, kAlign);  // grow with headroom
+#endif
     scratch.ptr = aligned_bytes(scratch.capacity);
     if (scratch.ptr == nullptr) scratch.capacity = 0;
   }

@@ -1,11 +1,27 @@
-"""fastgru: fast GRU kernels (C++ SIMD + OpenMP) under a Keras-style forecasting API."""
+"""fastgru: fast GRU kernels (C++ SIMD + OpenMP) under a Keras-style forecasting API.
+
+    import fastgru as fg
+    model = fg.Sequential([fg.GRU(50), fg.Dense(1)])
+    model.compile(optimizer=fg.Adam(1e-3), loss="mse")
+    model.fit(X, y, epochs=10, batch_size=32)
+
+See DESIGN.md for the map; ``fastgru.show_config()`` for the SIMD path and threads in use.
+"""
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import reference
 from ._config import get_num_threads, set_num_threads, show_config
+from .callbacks import Callback, EarlyStopping, History, LambdaCallback
+from .datasets import load_daily_temperatures
+from .forecaster import BacktestResult, GRUForecaster, load_forecaster
 from .gru import GRUGradients, GRUTape, PackedGRU, gru_backward, gru_forward, gru_forward_train
+from .interop import from_keras, from_torch, keras_gru_weights, to_onnx_gru, to_torch
+from .layers import GRU, Dense
+from .model import Sequential, load_model
+from .optimizers import SGD, Adam
+from .preprocessing import MinMaxScaler, NotFittedError, StandardScaler, make_windows
 
 try:
     __version__ = _version("fastgru")
@@ -16,4 +32,9 @@ __all__ = [
     "reference",
     "show_config", "set_num_threads", "get_num_threads",
     "PackedGRU", "GRUTape", "GRUGradients", "gru_forward", "gru_forward_train", "gru_backward",
+    "GRU", "Dense", "Sequential", "load_model", "Adam", "SGD",
+    "Callback", "EarlyStopping", "History", "LambdaCallback",
+    "MinMaxScaler", "StandardScaler", "NotFittedError", "make_windows",
+    "GRUForecaster", "BacktestResult", "load_forecaster", "load_daily_temperatures",
+    "from_torch", "to_torch", "from_keras", "keras_gru_weights", "to_onnx_gru",
 ]

@@ -1,0 +1,64 @@
+"""Builds the extension again with AddressSanitizer + UndefinedBehaviorSanitizer and runs a
+subset of the parity and bad-input suites on it in a subprocess: any out-of-bounds access or
+undefined behaviour in a kernel aborts that run and fails this test."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def runtime_library(name):
+    try:
+        path = subprocess.run(["g++", f"-print-file-name={name}"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+def test_parity_subset_is_clean_under_asan_and_ubsan(tmp_path):
+    asan, ubsan = runtime_library("libasan.so"), runtime_library("libubsan.so")
+    cmake = shutil.which("cmake")
+    if not (asan and ubsan and cmake and (ROOT / "CMakeLists.txt").exists()):
+        pytest.skip("needs g++ with libasan/libubsan, cmake and the source tree")
+    import pybind11
+
+    build = tmp_path / "build"
+    configure = [cmake, "-S", str(ROOT), "-B", str(build), "-DFASTGRU_SANITIZE=ON",
+                 "-DCMAKE_BUILD_TYPE=RelWithDebInfo", f"-DPython_EXECUTABLE={sys.executable}",
+                 f"-Dpybind11_DIR={pybind11.get_cmake_dir()}"]
+    if shutil.which("ninja"):
+        configure += ["-G", "Ninja"]
+    subprocess.run(configure, check=True, capture_output=True)
+    subprocess.run([cmake, "--build", str(build), "-j", "2"], check=True, capture_output=True)
+
+    package = tmp_path / "site" / "fastgru"
+    shutil.copytree(ROOT / "python" / "fastgru", package,
+                    ignore=shutil.ignore_patterns("_core*.so", "__pycache__"))
+    (built,) = build.glob("_core*.so")
+    shutil.copy(built, package / built.name)
+
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(package.parent),
+        LD_PRELOAD=f"{asan}:{ubsan}",
+        ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",  # CPython itself is not leak-clean
+        UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
+    )
+    selection = [
+        str(ROOT / "tests" / "test_kernels.py") + "::test_forward_and_backward_match_reference",
+        str(ROOT / "tests" / "test_kernels.py") + "::test_thread_count_does_not_change_results",
+        str(ROOT / "tests" / "test_bad_input.py"),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=",
+         "--rootdir", str(tmp_path), *selection],
+        env=env, capture_output=True, text=True, cwd=tmp_path)
+    # The run must have used the sanitized build, not an installed fastgru.
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "passed" in result.stdout
