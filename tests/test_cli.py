@@ -61,7 +61,7 @@ def test_demo_full_recipe_beats_persistence(capsys):
     out = capsys.readouterr().out
     m = re.search(r"test RMSE: GRU (\d+\.\d+).C vs persistence (\d+\.\d+).C", out)
     assert m, out
-    assert float(m.group(1)) < float(m.group(2))
+    assert float(m.group(1)) < 0.97 * float(m.group(2))  # seed 0 gives about 0.91
     assert "Epoch 10/10" in out and "next-day forecast for 2031-11-27" in out
 
 

@@ -1,5 +1,7 @@
-"""GRUForecaster: dates continue, multi-step strategies, checks on bad input, save/load, and the
-seed recipe beating persistence on the bundled data."""
+"""GRUForecaster: dates continue, multi-step strategies, checks on bad input, backtest, save/load.
+
+The seed recipe on the bundled data (window 100, GRU(50), 10 epochs) beating persistence is
+tested end to end through ``fastgru demo`` in test_cli.py."""
 import numpy as np
 import pytest
 
@@ -327,21 +329,3 @@ def test_scaler_none_and_seed_reproducibility():
     a = GRUForecaster(scaler=None, **SMALL).fit(s).predict(steps=3)
     b = GRUForecaster(scaler=None, **SMALL).fit(s).predict(steps=3)
     pd.testing.assert_series_equal(a, b)
-
-
-# ----------------------------------------------------------------------------- the seed recipe
-
-
-@pytest.mark.slow
-def test_recipe_on_bundled_data_beats_persistence():
-    """The users' Keras recipe (window 100, GRU(50), Dense(1), Adam + MSE, 10 epochs, batch 32)
-    on the bundled temperatures, tested one step ahead on the last 365 days."""
-    from fastgru.datasets import load_daily_temperatures
-
-    series = load_daily_temperatures()["Temp"]
-    f = GRUForecaster(window=100, units=50, epochs=10, batch_size=32, seed=0)
-    result = f.backtest(series, test_size=365)
-    assert result.rmse < 0.97 * result.persistence_rmse, str(result)
-    nxt = f.predict(steps=1, data=series)
-    assert nxt.index[0] == pd.Timestamp("2031-11-27")
-    assert -10 < nxt.iloc[0] < 35
