@@ -280,6 +280,8 @@ def test_update_moves_the_forecast_origin():
     np.testing.assert_allclose(out.to_numpy(), f.predict(steps=1, data=s.iloc[:210]).to_numpy())
     with pytest.raises(ValueError, match="not after the last date"):
         f.update(s.iloc[205:206])
+    f.update(s.iloc[210:212].to_numpy())  # plain values: at the fitted frequency
+    assert f.predict(steps=1).index[0] == s.index[212]
 
 
 def test_save_load_round_trip(tmp_path):

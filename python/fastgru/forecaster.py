@@ -499,8 +499,8 @@ class GRUForecaster(_ParamsMixin):
         ``update``); with ``data`` (same columns as in fit, at least ``window`` rows) it starts
         after the end of ``data``, using its last ``window`` rows. Returns a Series (one target)
         or DataFrame (several) whose index continues the dates at the inferred frequency (the
-        median spacing if none can be inferred), in the original units; an ndarray if the
-        model was fitted on an array and ``data`` is not pandas.
+        median spacing if none can be inferred), in the original units; an ndarray (steps,) or
+        (steps, n_targets) when the series it starts from is an array.
         """
         self._check_fitted()
         steps = self.horizon if steps is None else _check_int("steps", steps)
@@ -561,7 +561,10 @@ class GRUForecaster(_ParamsMixin):
         self._context = np.concatenate([self._context, prep.values])[-self.window:]
         if prep.pandas:
             self._last_index = prep.index[-1]
-        elif not self._pandas:
+        elif self._pandas:  # rows without an index: they come at the fitted frequency
+            self._last_index = self._future_index(self._last_index, self.freq_,
+                                                  len(prep.values))[-1]
+        else:
             self._last_index = self._last_index + len(prep.values)
         return self
 
