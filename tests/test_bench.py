@@ -146,6 +146,13 @@ def test_time_calls_statistics_are_ordered():
     assert stats["number"] >= 1 and stats["repeats"] == 5
 
 
+def test_time_budget_stops_repetitions_but_keeps_one():
+    calls = []
+    stats = bench.time_calls(lambda: (calls.append(1), sum(range(20000))), repeats=50,
+                             warmup=5, per_call=False, min_rep_seconds=0, max_seconds=0.0)
+    assert stats["repeats"] == 1 and len(calls) == 2  # one warm-up, one timed
+
+
 def test_threads_option_parses_all_and_dedupes():
     assert bench._parse_threads("1,all,1") == [1] + ([bench._cores()] if bench._cores() > 1 else [])
     with pytest.raises(Exception):

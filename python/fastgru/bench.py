@@ -55,6 +55,7 @@ class BenchConfig:
     quick: bool = False
     peers: Optional[Sequence[str]] = None  # None: every installed peer
     min_rep_seconds: float = 0.05
+    max_seconds: Optional[float] = 120.0  # time budget per implementation and thread count
     seed: int = 0
     # sizes (set by sizes_for(quick))
     a_windows: int = 7900
@@ -186,10 +187,18 @@ def max_diff(got: Sequence[np.ndarray], want: Sequence[np.ndarray]):
 
 
 def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, per_call: bool,
-               min_rep_seconds: float) -> Dict[str, float]:
-    """Per-call seconds: median, q1, q3, min, max over ``repeats`` repetitions."""
+               min_rep_seconds: float, max_seconds: Optional[float] = None) -> Dict[str, float]:
+    """Per-call seconds: median, q1, q3, min, max over ``repeats`` repetitions.
+
+    With ``max_seconds``, warm-up and repetitions stop once that much time is spent (at least
+    one timed repetition always runs); ``repeats`` in the result says how many ran.
+    """
+    start = time.perf_counter()
+    over = lambda: max_seconds is not None and time.perf_counter() - start > max_seconds  # noqa: E731
     for _ in range(warmup):
         fn()
+        if over():
+            break
     number = 1
     if per_call:  # calls per repetition so that one repetition lasts >= min_rep_seconds
         while True:
@@ -200,15 +209,17 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, per_call: bool,
             if elapsed >= min_rep_seconds or number >= 1 << 20:
                 break
             number = max(number * 2, int(number * 1.2 * min_rep_seconds / max(elapsed, 1e-9)))
-    samples = []
+    samples: List[float] = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(number):
             fn()
         samples.append((time.perf_counter() - t0) / number)
+        if over():
+            break
     q1, med, q3 = np.percentile(samples, [25, 50, 75])
     return dict(median=float(med), q1=float(q1), q3=float(q3), min=float(min(samples)),
-                max=float(max(samples)), repeats=repeats, number=number)
+                max=float(max(samples)), repeats=len(samples), number=number)
 
 
 # ------------------------------------------------------------------------------- workloads
@@ -964,7 +975,11 @@ def _run_candidate(cfg, w, cand, nt, expected, reference_out, timed=True) -> Dic
             return row
         _set_all_threads(nt)
         stats = time_calls(runner.run, cfg.repeats if w.per_call else cfg.epoch_repeats,
-                           cfg.warmup if w.per_call else 1, w.per_call, cfg.min_rep_seconds)
+                           cfg.warmup if w.per_call else 1, w.per_call, cfg.min_rep_seconds,
+                           cfg.max_seconds)
+        if stats["repeats"] < (cfg.repeats if w.per_call else cfg.epoch_repeats):
+            row["note"] = (row["note"] + "; " if row["note"] else "") + (
+                f"stopped after {stats['repeats']} repetition(s): --max-seconds {cfg.max_seconds:g}")
         row.update(stats)
         if w.flops:
             row["gflops"] = w.flops / stats["median"] / 1e9
@@ -1151,6 +1166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epoch-repeats", type=int, default=None,
                    help="timed epochs for workload A (default 3)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up calls (default 3)")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="time budget per implementation and thread count; repetitions stop "
+                        "when it is spent, at least one always runs (default 120; 0 = none)")
     p.add_argument("--peers", default=None,
                    help="comma-separated peers to try (torch,onnxruntime,tensorflow; "
                         "default every installed one; 'none' for fastgru alone)")
@@ -1172,6 +1190,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     for name in ("repeats", "epoch_repeats", "warmup"):
         if getattr(args, name) is not None:
             setattr(cfg, name, max(1 if name != "warmup" else 0, getattr(args, name)))
+    if args.max_seconds is not None:
+        cfg.max_seconds = args.max_seconds if args.max_seconds > 0 else None
     if args.peers is not None:
         cfg.peers = [] if args.peers.strip().lower() == "none" else \
             [p.strip() for p in args.peers.split(",") if p.strip()]
