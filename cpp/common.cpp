@@ -64,6 +64,12 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
     size_t c;
     return keras_col(n, &c) ? W[k * 3 * H + c] : T(0);
   });
+  if (ra) {
+    rec = pack_panels<T>(H, 3 * Hp, L, PW, [&](size_t k, size_t n) {
+      size_t c;
+      return keras_col(n, &c) ? U[k * 3 * H + c] : T(0);
+    });
+  }
   rec_zr = pack_panels<T>(H, 2 * Hp, L, PW, [&](size_t k, size_t n) {
     size_t c;
     return keras_col(n, &c) ? U[k * 3 * H + c] : T(0);

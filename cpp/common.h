@@ -66,8 +66,9 @@ struct PackedWeights {
   size_t input_size = 0, units = 0, padded_units = 0;
   bool reset_after = true;
   SimdGeometry geo{};
-  // forward: C = x*W (3Hp columns), C[z,r] += h*U[z,r], and h*U[h] (or (r*h)*U[h])
+  // forward: x*W (3Hp columns) and h*U, or h*U[z,r] then (r*h)*U[h] (reset_after=False)
   AlignedBuffer<T> kernel;       // K=I,  N=3Hp
+  AlignedBuffer<T> rec;          // K=H,  N=3Hp (reset_after: one GEMM for all three gates)
   AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp
   AlignedBuffer<T> rec_h;        // K=H,  N=Hp
   AlignedBuffer<T> bias_x;       // 3Hp: input bias, with the recurrent z/r bias folded in

@@ -13,8 +13,10 @@
 namespace fastgru {
 namespace FASTGRU_ISA {
 
-template <typename T, int M, int P, int NV, bool ACC>
-inline void micro_kernel(size_t K, const T* __restrict A, const T* __restrict B,
+// A(i, k) is A[k*M + i] when packed, else A[i*lda + k] (rows of a row-major matrix, read in
+// place: M row pointers, each a contiguous stream, so the per-step GEMMs need no packing).
+template <typename T, int M, int P, int NV, bool ACC, bool PACKED>
+inline void micro_kernel(size_t K, const T* __restrict A, size_t lda, const T* __restrict B,
                          size_t panel_stride, size_t ldb, T* __restrict C, size_t ldc) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
@@ -32,7 +34,7 @@ inline void micro_kernel(size_t K, const T* __restrict A, const T* __restrict B,
     for (int j = 0; j < P * NV; ++j) b[j] = load<T>(B + (j / NV) * panel_stride + k * ldb + (j % NV) * L);
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
-      const V a = splat<T>(A[k * M + i]);
+      const V a = splat<T>(PACKED ? A[k * M + i] : A[i * lda + k]);
 #pragma GCC unroll 16
       for (int j = 0; j < P * NV; ++j) acc[i][j] += a * b[j];
     }
@@ -46,8 +48,9 @@ inline void micro_kernel(size_t K, const T* __restrict A, const T* __restrict B,
 
 // All panels of B for one block of M rows. Full panels have NV vectors; the last may be
 // narrower (nvec % NV), and C is never written past column nvec * lanes.
-template <typename T, int M, int NV, bool ACC>
-inline void block_times_panels(size_t K, const T* A, const BView<T>& B, T* C, size_t ldc) {
+template <typename T, int M, int NV, bool ACC, bool PACKED>
+inline void block_times_panels(size_t K, const T* A, size_t lda, const BView<T>& B, T* C,
+                               size_t ldc) {
   constexpr int L = Simd<T>::lanes;
   // Several panels per call when rows are few, to keep about as many accumulators busy as a
   // full block has (enough independent FMA chains to hide the FMA latency).
@@ -56,20 +59,20 @@ inline void block_times_panels(size_t K, const T* A, const BView<T>& B, T* C, si
   const size_t full = B.nvec / NV, tail = B.nvec % NV;
   size_t p = 0;
   for (; p + P <= full; p += P) {
-    micro_kernel<T, M, P, NV, ACC>(K, A, B.data + p * B.panel_stride, B.panel_stride, B.ldb,
+    micro_kernel<T, M, P, NV, ACC, PACKED>(K, A, lda, B.data + p * B.panel_stride, B.panel_stride, B.ldb,
                                    C + p * NV * L, ldc);
   }
   for (; p < full; ++p) {
-    micro_kernel<T, M, 1, NV, ACC>(K, A, B.data + p * B.panel_stride, B.panel_stride, B.ldb,
+    micro_kernel<T, M, 1, NV, ACC, PACKED>(K, A, lda, B.data + p * B.panel_stride, B.panel_stride, B.ldb,
                                    C + p * NV * L, ldc);
   }
   if (tail != 0) {
     const T* b = B.data + full * B.panel_stride;
     T* c = C + full * NV * L;
     if constexpr (NV >= 3) {
-      if (tail == 2) return micro_kernel<T, M, 1, 2, ACC>(K, A, b, 0, B.ldb, c, ldc);
+      if (tail == 2) return micro_kernel<T, M, 1, 2, ACC, PACKED>(K, A, lda, b, 0, B.ldb, c, ldc);
     }
-    micro_kernel<T, M, 1, 1, ACC>(K, A, b, 0, B.ldb, c, ldc);
+    micro_kernel<T, M, 1, 1, ACC, PACKED>(K, A, lda, b, 0, B.ldb, c, ldc);
   }
 }
 
@@ -79,14 +82,19 @@ template <> constexpr int kRows<float> = FASTGRU_MR;
 template <> constexpr int kRows<double> = FASTGRU_MR;
 constexpr int kPanelVectors = FASTGRU_NV;
 
-// C (m x nvec*L) = or += Apacked (m x K) * B, for any 1 <= m <= kRows<T>.
+// C (m x nvec*L) = or += A (m x K) * B, for any 1 <= m <= kRows<T>. lda == 0 means A is
+// packed (pack_rows); otherwise A is m rows of a row-major matrix, lda apart.
 template <typename T, bool ACC>
-inline void gemm_block(int m, size_t K, const T* A, const BView<T>& B, T* C, size_t ldc) {
+inline void gemm_block(int m, size_t K, const T* A, size_t lda, const BView<T>& B, T* C,
+                       size_t ldc) {
   constexpr int NV = kPanelVectors;
   switch (m) {
-#define FASTGRU_CASE(M_) \
-  case M_:               \
-    if constexpr (M_ <= kRows<T>) return block_times_panels<T, M_, NV, ACC>(K, A, B, C, ldc); \
+#define FASTGRU_CASE(M_)                                                                 \
+  case M_:                                                                               \
+    if constexpr (M_ <= kRows<T>) {                                                      \
+      if (lda == 0) return block_times_panels<T, M_, NV, ACC, true>(K, A, 0, B, C, ldc); \
+      return block_times_panels<T, M_, NV, ACC, false>(K, A, lda, B, C, ldc);            \
+    }                                                                                    \
     break;
     FASTGRU_CASE(1) FASTGRU_CASE(2) FASTGRU_CASE(3) FASTGRU_CASE(4)
     FASTGRU_CASE(5) FASTGRU_CASE(6) FASTGRU_CASE(7) FASTGRU_CASE(8)
@@ -96,12 +104,12 @@ inline void gemm_block(int m, size_t K, const T* A, const BView<T>& B, T* C, siz
 }
 
 template <typename T>
-inline void gemm_block(bool accumulate, int m, size_t K, const T* A, const BView<T>& B, T* C,
-                       size_t ldc) {
+inline void gemm_block(bool accumulate, int m, size_t K, const T* A, size_t lda,
+                       const BView<T>& B, T* C, size_t ldc) {
   if (accumulate) {
-    gemm_block<T, true>(m, K, A, B, C, ldc);
+    gemm_block<T, true>(m, K, A, lda, B, C, ldc);
   } else {
-    gemm_block<T, false>(m, K, A, B, C, ldc);
+    gemm_block<T, false>(m, K, A, lda, B, C, ldc);
   }
 }
 
@@ -111,13 +119,11 @@ inline void gemm_block(bool accumulate, int m, size_t K, const T* A, const BView
 template <typename T>
 inline void pack_rows(int m, size_t k0, size_t kc, const T* src, size_t rs, size_t cs,
                       int ones_row, T* dst) {
-  for (int i = 0; i < m; ++i) {
-    if (i == ones_row) {
-      for (size_t k = 0; k < kc; ++k) dst[k * m + i] = T(1);
-    } else {
-      const T* row = src + i * rs + k0 * cs;
-      for (size_t k = 0; k < kc; ++k) dst[k * m + i] = row[k * cs];
-    }
+  // k outer: for the transposed sources this is written for (rs == 1) the m values of one k
+  // are contiguous, so each source cache line is read once.
+  for (size_t k = 0; k < kc; ++k) {
+    const T* col = src + (k0 + k) * cs;
+    for (int i = 0; i < m; ++i) dst[k * m + i] = i == ones_row ? T(1) : col[i * rs];
   }
 }
 
@@ -139,7 +145,7 @@ inline void gemm_tall_k(size_t M, size_t K, const T* a_src, size_t rs, size_t cs
       const int m = int(M - i0 < size_t(MR) ? M - i0 : MR);
       const long ones = ones_row - long(i0);
       pack_rows<T>(m, k0, kn, a_src + i0 * rs, rs, cs, int(ones), a_pack);
-      gemm_block<T>(k0 != 0, m, kn, a_pack, b, C + i0 * ldc, ldc);
+      gemm_block<T>(k0 != 0, m, kn, a_pack, 0, b, C + i0 * ldc, ldc);
     }
   }
 }

@@ -43,11 +43,10 @@ bool backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf, size
   const PackedWeights<T>& w = *a.w;
   const size_t I = w.input_size, H = w.units, Hp = w.padded_units, steps = a.steps;
   const size_t nr = r1 - r0, Ip = round_up(I, L);
-  const size_t n_dh = nr * Hp, n_pack = MR * 3 * Hp, n_q = MR * (Hp > Ip ? Hp : Ip);
-  T* dh = static_cast<T*>(thread_scratch(sizeof(T) * (n_dh + n_pack + n_q)));
+  const size_t n_dh = nr * Hp, n_q = MR * (Hp > Ip ? Hp : Ip);
+  T* dh = static_cast<T*>(thread_scratch(sizeof(T) * (n_dh + n_q)));
   if (dh == nullptr) return false;
-  T* pack = dh + n_dh;
-  T* q = pack + n_pack;  // (r*h) gradient rows (reset_after=False), later dx rows
+  T* q = dh + n_dh;  // (r*h) gradient rows (reset_after=False), later dx rows
 
   for (size_t i = 0; i < nr; ++i) {
     for (size_t u = 0; u < Hp; ++u) {
@@ -89,11 +88,9 @@ bool backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf, size
       }
       const size_t gate_stride = steps * 3 * Hp;
       if (w.reset_after) {
-        gemm_block<T, true>(m, Hp, rows_for_gemm<T>(m, Hp, buf.d_rec_h + bt0 * Hp, steps * Hp, pack),
-                            UhT, dh_rows, Hp);
+        gemm_block<T, true>(m, Hp, buf.d_rec_h + bt0 * Hp, steps * Hp, UhT, dh_rows, Hp);
       } else {  // n saw (r*h)*Uh: its gradient q = dn*Uh^T feeds dr and dh
-        gemm_block<T, false>(m, Hp, rows_for_gemm<T>(m, Hp, buf.d_gates + bt0 * 3 * Hp + 2 * Hp, gate_stride, pack),
-                             UhT, q, Hp);
+        gemm_block<T, false>(m, Hp, buf.d_gates + bt0 * 3 * Hp + 2 * Hp, gate_stride, UhT, q, Hp);
         for (int i = 0; i < m; ++i) {
           const size_t bt = bt0 + i * steps;
           const T* gates = a.tape.gates + bt * 3 * Hp;
@@ -107,8 +104,7 @@ bool backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf, size
           }
         }
       }
-      gemm_block<T, true>(m, 2 * Hp, rows_for_gemm<T>(m, 2 * Hp, buf.d_gates + bt0 * 3 * Hp, gate_stride, pack),
-                          UzrT, dh_rows, Hp);
+      gemm_block<T, true>(m, 2 * Hp, buf.d_gates + bt0 * 3 * Hp, gate_stride, UzrT, dh_rows, Hp);
     }
   }
   for (size_t i = 0; i < nr; ++i) copy_row(a.dh0 + (r0 + i) * H, dh + i * Hp, H);
@@ -119,7 +115,7 @@ bool backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf, size
   const T* dg0 = buf.d_gates + r0 * steps * 3 * Hp;
   for (size_t i0 = 0; i0 < rows; i0 += MR) {
     const int m = int(rows - i0 < size_t(MR) ? rows - i0 : MR);
-    gemm_block<T, false>(m, 3 * Hp, rows_for_gemm<T>(m, 3 * Hp, dg0 + i0 * 3 * Hp, 3 * Hp, pack), WT, q, Ip);
+    gemm_block<T, false>(m, 3 * Hp, dg0 + i0 * 3 * Hp, 3 * Hp, WT, q, Ip);
     for (int i = 0; i < m; ++i) copy_row(a.dx + (r0 * steps + i0 + i) * I, q + i * Ip, I);
   }
   return true;

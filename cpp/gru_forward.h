@@ -12,15 +12,6 @@
 namespace fastgru {
 namespace FASTGRU_ISA {
 
-// Packs m rows of a strided matrix for gemm_block, or for a single contiguous row returns it
-// as it is (a one-row block needs no packing: A[k*1 + 0] is the row).
-template <typename T>
-inline const T* rows_for_gemm(int m, size_t K, const T* src, size_t row_stride, T* pack) {
-  if (m == 1) return src;
-  pack_rows<T>(m, 0, K, src, row_stride, 1, -1, pack);
-  return pack;
-}
-
 template <typename T>
 inline void copy_row(T* dst, const T* src, size_t n) {
   __builtin_memcpy(dst, src, n * sizeof(T));
@@ -34,14 +25,14 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
   constexpr int MR = kRows<T>;
   const PackedWeights<T>& w = *a.w;
   const size_t I = w.input_size, H = w.units, Hp = w.padded_units, steps = a.steps;
-  const size_t nr = r1 - r0, ldc = 4 * Hp;  // C columns: [z r | x*Wh | h*Uh]
-  const size_t kmax = I > H ? I : H;
-  const size_t n_state = nr * Hp, n_c = MR * ldc, n_pack = round_up(MR * kmax, L);
-  T* state = static_cast<T*>(thread_scratch(sizeof(T) * (n_state + n_c + n_pack + MR * Hp)));
+  // C columns: [x*W (3Hp) | h*U (3Hp)] with reset_after, where the gates add the two halves;
+  // without it h*U[z,r] and (r*h)*U[h] accumulate onto x*W in place, in 3Hp columns.
+  const size_t nr = r1 - r0, ldc = 6 * Hp;
+  const size_t n_state = nr * Hp, n_c = MR * ldc;
+  T* state = static_cast<T*>(thread_scratch(sizeof(T) * (n_state + n_c + MR * Hp)));
   if (state == nullptr) return false;
   T* C = state + n_state;
-  T* pack = C + n_c;
-  T* reset_state = pack + n_pack;  // r * h rows (reset_after=False)
+  T* reset_state = C + n_c;  // r * h rows (reset_after=False)
 
   for (size_t i = 0; i < nr; ++i) {
     for (size_t u = 0; u < Hp; ++u) {
@@ -49,6 +40,7 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
     }
   }
   const BView<T> Wx = w.view(w.kernel, I, 3 * Hp);
+  const BView<T> U = w.view(w.rec, H, 3 * Hp);
   const BView<T> Uzr = w.view(w.rec_zr, H, 2 * Hp);
   const BView<T> Uh = w.view(w.rec_h, H, Hp);
   const T* bx = w.bias_x.data();
@@ -60,12 +52,12 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
       const int m = int(nr - i0 < size_t(MR) ? nr - i0 : MR);
       const size_t b0 = r0 + i0;
       T* h_rows = state + i0 * Hp;
-      gemm_block<T, false>(m, I, rows_for_gemm<T>(m, I, a.x + (b0 * steps + t) * I, steps * I, pack),
-                           Wx, C, ldc);
-      const T* h_packed = rows_for_gemm<T>(m, H, h_rows, Hp, pack);
-      gemm_block<T, true>(m, H, h_packed, Uzr, C, ldc);
-      if (w.reset_after) gemm_block<T, false>(m, H, h_packed, Uh, C + 3 * Hp, ldc);
-
+      gemm_block<T, false>(m, I, a.x + (b0 * steps + t) * I, steps * I, Wx, C, ldc);
+      if (w.reset_after) {
+        gemm_block<T, false>(m, H, h_rows, Hp, U, C + 3 * Hp, ldc);
+      } else {
+        gemm_block<T, true>(m, H, h_rows, Hp, Uzr, C, ldc);
+      }
       if (!w.reset_after) {  // n needs (r*h)*Uh: gates z and r first, then one more GEMM
         for (int i = 0; i < m; ++i) {
           T* c = C + i * ldc;
@@ -78,7 +70,7 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
             store<T>(reset_state + i * Hp + u, r * load<T>(h + u));
           }
         }
-        gemm_block<T, true>(m, H, rows_for_gemm<T>(m, H, reset_state, Hp, pack), Uh, C + 2 * Hp, ldc);
+        gemm_block<T, true>(m, H, reset_state, Hp, Uh, C + 2 * Hp, ldc);
       }
 
       for (int i = 0; i < m; ++i) {
@@ -90,9 +82,10 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
         for (size_t u = 0; u < Hp; u += L) {
           V z, r, n, rec;
           if (w.reset_after) {
-            z = sigmoid<T>(load<T>(c + u) + load<T>(bx + u));
-            r = sigmoid<T>(load<T>(c + Hp + u) + load<T>(bx + Hp + u));
-            rec = load<T>(c + 3 * Hp + u) + load<T>(bhh + u);
+            const T* ch = c + 3 * Hp;
+            z = sigmoid<T>(load<T>(c + u) + load<T>(ch + u) + load<T>(bx + u));
+            r = sigmoid<T>(load<T>(c + Hp + u) + load<T>(ch + Hp + u) + load<T>(bx + Hp + u));
+            rec = load<T>(ch + 2 * Hp + u) + load<T>(bhh + u);
             n = tanh(load<T>(c + 2 * Hp + u) + load<T>(bx + 2 * Hp + u) + r * rec);
           } else {
             z = load<T>(c + u);
