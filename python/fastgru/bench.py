@@ -895,12 +895,11 @@ def run_benchmarks(cfg: BenchConfig, peers: Optional[Sequence[Peer]] = None,
 
     load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     workloads = make_workloads(cfg)
-    matmul = []
-    if time_fastgru and any(w.flops for w in workloads):
-        for nt in cfg.threads:
-            matmul.append(matmul_baseline(cfg, nt))
+    matmul: List[Dict[str, Any]] = []
 
     for w in workloads:
+        if w.flops and time_fastgru and not matmul:  # right before the workloads it calibrates
+            matmul.extend(matmul_baseline(cfg, nt) for nt in cfg.threads)
         _log(f"== {w.key}: {w.title}")
         candidates = fastgru_candidates(w)
         for peer in local:
