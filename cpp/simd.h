@@ -6,6 +6,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#if defined(__SSE2__)
+#include <immintrin.h>  // only the reciprocal estimate below; always-inline, so no ODR hazard
+#endif
 
 #if !defined(FASTGRU_ISA) || !defined(FASTGRU_VEC_BYTES)
 #error "define FASTGRU_ISA and FASTGRU_VEC_BYTES before including simd.h"
@@ -112,9 +115,40 @@ inline vec_t<double> exp(vec_t<double> x) {
   return e * (V)((ni + 1023) << 52);
 }
 
+// 1/x from the hardware estimate refined by Newton steps where the ISA has one (a divide is
+// the slowest instruction in the gate epilogue): about 1 ulp; a plain divide elsewhere.
+inline vec_t<float> reciprocal(vec_t<float> x) {
+  typedef vec_t<float> V;
+#if FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)
+  V r = (V)_mm512_rcp14_ps((__m512)x);  // 14 bits
+#elif FASTGRU_VEC_BYTES == 32 && defined(__AVX__)
+  V r = (V)_mm256_rcp_ps((__m256)x);  // 12 bits
+  r = r + r * (1.0f - x * r);
+#elif FASTGRU_VEC_BYTES == 16 && defined(__SSE2__)
+  V r = (V)_mm_rcp_ps((__m128)x);
+  r = r + r * (1.0f - x * r);
+#else
+  return 1.0f / x;
+#endif
+  return r + r * (1.0f - x * r);
+}
+
+inline vec_t<double> reciprocal(vec_t<double> x) {
+#if FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)
+  typedef vec_t<double> V;
+  V r = (V)_mm512_rcp14_pd((__m512d)x);
+  r = r + r * (1.0 - x * r);
+  r = r + r * (1.0 - x * r);
+  return r + r * (1.0 - x * r);
+#else
+  return 1.0 / x;
+#endif
+}
+
+// Inputs of reciprocal() here are in [1, 1 + e^88]: finite, positive, never denormal.
 template <typename T>
 inline vec_t<T> sigmoid(vec_t<T> x) {
-  return T(1) / (T(1) + exp(-x));
+  return reciprocal(T(1) + exp(-x));
 }
 
 // tanh: a Cephes odd polynomial/rational below |x| = 0.625 (keeps relative accuracy near 0),
@@ -122,7 +156,7 @@ inline vec_t<T> sigmoid(vec_t<T> x) {
 inline vec_t<float> tanh(vec_t<float> x) {
   typedef vec_t<float> V;
   const V a = abs<float>(x);
-  const V big = copy_sign<float>(1.0f - 2.0f / (exp(a + a) + 1.0f), x);
+  const V big = copy_sign<float>(1.0f - 2.0f * reciprocal(exp(a + a) + 1.0f), x);
   const V z = x * x;
   V p = z * -5.70498872745e-3f + 2.06390887954e-2f;
   p = p * z - 5.37397155531e-2f;
@@ -135,7 +169,7 @@ inline vec_t<float> tanh(vec_t<float> x) {
 inline vec_t<double> tanh(vec_t<double> x) {
   typedef vec_t<double> V;
   const V a = abs<double>(x);
-  const V big = copy_sign<double>(1.0 - 2.0 / (exp(a + a) + 1.0), x);
+  const V big = copy_sign<double>(1.0 - 2.0 * reciprocal(exp(a + a) + 1.0), x);
   const V z = x * x;
   V p = z * -9.64399179425052238628e-1 - 9.92877231001918586564e1;
   p = p * z - 1.61468768441708447952e3;
