@@ -359,6 +359,13 @@ class Sequential:
             return last._affine(a)
         return last.call(a)
 
+    def stream(self, batch_size: int = 1):
+        """A stateful one-reading-at-a-time view for real-time use: ``st.step(x_t)``,
+        ``st.reset()``, ``st.state`` (see ``fastgru.streaming.Stream``)."""
+        from .streaming import Stream
+
+        return Stream(self, batch_size)
+
     def predict(self, X, batch_size: Optional[int] = None, verbose: int = 0) -> np.ndarray:
         """Model outputs for ``X`` (in chunks of ``batch_size`` samples; None = large chunks)."""
         self._require_built("predict")
