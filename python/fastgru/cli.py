@@ -362,6 +362,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         handler = {"demo": _cmd_demo, "fit": _cmd_fit, "predict": _cmd_predict,
                    "info": _cmd_info}[args.command]
         return handler(args)
+    except BrokenPipeError:  # e.g. `fastgru info | head -1`: stop quietly (Python docs recipe)
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except UserError as exc:
         print(f"fastgru: error: {exc}", file=sys.stderr)
         return 2
