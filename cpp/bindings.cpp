@@ -173,8 +173,6 @@ class TypedGRU {
     return py::make_tuple(dx, dh0, dkernel, drec, dbias);
   }
 
-  const PackedWeights<T>& weights() const { return *weights_; }
-
  private:
   const KernelTable& table_;
   std::unique_ptr<PackedWeights<T>> weights_;
@@ -207,9 +205,6 @@ class PackedGRU {
                 : f64_->backward(x, h_prev, gates, h_rec, d_out, d_h_last);
   }
   std::string simd() const { return table_.name; }
-  size_t padded_units() const {
-    return f32_ ? f32_->weights().padded_units : f64_->weights().padded_units;
-  }
 
  private:
   const KernelTable& table_;
@@ -255,8 +250,7 @@ PYBIND11_MODULE(_core, m) {
       .def("forward_train", &PackedGRU::forward_train, py::arg("x"), py::arg("h0"))
       .def("backward", &PackedGRU::backward, py::arg("x"), py::arg("h_prev"), py::arg("gates"),
            py::arg("h_rec"), py::arg("d_out"), py::arg("d_h_last"))
-      .def_property_readonly("simd", &PackedGRU::simd)
-      .def_property_readonly("padded_units", &PackedGRU::padded_units);
+      .def_property_readonly("simd", &PackedGRU::simd);
   m.def("config", &config);
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("n must be >= 1");

@@ -69,14 +69,15 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
       size_t c;
       return keras_col(n, &c) ? U[k * 3 * H + c] : T(0);
     });
+  } else {  // (r*h) meets U[h] only after z and r are known: two products
+    rec_zr = pack_panels<T>(H, 2 * Hp, L, PW, [&](size_t k, size_t n) {
+      size_t c;
+      return keras_col(n, &c) ? U[k * 3 * H + c] : T(0);
+    });
+    rec_h = pack_panels<T>(H, Hp, L, PW, [&](size_t k, size_t n) {
+      return n < H ? U[k * 3 * H + 2 * H + n] : T(0);
+    });
   }
-  rec_zr = pack_panels<T>(H, 2 * Hp, L, PW, [&](size_t k, size_t n) {
-    size_t c;
-    return keras_col(n, &c) ? U[k * 3 * H + c] : T(0);
-  });
-  rec_h = pack_panels<T>(H, Hp, L, PW, [&](size_t k, size_t n) {
-    return n < H ? U[k * 3 * H + 2 * H + n] : T(0);
-  });
   kernel_t = pack_panels<T>(3 * Hp, I, L, PW, [&](size_t k, size_t n) {
     size_t c;
     return keras_col(k, &c) ? W[n * 3 * H + c] : T(0);

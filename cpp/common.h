@@ -68,9 +68,9 @@ struct PackedWeights {
   SimdGeometry geo{};
   // forward: x*W (3Hp columns) and h*U, or h*U[z,r] then (r*h)*U[h] (reset_after=False)
   AlignedBuffer<T> kernel;       // K=I,  N=3Hp
-  AlignedBuffer<T> rec;          // K=H,  N=3Hp (reset_after: one GEMM for all three gates)
-  AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp
-  AlignedBuffer<T> rec_h;        // K=H,  N=Hp
+  AlignedBuffer<T> rec;          // K=H,  N=3Hp (reset_after only: one GEMM for all three gates)
+  AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp (reset_after=False only)
+  AlignedBuffer<T> rec_h;        // K=H,  N=Hp  (reset_after=False only)
   AlignedBuffer<T> bias_x;       // 3Hp: input bias, with the recurrent z/r bias folded in
   AlignedBuffer<T> bias_hh;      // Hp:  recurrent h bias (reset_after) or zeros
   // backward: dx = dG*W^T, dh += dG[z,r]*U[z,r]^T + dG_h*U[h]^T

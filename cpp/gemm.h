@@ -77,9 +77,7 @@ inline void block_times_panels(size_t K, const T* A, size_t lda, const BView<T>&
 }
 
 // Rows of the micro-kernel for this path and type.
-template <typename T> constexpr int kRows = 0;
-template <> constexpr int kRows<float> = FASTGRU_MR;
-template <> constexpr int kRows<double> = FASTGRU_MR;
+template <typename T> constexpr int kRows = FASTGRU_MR;
 constexpr int kPanelVectors = FASTGRU_NV;
 
 // C (m x nvec*L) = or += A (m x K) * B, for any 1 <= m <= kRows<T>. lda == 0 means A is

@@ -8,7 +8,6 @@
 
 #include "common.h"
 #include "gemm.h"
-#include "gru_forward.h"
 #include "simd.h"
 #include "threads.h"
 

@@ -12,11 +12,6 @@
 namespace fastgru {
 namespace FASTGRU_ISA {
 
-template <typename T>
-inline void copy_row(T* dst, const T* src, size_t n) {
-  __builtin_memcpy(dst, src, n * sizeof(T));
-}
-
 // Runs rows [r0, r1) of the batch through all steps. Returns false if scratch was unavailable.
 template <typename T>
 bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {

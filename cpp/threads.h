@@ -8,8 +8,6 @@
 #include <omp.h>
 #endif
 
-#include "common.h"
-
 namespace fastgru {
 namespace FASTGRU_ISA {
 

@@ -50,6 +50,12 @@ def test_parity_subset_is_clean_under_asan_and_ubsan(tmp_path):
         ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",  # CPython itself is not leak-clean
         UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
     )
+    # The run must use the sanitized build, not an installed fastgru: check what it imports.
+    where = subprocess.run([sys.executable, "-c", "import fastgru._core as c; print(c.__file__)"],
+                           env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert where.returncode == 0, where.stderr[-2000:]
+    assert where.stdout.strip() == str(package / built.name)
+
     selection = [
         str(ROOT / "tests" / "test_kernels.py") + "::test_forward_and_backward_match_reference",
         str(ROOT / "tests" / "test_kernels.py") + "::test_thread_count_does_not_change_results",
@@ -59,6 +65,5 @@ def test_parity_subset_is_clean_under_asan_and_ubsan(tmp_path):
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=",
          "--rootdir", str(tmp_path), *selection],
         env=env, capture_output=True, text=True, cwd=tmp_path)
-    # The run must have used the sanitized build, not an installed fastgru.
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "passed" in result.stdout

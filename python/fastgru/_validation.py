@@ -43,25 +43,13 @@ def bias_shape(units: int, reset_after: bool) -> tuple:
     return (2, 3 * units) if reset_after else (3 * units,)
 
 
-def check_gru_inputs(x, kernel, recurrent_kernel, bias, h0=None, reset_after=True):
-    """Validate a GRU call; return ``(x, kernel, recurrent_kernel, bias, h0)`` as arrays.
-
-    The arrays keep their own dtypes here: callers decide the compute dtype with
-    ``result_dtype`` (the reference always computes in float64).
-    """
+def check_weights(kernel, recurrent_kernel, bias, reset_after=True, input_size=None):
+    """Validate GRU weights in Keras layout; return them as arrays."""
     if not isinstance(reset_after, (bool, np.bool_)):
         raise TypeError(f"reset_after must be a bool; got {type(reset_after).__name__}")
-    x = _as_float_array("x", x)
     kernel = _as_float_array("kernel", kernel)
     recurrent_kernel = _as_float_array("recurrent_kernel", recurrent_kernel)
     bias = _as_float_array("bias", bias)
-    if x.ndim != 3:
-        raise ValueError(f"x must be 3-D (batch, time, input_size); got shape {x.shape}")
-    batch, steps, input_size = x.shape
-    if batch == 0 or steps == 0 or input_size == 0:
-        raise ValueError(
-            f"x must have batch, time and input_size all > 0; got shape {x.shape}"
-        )
     if recurrent_kernel.ndim != 2 or recurrent_kernel.shape[1] != 3 * recurrent_kernel.shape[0]:
         raise ValueError(
             "recurrent_kernel must be 2-D (units, 3*units) in Keras gate order z, r, h; "
@@ -70,11 +58,16 @@ def check_gru_inputs(x, kernel, recurrent_kernel, bias, h0=None, reset_after=Tru
     units = recurrent_kernel.shape[0]
     if units == 0:
         raise ValueError("recurrent_kernel must have units > 0; got shape (0, 0)")
-    if kernel.shape != (input_size, 3 * units):
+    if input_size is None:
+        if kernel.ndim != 2 or kernel.shape[0] == 0 or kernel.shape[1] != 3 * units:
+            raise ValueError(
+                f"kernel must have shape (input_size, 3*units) with units={units}; "
+                f"got shape {kernel.shape}"
+            )
+    elif kernel.shape != (input_size, 3 * units):
         raise ValueError(
             f"kernel must have shape (input_size, 3*units) = ({input_size}, {3 * units}) "
-            f"to match x {x.shape} and recurrent_kernel {recurrent_kernel.shape}; "
-            f"got shape {kernel.shape}"
+            f"to match x and recurrent_kernel {recurrent_kernel.shape}; got shape {kernel.shape}"
         )
     expected_bias = bias_shape(units, bool(reset_after))
     if bias.shape != expected_bias:
@@ -82,12 +75,47 @@ def check_gru_inputs(x, kernel, recurrent_kernel, bias, h0=None, reset_after=Tru
             f"bias must have shape {expected_bias} for reset_after={bool(reset_after)} "
             f"and units={units}; got shape {bias.shape}"
         )
-    if h0 is not None:
-        h0 = _as_float_array("h0", h0)
-        if h0.shape != (batch, units):
-            raise ValueError(
-                f"h0 must have shape (batch, units) = ({batch}, {units}); got shape {h0.shape}"
-            )
+    return kernel, recurrent_kernel, bias
+
+
+def check_x(x, input_size=None):
+    """Validate the input sequence (B, T, I), all sizes > 0, matching ``input_size`` if given."""
+    x = _as_float_array("x", x)
+    if x.ndim != 3:
+        expected = "input_size" if input_size is None else f"input_size={input_size}"
+        raise ValueError(f"x must be 3-D (batch, time, {expected}); got shape {x.shape}")
+    if 0 in x.shape:
+        raise ValueError(f"x must have batch, time and input_size all > 0; got shape {x.shape}")
+    if input_size is not None and x.shape[2] != input_size:
+        raise ValueError(
+            f"x must be 3-D (batch, time, input_size={input_size}); got shape {x.shape}"
+        )
+    return x
+
+
+def check_h0(h0, batch, units):
+    """Validate the initial state (B, H); None means zeros."""
+    if h0 is None:
+        return None
+    h0 = _as_float_array("h0", h0)
+    if h0.shape != (batch, units):
+        raise ValueError(
+            f"h0 must have shape (batch, units) = ({batch}, {units}); got shape {h0.shape}"
+        )
+    return h0
+
+
+def check_gru_inputs(x, kernel, recurrent_kernel, bias, h0=None, reset_after=True):
+    """Validate a GRU call; return ``(x, kernel, recurrent_kernel, bias, h0)`` as arrays.
+
+    The arrays keep their own dtypes here: callers decide the compute dtype with
+    ``result_dtype`` (the reference always computes in float64).
+    """
+    x = check_x(x)
+    kernel, recurrent_kernel, bias = check_weights(
+        kernel, recurrent_kernel, bias, reset_after, input_size=x.shape[2]
+    )
+    h0 = check_h0(h0, x.shape[0], recurrent_kernel.shape[0])
     return x, kernel, recurrent_kernel, bias, h0
 
 

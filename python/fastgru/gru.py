@@ -9,7 +9,7 @@ not scan their inputs. Higher-level code (``Sequential.fit``, ``GRUForecaster``)
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,7 +17,10 @@ from . import _core
 from ._validation import (
     GRUGradients,
     check_gru_inputs,
+    check_h0,
     check_output_grads,
+    check_weights,
+    check_x,
     result_dtype,
 )
 
@@ -28,7 +31,6 @@ class GRUTape(NamedTuple):
     """What ``forward_train`` keeps for ``backward``. Internal layout: gate columns padded."""
 
     x: np.ndarray
-    h0: Optional[np.ndarray]
     h_prev: np.ndarray
     gates: np.ndarray
     h_rec: np.ndarray
@@ -47,10 +49,7 @@ class PackedGRU:
     """
 
     def __init__(self, kernel, recurrent_kernel, bias, reset_after=True, dtype=None):
-        probe = np.zeros((1, 1, np.shape(kernel)[0] if np.ndim(kernel) == 2 else 1), np.float32)
-        _, kernel, recurrent_kernel, bias, _ = check_gru_inputs(
-            probe, kernel, recurrent_kernel, bias, None, reset_after
-        )
+        kernel, recurrent_kernel, bias = check_weights(kernel, recurrent_kernel, bias, reset_after)
         self.dtype = np.dtype(dtype) if dtype is not None else result_dtype(
             kernel, recurrent_kernel, bias
         )
@@ -67,24 +66,8 @@ class PackedGRU:
         )
 
     def _check_x(self, x, h0):
-        x = np.asarray(x)
-        if x.ndim != 3 or x.shape[2] != self.input_size:
-            raise ValueError(
-                f"x must be 3-D (batch, time, input_size={self.input_size}); got shape {x.shape}"
-            )
-        if x.dtype.kind != "f":
-            raise TypeError(f"x must be a floating-point array; got dtype {x.dtype}")
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"x must have batch and time > 0; got shape {x.shape}")
-        if h0 is not None:
-            h0 = np.asarray(h0)
-            if h0.dtype.kind != "f":
-                raise TypeError(f"h0 must be a floating-point array; got dtype {h0.dtype}")
-            if h0.shape != (x.shape[0], self.units):
-                raise ValueError(
-                    f"h0 must have shape (batch, units) = ({x.shape[0]}, {self.units}); "
-                    f"got shape {h0.shape}"
-                )
+        x = check_x(x, self.input_size)
+        h0 = check_h0(h0, x.shape[0], self.units)
         return _contiguous(x, self.dtype), _contiguous(h0, self.dtype)
 
     def forward(self, x, h0=None):
@@ -92,11 +75,17 @@ class PackedGRU:
         x, h0 = self._check_x(x, h0)
         return self._core.forward(x, h0)
 
+    def forward_prepared(self, x, h0):
+        """``forward`` for callers that already hold C-contiguous arrays of ``self.dtype`` with
+        checked shapes (the streaming loop): no second round of Python checks on a path that
+        costs microseconds; the C++ side still checks dtype, order and shape."""
+        return self._core.forward(x, h0)
+
     def forward_train(self, x, h0=None):
         """Return ``(outputs, last_state, tape)``; pass the tape to ``backward``."""
         x, h0 = self._check_x(x, h0)
         out, h_last, h_prev, gates, h_rec = self._core.forward_train(x, h0)
-        return out, h_last, GRUTape(x, h0, h_prev, gates, h_rec, self)
+        return out, h_last, GRUTape(x, h_prev, gates, h_rec, self)
 
     def backward(self, tape, d_out=None, d_h_last=None):
         """Return ``GRUGradients`` given dL/d(outputs) and dL/d(last state) (None = zeros)."""

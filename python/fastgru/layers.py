@@ -104,6 +104,19 @@ def _check_dtype(dtype) -> np.dtype:
 
 
 # --------------------------------------------------------------------------- base layer
+def check_weight_arrays(weights, expected_shapes, owner: str) -> List[np.ndarray]:
+    """The weights as arrays, each checked against its Keras shape (before any is copied)."""
+    arrays = []
+    for i, (w, shape) in enumerate(zip(weights, expected_shapes)):
+        w = np.asarray(w)
+        if w.shape != shape:
+            raise ValueError(f"{owner} weight {i} must have shape {shape}; got {w.shape}")
+        if w.dtype.kind not in "fiu":
+            raise TypeError(f"{owner} weight {i} must be numeric; got dtype {w.dtype}")
+        arrays.append(w)
+    return arrays
+
+
 class Layer:
     """Base class: a name, a dtype, weights in Keras order, lazy build."""
 
@@ -142,17 +155,7 @@ class Layer:
                 f"layer {self.name!r} ({type(self).__name__}) expects {len(expected)} weight "
                 f"arrays with shapes {expected}; got {len(weights)}"
             )
-        arrays = []
-        for i, (w, shape) in enumerate(zip(weights, expected)):
-            w = np.asarray(w)
-            if w.shape != shape:
-                raise ValueError(
-                    f"layer {self.name!r} ({type(self).__name__}) weight {i} must have shape "
-                    f"{shape}; got {w.shape}"
-                )
-            if w.dtype.kind not in "fiu":
-                raise TypeError(f"layer {self.name!r} weight {i} must be numeric; got {w.dtype}")
-            arrays.append(w)
+        arrays = check_weight_arrays(weights, expected, f"layer {self.name!r} ({type(self).__name__})")
         for dst, src in zip(self._weights, arrays):
             np.copyto(dst, src, casting="unsafe")
         self._weights_changed()

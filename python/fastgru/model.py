@@ -39,7 +39,7 @@ import numpy as np
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from .callbacks import Callback, History
-from .layers import LAYER_CLASSES, GRU, Dense, Layer
+from .layers import LAYER_CLASSES, GRU, Dense, Layer, check_weight_arrays
 
 __all__ = ["Sequential", "load_model"]
 
@@ -251,14 +251,7 @@ class Sequential:
                 f"the model has {len(expected)} weight arrays with shapes {expected}; "
                 f"got {len(weights)} arrays"
             )
-        arrays = []
-        for i, (w, shape) in enumerate(zip(weights, expected)):
-            w = np.asarray(w)
-            if w.shape != shape:
-                raise ValueError(f"weight {i} must have shape {shape}; got {w.shape}")
-            if w.dtype.kind not in "fiu":
-                raise TypeError(f"weight {i} must be numeric; got dtype {w.dtype}")
-            arrays.append(w)
+        arrays = check_weight_arrays(weights, expected, "the model's")
         views = [w for layer in self.layers for w in layer._weights]
         for dst, src in zip(views, arrays):
             np.copyto(dst, src, casting="unsafe")

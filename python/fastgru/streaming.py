@@ -59,16 +59,20 @@ class Stream:
         """Feed one reading: ``(features,)`` or ``(batch, features)``; return the model output."""
         x = np.asarray(x_t, dtype=self.dtype)
         single = x.ndim == 1
-        if single:
-            x = x[None]
-        if x.shape != (self.batch_size, self.input_size):
-            expected = f"({self.input_size},)" if self.batch_size == 1 else ""
-            raise ValueError(f"x_t must have shape {expected or ''}(batch={self.batch_size}, "
-                             f"features={self.input_size}); got {np.shape(x_t)}")
+        if x.shape != ((self.input_size,) if single else (self.batch_size, self.input_size)):
+            raise ValueError(
+                f"x_t must have shape (features,) = ({self.input_size},) or (batch, features) = "
+                f"({self.batch_size}, {self.input_size}); got {np.shape(x_t)}"
+            )
+        if single and self.batch_size != 1:
+            raise ValueError(f"x_t of shape ({self.input_size},) needs a stream of batch_size 1; "
+                             f"this one has batch_size {self.batch_size}")
+        # Checked once here; the GRU calls below skip PackedGRU's own Python checks.
+        x = np.ascontiguousarray(x.reshape(self.batch_size, self.input_size))
         k = 0
         for layer in self._layers:
             if isinstance(layer, GRU):
-                _, h = layer.packed().forward(x[:, None, :], self._states[k])
+                _, h = layer.packed().forward_prepared(x[:, None, :], self._states[k])
                 self._states[k] = h
                 x = h
                 k += 1
