@@ -4,12 +4,16 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "common.h"
 #include "dispatch.h"
+#include "inference.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -212,6 +216,232 @@ class PackedGRU {
   std::unique_ptr<TypedGRU<double>> f64_;
 };
 
+template <typename T>
+bool all_finite(const T* x, size_t n) {
+  bool ok = true;
+  for (size_t i = 0; i < n; ++i) ok &= std::isfinite(x[i]);
+  return ok;
+}
+
+// model.predict for models that start with a GRU: the layers are converted once (the Python
+// side rebuilds this object when weights change), buffers are kept between calls.
+template <typename T>
+class TypedInferenceModel {
+ public:
+  // layers: ("gru", kernel, recurrent_kernel, bias, reset_after, return_sequences) or
+  //         ("dense", kernel, bias, activation) tuples, in order.
+  explicit TypedInferenceModel(const py::list& specs) {
+    const KernelTable& table = active_path();
+    std::vector<InferenceLayer<T>> layers;
+    for (const py::handle item : specs) {
+      const py::tuple spec = py::reinterpret_borrow<py::tuple>(item);
+      const std::string kind = spec[0].cast<std::string>();
+      InferenceLayer<T> layer;
+      if (kind == "gru") {
+        const bool reset_after = spec[4].cast<bool>();
+        py::array rk = py::reinterpret_borrow<py::array>(spec[2]);
+        py::array k = py::reinterpret_borrow<py::array>(spec[1]);
+        if (rk.ndim() != 2 || k.ndim() != 2) throw py::value_error("GRU weights must be 2-D");
+        const py::ssize_t H = rk.shape(0), I = k.shape(0);
+        auto kernel = checked<T>(spec[1], "kernel", {I, 3 * H});
+        auto rec = checked<T>(spec[2], "recurrent_kernel", {H, 3 * H});
+        auto bias = checked<T>(spec[3], "bias", reset_after ? std::vector<py::ssize_t>{2, 3 * H}
+                                                            : std::vector<py::ssize_t>{3 * H});
+        layer.gru = std::make_unique<PackedWeights<T>>(table.geometry<T>(), kernel.data(),
+                                                       rec.data(), bias.data(), size_t(I),
+                                                       size_t(H), reset_after);
+        layer.return_sequences = spec[5].cast<bool>();
+      } else if (kind == "dense") {
+        py::array k = py::reinterpret_borrow<py::array>(spec[1]);
+        if (k.ndim() != 2) throw py::value_error("Dense kernel must be 2-D (inputs, units)");
+        const py::ssize_t I = k.shape(0), O = k.shape(1);
+        auto kernel = checked<T>(spec[1], "kernel", {I, O});
+        auto bias = checked<T>(spec[2], "bias", {O});
+        layer.dense.inputs = size_t(I);
+        layer.dense.units = size_t(O);
+        layer.dense.kernel.assign(kernel.data(), kernel.data() + I * O);
+        layer.dense.bias.assign(bias.data(), bias.data() + O);
+        try {
+          layer.dense.activation = parse_activation(spec[3].cast<std::string>());
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      } else {
+        throw py::value_error("unknown layer kind '" + kind + "'; expected 'gru' or 'dense'");
+      }
+      layers.push_back(std::move(layer));
+    }
+    try {
+      model_ = std::make_shared<const InferenceModel<T>>(table, std::move(layers));
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }
+
+  py::array predict(py::handle x_obj) {
+    const size_t I = model_->input_size(), O = model_->output_size();
+    py::array arr = py::reinterpret_borrow<py::array>(x_obj);
+    if (!py::isinstance<py::array>(x_obj) || arr.ndim() != 3 || arr.shape(0) <= 0 ||
+        arr.shape(1) <= 0) {
+      throw py::value_error("X must be a non-empty 3-D array (samples, timesteps, features=" +
+                            std::to_string(I) + ")");
+    }
+    const auto B = arr.shape(0), steps = arr.shape(1);
+    auto x = checked<T>(x_obj, "X", {B, steps, py::ssize_t(I)});
+    auto out = model_->sequence_output() ? py::array_t<T>({B, steps, py::ssize_t(O)})
+                                         : py::array_t<T>({B, py::ssize_t(O)});
+    bool finite, ok = false;
+    {
+      py::gil_scoped_release release;
+      finite = all_finite(x.data(), size_t(B * steps) * I);
+      if (finite) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ok = model_->predict(x.data(), size_t(B), size_t(steps), out.mutable_data(), scratch_);
+      }
+    }
+    if (!finite) throw py::value_error("X contains NaN or inf values");
+    if (!ok) throw std::bad_alloc();
+    return out;
+  }
+
+  std::shared_ptr<const InferenceModel<T>> model() const { return model_; }
+
+ private:
+  std::shared_ptr<const InferenceModel<T>> model_;
+  std::mutex mutex_;  // scratch_ is shared by calls from different Python threads
+  std::vector<T> scratch_;
+};
+
+// A stateful stream over an InferenceModel: one reading (per stream of the batch) a call.
+template <typename T>
+class TypedStream {
+ public:
+  TypedStream(const TypedInferenceModel<T>& model, size_t batch)
+      : model_(model.model()), batch_(batch) {
+    if (batch == 0) throw py::value_error("batch_size must be >= 1");
+    for (size_t units : model_->state_sizes()) states_.emplace_back(batch * units, T(0));
+    for (auto& s : states_) state_ptrs_.push_back(s.data());
+  }
+
+  // x_t: (features,) for a stream of one, or (batch, features). Returns (outputs,) or
+  // (batch, outputs), written into `out` when given (no allocation at all then).
+  py::object step(py::handle x_obj, py::handle out_obj) {
+    const size_t I = model_->input_size(), O = model_->output_size();
+    py::array_t<T> x;
+    if (py::isinstance<py::array_t<T>>(x_obj) &&
+        (py::reinterpret_borrow<py::array>(x_obj).flags() & py::array::c_style)) {
+      x = py::reinterpret_borrow<py::array_t<T>>(x_obj);  // the common case: no conversion
+    } else {
+      try {
+        x = py::array_t<T, py::array::c_style | py::array::forcecast>(
+            py::reinterpret_borrow<py::object>(x_obj));
+      } catch (const py::error_already_set&) {
+        throw py::type_error("x_t must be a number or an array of numbers");
+      }
+    }
+    // One stream takes (features,) (or a bare number when features == 1); B take (B, features).
+    bool flat;
+    if (x.ndim() == 2 && size_t(x.shape(0)) == batch_ && size_t(x.shape(1)) == I) {
+      flat = false;
+    } else if (batch_ == 1 && ((x.ndim() == 1 && size_t(x.shape(0)) == I) ||
+                               (x.ndim() == 0 && I == 1))) {
+      flat = true;
+    } else {
+      std::vector<py::ssize_t> got(x.shape(), x.shape() + x.ndim());
+      std::string msg = "x_t must have shape (batch, features) = (" + std::to_string(batch_) +
+                        ", " + std::to_string(I) + ")";
+      if (batch_ == 1) msg += " or (features,) = (" + std::to_string(I) + ",)";
+      msg += "; got " + shape_str(got);
+      if (batch_ > 1 && x.ndim() == 1 && size_t(x.shape(0)) == I) {
+        msg += " (a stream of batch_size " + std::to_string(batch_) + " needs one row per stream)";
+      }
+      throw py::value_error(msg);
+    }
+    const auto sB = py::ssize_t(batch_), sO = py::ssize_t(O);
+    py::array_t<T> out;
+    if (out_obj.is_none()) {
+      out = flat ? py::array_t<T>({sO}) : py::array_t<T>({sB, sO});
+    } else {
+      out = checked<T>(out_obj, "out", flat ? std::vector<py::ssize_t>{sO}
+                                            : std::vector<py::ssize_t>{sB, sO});
+    }
+    bool finite, ok = false;
+    {
+      py::gil_scoped_release release;
+      finite = all_finite(x.data(), batch_ * I);
+      if (finite) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ok = model_->step(x.data(), batch_, state_ptrs_.data(), out.mutable_data(), scratch_);
+      }
+    }
+    if (!finite) throw py::value_error("x_t contains NaN or inf values");
+    if (!ok) throw std::bad_alloc();
+    return std::move(out);
+  }
+
+  void reset() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& s : states_) std::fill(s.begin(), s.end(), T(0));
+  }
+
+  py::list get_state() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    py::list result;
+    const auto& units = model_->state_sizes();
+    for (size_t k = 0; k < states_.size(); ++k) {
+      py::array_t<T> s({py::ssize_t(batch_), py::ssize_t(units[k])});
+      std::memcpy(s.mutable_data(), states_[k].data(), states_[k].size() * sizeof(T));
+      result.append(s);
+    }
+    return result;
+  }
+
+  void set_state(const py::sequence& states) {
+    const auto& units = model_->state_sizes();
+    if (size_t(py::len(states)) != states_.size()) {
+      throw py::value_error("states must hold " + std::to_string(states_.size()) +
+                            " arrays, one per GRU layer; got " + std::to_string(py::len(states)));
+    }
+    std::vector<py::array_t<T>> checked_states;
+    for (size_t k = 0; k < states_.size(); ++k) {
+      checked_states.push_back(checked<T>(states[k], "state",
+                                          {py::ssize_t(batch_), py::ssize_t(units[k])}));
+      if (!all_finite(checked_states.back().data(), batch_ * units[k])) {
+        throw py::value_error("state contains NaN or inf values");
+      }
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t k = 0; k < states_.size(); ++k) {
+      std::memcpy(states_[k].data(), checked_states[k].data(), states_[k].size() * sizeof(T));
+    }
+  }
+
+  size_t batch_size() const { return batch_; }
+
+ private:
+  std::shared_ptr<const InferenceModel<T>> model_;
+  size_t batch_;
+  std::vector<std::vector<T>> states_;  // one (batch, units) array per GRU layer
+  std::vector<T*> state_ptrs_;
+  std::mutex mutex_;
+  std::vector<T> scratch_;
+};
+
+template <typename T>
+void bind_inference(py::module_& m, const char* model_name, const char* stream_name) {
+  py::class_<TypedStream<T>>(m, stream_name)
+      .def(py::init<const TypedInferenceModel<T>&, size_t>(), py::arg("model"),
+           py::arg("batch_size"))
+      .def("step", &TypedStream<T>::step, py::arg("x_t"), py::arg("out") = py::none())
+      .def("reset", &TypedStream<T>::reset)
+      .def("get_state", &TypedStream<T>::get_state)
+      .def("set_state", &TypedStream<T>::set_state, py::arg("states"))
+      .def_property_readonly("batch_size", &TypedStream<T>::batch_size);
+  py::class_<TypedInferenceModel<T>>(m, model_name)
+      .def(py::init<const py::list&>(), py::arg("layers"))
+      .def("predict", &TypedInferenceModel<T>::predict, py::arg("X"));
+}
+
 py::dict config() {
   py::dict d;
   d["simd"] = active_path().name;
@@ -251,6 +481,8 @@ PYBIND11_MODULE(_core, m) {
       .def("backward", &PackedGRU::backward, py::arg("x"), py::arg("h_prev"), py::arg("gates"),
            py::arg("h_rec"), py::arg("d_out"), py::arg("d_h_last"))
       .def_property_readonly("simd", &PackedGRU::simd);
+  bind_inference<float>(m, "InferenceModelFloat32", "StreamFloat32");
+  bind_inference<double>(m, "InferenceModelFloat64", "StreamFloat64");
   m.def("config", &config);
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("n must be >= 1");

@@ -106,8 +106,8 @@ struct ForwardArgs {
   const T* x;        // (B, T, I)
   const T* h0;       // (B, H) or null for zeros
   size_t batch, steps;
-  T* out;            // (B, T, H)
-  T* h_last;         // (B, H)
+  T* out;            // (B, T, H), or null when only the last state is wanted
+  T* h_last;         // (B, H), or null; may be h0 (h0 is read before it is written)
   Tape<T> tape;      // all null for inference
   int threads;
 };

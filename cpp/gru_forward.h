@@ -97,11 +97,13 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
             store<T>(a.tape.h_rec + bt * Hp + u, rec);
           }
         }
-        copy_row(a.out + bt * H, h, H);
+        if (a.out != nullptr) copy_row(a.out + bt * H, h, H);
       }
     }
   }
-  for (size_t i = 0; i < nr; ++i) copy_row(a.h_last + (r0 + i) * H, state + i * Hp, H);
+  if (a.h_last != nullptr) {
+    for (size_t i = 0; i < nr; ++i) copy_row(a.h_last + (r0 + i) * H, state + i * Hp, H);
+  }
   return true;
 }
 

@@ -49,3 +49,76 @@ def test_streaming_rejects_bad_input():
         st.reset([np.zeros((1, 12)), np.zeros((1, 12))])
     with pytest.raises(RuntimeError, match="built model"):
         fg.Sequential([fg.GRU(3), fg.Dense(1)]).stream()
+
+
+def sequence_model(dtype="float32", activation="tanh", seed=0):
+    """GRU(return_sequences) -> GRU(return_sequences) -> Dense: one output per step."""
+    model = fg.Sequential([
+        fg.GRU(7, return_sequences=True, seed=seed, dtype=dtype),
+        fg.GRU(5, return_sequences=True, reset_after=False, seed=seed + 1, dtype=dtype),
+        fg.Dense(3, activation=activation, seed=seed + 2, dtype=dtype),
+    ])
+    model.build((None, None, 2))
+    rng = np.random.default_rng(seed)
+    model.set_weights([w + 0.1 * rng.standard_normal(w.shape) for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_step_of_a_stream_equals_predict_with_return_sequences(dtype):
+    model = sequence_model(dtype)
+    X = np.random.default_rng(1).standard_normal((4, 30, 2)).astype(dtype)
+    expected = model.predict(X)  # (4, 30, 3)
+    st = model.stream(batch_size=4)
+    got = np.stack([st.step(X[:, t]) for t in range(X.shape[1])], axis=1)
+    tol = 1e-6 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+    assert got.dtype == np.dtype(dtype)
+
+
+def test_step_writes_into_out_and_takes_numbers_lists_and_other_dtypes():
+    model, X = trained_model()
+    st, ref = model.stream(), model.stream()
+    out = np.empty(1, np.float32)
+    for t in range(5):
+        expected = ref.step(X[0, t])
+        assert st.step(X[0, t].tolist(), out=out) is out
+        np.testing.assert_array_equal(out, expected)
+    one = fg.Sequential([fg.GRU(4, seed=0), fg.Dense(2, seed=1)])
+    one.build((None, None, 1))
+    a, b = one.stream(), one.stream()
+    np.testing.assert_array_equal(a.step(0.5), b.step(np.array([0.5], np.float64)))
+    with pytest.raises(ValueError, match="out must have shape"):
+        a.step(0.5, out=np.empty((1, 2), np.float32))
+    with pytest.raises(TypeError, match="out must have dtype"):
+        a.step(0.5, out=np.empty(2, np.float64))
+
+
+def test_step_rejects_nan_and_leaves_the_state_alone():
+    model, X = trained_model()
+    st = model.stream()
+    st.step(X[0, 0])
+    before = st.state
+    with pytest.raises(ValueError, match="NaN or inf"):
+        st.step(np.array([np.nan, 0, 0], np.float32))
+    np.testing.assert_array_equal(st.state[0], before[0])
+    with pytest.raises(ValueError, match="one row per stream"):
+        model.stream(batch_size=2).step(X[0, 0])
+    with pytest.raises(TypeError, match="number"):
+        st.step("abc")
+    with pytest.raises(ValueError, match=r"must have shape \(1, 12\)"):
+        st.reset([np.zeros((2, 12))])
+
+
+def test_a_stream_keeps_its_weights_and_predict_follows_new_ones():
+    model, X = trained_model()
+    st = model.stream()
+    before = model.predict(X[:1])
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    after = model.predict(X[:1])
+    assert not np.allclose(before, after)
+    for t in range(X.shape[1]):
+        y = st.step(X[0, t])
+    np.testing.assert_allclose(y, before[0], rtol=1e-6, atol=1e-6)  # the old weights
+    model.layers[-1].set_weights([np.zeros((12, 1)), np.ones(1)])  # one layer, directly
+    np.testing.assert_array_equal(model.predict(X[:2]), np.ones((2, 1), np.float32))

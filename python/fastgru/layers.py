@@ -128,6 +128,7 @@ class Layer:
         self.input_size: Optional[int] = None
         self._weights: List[np.ndarray] = []
         self._grads: List[np.ndarray] = []
+        self._version = 0  # bumped on every weight write; models key their caches on it
 
     # -- weights -------------------------------------------------------------------------
     @property
@@ -167,6 +168,7 @@ class Layer:
 
     def _weights_changed(self) -> None:
         """Called whenever the weights were written (optimizer step, set_weights)."""
+        self._version += 1
 
     def _bind(self, weight_views: Sequence[np.ndarray], grad_views: Sequence[np.ndarray]) -> None:
         """Adopt views of a model's flat buffers: copy current values in, then use the views."""
@@ -295,6 +297,7 @@ class GRU(Layer):
         return (input_shape[0], self.units)
 
     def _weights_changed(self) -> None:
+        super()._weights_changed()
         self._packed = None
 
     def packed(self) -> PackedGRU:

@@ -123,6 +123,8 @@ class Sequential:
         self._params: Optional[np.ndarray] = None
         self._grads: Optional[np.ndarray] = None
         self._segments: List[Tuple[int, int]] = []
+        self._weights_version = 0  # bumped by every optimizer step in fit
+        self._inference = None  # (weights key, C++ inference model) for predict and stream
         for layer in layers or []:
             self.add(layer)
 
@@ -359,14 +361,33 @@ class Sequential:
 
         return Stream(self, batch_size)
 
+    def _inference_model(self):
+        """The C++ model that predict and stream run (see fastgru.inference), rebuilt when the
+        weights have changed since it was made; None when the first layer is not a GRU."""
+        key = (self._weights_version, [layer._version for layer in self.layers])
+        if self._inference is None or self._inference[0] != key:
+            if not isinstance(self.layers[0], GRU):
+                return None
+            from .inference import build_inference_model
+
+            self._inference = (key, build_inference_model(self.layers))
+        return self._inference[1]
+
     def predict(self, X, batch_size: Optional[int] = None, verbose: int = 0) -> np.ndarray:
         """Model outputs for ``X`` (in chunks of ``batch_size`` samples; None = large chunks)."""
         self._require_built("predict")
-        X = self._check_x(X)
+        runner = self._inference_model()
+        # An array that needs no conversion goes straight to C++ (which checks it again and
+        # rejects NaN/inf): a one-window call costs microseconds, so no Python work it can skip.
+        if not (type(X) is np.ndarray and X.ndim == 3 and X.dtype == self.layers[0].dtype
+                and X.flags.c_contiguous and X.shape[2] == self.layers[0].input_size
+                and X.size and runner is not None):
+            X = self._check_x(X)
+        forward = self._forward if runner is None else runner.predict
         chunk = _PREDICT_CHUNK if batch_size is None else self._check_positive_int("batch_size", batch_size)
         if len(X) <= chunk:
-            return self._forward(X)
-        return np.concatenate([self._forward(X[i:i + chunk]) for i in range(0, len(X), chunk)])
+            return forward(X)
+        return np.concatenate([forward(X[i:i + chunk]) for i in range(0, len(X), chunk)])
 
     def __call__(self, X) -> np.ndarray:
         return self.predict(X)
@@ -567,6 +588,7 @@ class Sequential:
                     break
                 np.copyto(backup, params)
                 opt_step(params, grads)
+                self._weights_version += 1
                 for g in grus:
                     g._packed = None
                 batch_losses.append(value)

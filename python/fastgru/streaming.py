@@ -3,6 +3,10 @@
 Each GRU layer keeps its state between calls, so feeding a window reading by reading from a
 fresh stream gives exactly ``model.predict(window)``; carrying on keeps the context of every
 reading seen so far (as a Keras ``stateful=True`` layer would).
+
+A step is one C++ call (``fastgru.inference``): the states live in C++ and are advanced in
+place, the Dense head runs in the same call, the GIL is released. The stream runs the
+weights the model had when ``stream()`` was called; call it again after further training.
 """
 from __future__ import annotations
 
@@ -10,72 +14,67 @@ from typing import List, Optional
 
 import numpy as np
 
+from .inference import STREAM_CLASSES
 from .layers import GRU
 
 __all__ = ["Stream"]
 
 
 class Stream:
-    """One-step-at-a-time view of a built ``Sequential`` model (see ``Sequential.stream``)."""
+    """One-step-at-a-time view of a built ``Sequential`` model (see ``Sequential.stream``).
+
+    ``batch_size`` independent streams advance together: ``step`` then takes one reading per
+    stream, ``(batch_size, features)``.
+    """
 
     def __init__(self, model, batch_size: int = 1):
         if not getattr(model, "built", False):
             raise RuntimeError("stream() needs a built model: fit it, predict once or set_weights first")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-        self._layers = list(model.layers)
-        if not isinstance(self._layers[0], GRU):
+        if not isinstance(model.layers[0], GRU):
             raise ValueError("stream() needs a model whose first layer is a GRU")
-        self._gru_ids = [i for i, layer in enumerate(self._layers) if isinstance(layer, GRU)]
-        self.batch_size = batch_size
-        self.input_size = self._layers[0].input_size
-        self.dtype = self._layers[0].dtype
-        self._states: List[np.ndarray] = []
-        self.reset()
+        self._grus = [layer for layer in model.layers if isinstance(layer, GRU)]
+        self.batch_size = int(batch_size)
+        self.input_size = model.layers[0].input_size
+        self.dtype = model.layers[0].dtype
+        runner = model._inference_model()
+        self._stream = STREAM_CLASSES[type(runner)](runner, self.batch_size)
+        # The bound C++ method itself, so that a step runs no Python code at all.
+        self.step = self._stream.step
+
+    def step(self, x_t, out: Optional[np.ndarray] = None) -> np.ndarray:  # replaced per instance
+        """Feed one reading, ``(features,)`` (a stream of one; a bare number if features == 1)
+        or ``(batch_size, features)``; return the model output, ``(outputs,)`` or
+        ``(batch_size, outputs)``. With ``out`` (that shape, the model's dtype) the output is
+        written there and nothing is allocated. Raises ValueError for a wrong shape or a NaN/inf
+        reading (which would poison the state)."""
+        return self._stream.step(x_t, out)
 
     def reset(self, states: Optional[List[np.ndarray]] = None) -> None:
-        """Zero every GRU state, or set them (one (batch, units) array per GRU layer)."""
-        grus = [self._layers[i] for i in self._gru_ids]
+        """Zero every GRU state, or set them (one (batch_size, units) array per GRU layer)."""
         if states is None:
-            self._states = [np.zeros((self.batch_size, g.units), g.dtype) for g in grus]
+            self._stream.reset()
             return
-        if len(states) != len(grus):
-            raise ValueError(f"states must hold {len(grus)} arrays, one per GRU layer; got {len(states)}")
-        new = []
-        for g, s in zip(grus, states):
-            s = np.asarray(s, dtype=g.dtype)
+        states = list(states)
+        if len(states) != len(self._grus):
+            raise ValueError(
+                f"states must hold {len(self._grus)} arrays, one per GRU layer; got {len(states)}"
+            )
+        arrays = []
+        for g, s in zip(self._grus, states):
+            s = np.asarray(s)
             if s.shape != (self.batch_size, g.units):
                 raise ValueError(f"state of GRU layer {g.name!r} must have shape "
                                  f"({self.batch_size}, {g.units}); got {s.shape}")
-            new.append(np.ascontiguousarray(s))
-        self._states = new
+            arrays.append(np.ascontiguousarray(s, dtype=self.dtype))
+        self._stream.set_state(arrays)
 
     @property
     def state(self) -> List[np.ndarray]:
-        """The current state of each GRU layer, (batch, units) each (copies)."""
-        return [s.copy() for s in self._states]
+        """The current state of each GRU layer, (batch_size, units) each (copies)."""
+        return self._stream.get_state()
 
-    def step(self, x_t) -> np.ndarray:
-        """Feed one reading: ``(features,)`` or ``(batch, features)``; return the model output."""
-        x = np.asarray(x_t, dtype=self.dtype)
-        single = x.ndim == 1
-        if x.shape != ((self.input_size,) if single else (self.batch_size, self.input_size)):
-            raise ValueError(
-                f"x_t must have shape (features,) = ({self.input_size},) or (batch, features) = "
-                f"({self.batch_size}, {self.input_size}); got {np.shape(x_t)}"
-            )
-        if single and self.batch_size != 1:
-            raise ValueError(f"x_t of shape ({self.input_size},) needs a stream of batch_size 1; "
-                             f"this one has batch_size {self.batch_size}")
-        # Checked once here; the GRU calls below skip PackedGRU's own Python checks.
-        x = np.ascontiguousarray(x.reshape(self.batch_size, self.input_size))
-        k = 0
-        for layer in self._layers:
-            if isinstance(layer, GRU):
-                _, h = layer.packed().forward_prepared(x[:, None, :], self._states[k])
-                self._states[k] = h
-                x = h
-                k += 1
-            else:
-                x = layer.call(x)
-        return x[0] if single else x
+    @state.setter
+    def state(self, states: List[np.ndarray]) -> None:
+        self.reset(states)

@@ -1,0 +1,183 @@
+#include "inference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+namespace fastgru {
+
+Activation parse_activation(const std::string& name) {
+  if (name == "linear") return Activation::linear;
+  if (name == "relu") return Activation::relu;
+  if (name == "sigmoid") return Activation::sigmoid;
+  if (name == "tanh") return Activation::tanh;
+  if (name == "softmax") return Activation::softmax;
+  throw std::invalid_argument("unknown activation '" + name +
+                              "'; expected linear, relu, sigmoid, tanh or softmax");
+}
+
+namespace {
+
+template <typename T>
+void activate(Activation a, T* y, size_t n) {
+  switch (a) {
+    case Activation::linear:
+      return;
+    case Activation::relu:
+      for (size_t o = 0; o < n; ++o) y[o] = y[o] > T(0) ? y[o] : T(0);
+      return;
+    case Activation::sigmoid:
+      for (size_t o = 0; o < n; ++o) {  // no overflow for large |y|
+        const T e = std::exp(-std::fabs(y[o]));
+        y[o] = y[o] >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+      }
+      return;
+    case Activation::tanh:
+      for (size_t o = 0; o < n; ++o) y[o] = std::tanh(y[o]);
+      return;
+    case Activation::softmax: {
+      const T top = *std::max_element(y, y + n);
+      T sum = 0;
+      for (size_t o = 0; o < n; ++o) sum += (y[o] = std::exp(y[o] - top));
+      for (size_t o = 0; o < n; ++o) y[o] /= sum;
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void DenseLayer<T>::forward(const T* x, size_t rows, T* y) const {
+  const T* K = kernel.data();
+  for (size_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * inputs;
+    T* yr = y + r * units;
+    if (units < 4) {
+      // Few outputs (a forecast head): dot products, four partial sums to break the chain.
+      for (size_t o = 0; o < units; ++o) {
+        T s[4] = {0, 0, 0, 0};
+        size_t k = 0;
+        for (; k + 4 <= inputs; k += 4) {
+          for (int j = 0; j < 4; ++j) s[j] += xr[k + j] * K[(k + j) * units + o];
+        }
+        for (; k < inputs; ++k) s[0] += xr[k] * K[k * units + o];
+        yr[o] = bias[o] + ((s[0] + s[1]) + (s[2] + s[3]));
+      }
+    } else {
+      // Many outputs: rows of the kernel scaled and added, a loop the compiler vectorises.
+      std::memcpy(yr, bias.data(), units * sizeof(T));
+      for (size_t k = 0; k < inputs; ++k) {
+        const T v = xr[k];
+        const T* kr = K + k * units;
+        for (size_t o = 0; o < units; ++o) yr[o] += v * kr[o];
+      }
+    }
+    activate(activation, yr, units);
+  }
+}
+
+template <typename T>
+InferenceModel<T>::InferenceModel(const KernelTable& table, std::vector<InferenceLayer<T>> layers)
+    : table_(table), layers_(std::move(layers)) {
+  if (layers_.empty() || !layers_.front().gru) {
+    throw std::invalid_argument("an inference model must start with a GRU layer");
+  }
+  bool sequence = true;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const InferenceLayer<T>& layer = layers_[i];
+    if (i > 0 && layer.inputs() != layers_[i - 1].outputs()) {
+      throw std::invalid_argument("layer " + std::to_string(i) + " takes " +
+                                  std::to_string(layer.inputs()) + " inputs but layer " +
+                                  std::to_string(i - 1) + " gives " +
+                                  std::to_string(layers_[i - 1].outputs()));
+    }
+    if (layer.gru) {
+      if (!sequence) {
+        throw std::invalid_argument("layer " + std::to_string(i) +
+                                    " is a GRU after a GRU without return_sequences: it needs "
+                                    "a sequence");
+      }
+      sequence = layer.return_sequences;
+      state_sizes_.push_back(layer.gru->units);
+    }
+  }
+  sequence_output_ = sequence;
+}
+
+template <typename T>
+bool InferenceModel<T>::run_gru(const PackedWeights<T>& w, const T* x, const T* h0, size_t batch,
+                                size_t steps, T* out, T* h_last) const {
+  ForwardArgs<T> args{&w, x, h0, batch, steps, out, h_last, {nullptr, nullptr, nullptr},
+                      max_threads()};
+  return table_.kernels<T>().forward(args);
+}
+
+template <typename T>
+bool InferenceModel<T>::predict(const T* x, size_t batch, size_t steps, T* out,
+                                std::vector<T>& scratch) const {
+  // Two buffers, used in turn, each as large as the largest intermediate output.
+  size_t largest = 0;
+  bool sequence = true;
+  for (const InferenceLayer<T>& layer : layers_) {
+    if (layer.gru) sequence = layer.return_sequences;
+    largest = std::max(largest, (sequence ? batch * steps : batch) * layer.outputs());
+  }
+  if (scratch.size() < 2 * largest) scratch.resize(2 * largest);
+  T* buffers[2] = {scratch.data(), scratch.data() + largest};
+
+  const T* cur = x;
+  sequence = true;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const InferenceLayer<T>& layer = layers_[i];
+    T* dst = i + 1 == layers_.size() ? out : buffers[i % 2];
+    if (layer.gru) {
+      const bool keep_steps = layer.return_sequences;
+      if (!run_gru(*layer.gru, cur, nullptr, batch, steps, keep_steps ? dst : nullptr,
+                   keep_steps ? nullptr : dst)) {
+        return false;
+      }
+      sequence = keep_steps;
+    } else {
+      layer.dense.forward(cur, sequence ? batch * steps : batch, dst);
+    }
+    cur = dst;
+  }
+  return true;
+}
+
+template <typename T>
+bool InferenceModel<T>::step(const T* x, size_t batch, T* const* states, T* out,
+                             std::vector<T>& scratch) const {
+  size_t largest = 0;
+  for (const InferenceLayer<T>& layer : layers_) largest = std::max(largest, batch * layer.outputs());
+  if (scratch.size() < 2 * largest) scratch.resize(2 * largest);
+  T* buffers[2] = {scratch.data(), scratch.data() + largest};
+
+  const T* cur = x;
+  size_t k = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const InferenceLayer<T>& layer = layers_[i];
+    const bool last = i + 1 == layers_.size();
+    if (layer.gru) {
+      // One step; the kernel reads h0 before it writes h_last, so both may be the state.
+      T* h = states[k++];
+      if (!run_gru(*layer.gru, cur, h, batch, 1, nullptr, h)) return false;
+      if (last) std::memcpy(out, h, batch * layer.gru->units * sizeof(T));
+      cur = h;
+    } else {
+      T* dst = last ? out : buffers[i % 2];
+      layer.dense.forward(cur, batch, dst);
+      cur = dst;
+    }
+  }
+  return true;
+}
+
+template struct DenseLayer<float>;
+template struct DenseLayer<double>;
+template class InferenceModel<float>;
+template class InferenceModel<double>;
+
+}  // namespace fastgru

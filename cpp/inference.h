@@ -1,0 +1,71 @@
+// Inference through a chain of GRU and Dense layers with every buffer kept between calls:
+// the path model.predict takes, and the one-reading step a stream runs. Compiled once, with
+// baseline flags; each GRU goes through the active SIMD path's forward kernel.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace fastgru {
+
+enum class Activation { linear, relu, sigmoid, tanh, softmax };
+
+// "linear", "relu", "sigmoid", "tanh" or "softmax"; throws std::invalid_argument otherwise.
+Activation parse_activation(const std::string& name);
+
+// y = activation(x * kernel + bias) on rows, Keras layout: kernel (inputs, units).
+template <typename T>
+struct DenseLayer {
+  std::vector<T> kernel;
+  std::vector<T> bias;
+  size_t inputs = 0, units = 0;
+  Activation activation = Activation::linear;
+
+  void forward(const T* x, size_t rows, T* y) const;
+};
+
+// One layer of an InferenceModel: a GRU (gru set) or a Dense layer.
+template <typename T>
+struct InferenceLayer {
+  std::unique_ptr<PackedWeights<T>> gru;
+  bool return_sequences = false;  // GRU only
+  DenseLayer<T> dense;            // Dense only
+
+  size_t inputs() const { return gru ? gru->input_size : dense.inputs; }
+  size_t outputs() const { return gru ? gru->units : dense.units; }
+};
+
+// A model that starts with a GRU. Immutable once built, so any number of streams may share
+// it; callers own the scratch (and serialise calls that share one).
+template <typename T>
+class InferenceModel {
+ public:
+  InferenceModel(const KernelTable& table, std::vector<InferenceLayer<T>> layers);
+
+  size_t input_size() const { return layers_.front().inputs(); }
+  size_t output_size() const { return layers_.back().outputs(); }
+  // True when predict returns one output per step (no GRU drops the time axis).
+  bool sequence_output() const { return sequence_output_; }
+  // Units of each GRU layer, in order: the shape of a stream's state.
+  const std::vector<size_t>& state_sizes() const { return state_sizes_; }
+
+  // x (B, T, I) -> out (B, T, O) if sequence_output() else (B, O).
+  // Returns false if scratch memory could not be had.
+  bool predict(const T* x, size_t batch, size_t steps, T* out, std::vector<T>& scratch) const;
+  // One reading per stream: x (B, I) -> out (B, O); states[k] (B, units_k) advance in place.
+  bool step(const T* x, size_t batch, T* const* states, T* out, std::vector<T>& scratch) const;
+
+ private:
+  bool run_gru(const PackedWeights<T>& w, const T* x, const T* h0, size_t batch, size_t steps,
+               T* out, T* h_last) const;
+
+  const KernelTable& table_;
+  std::vector<InferenceLayer<T>> layers_;
+  std::vector<size_t> state_sizes_;
+  bool sequence_output_ = true;
+};
+
+}  // namespace fastgru

@@ -1,0 +1,86 @@
+"""model.predict runs the C++ inference model (fastgru.inference); it must give what the
+layers' own forward passes give, for every layer kind, activation, dtype and input form."""
+import numpy as np
+import pytest
+
+import fastgru as fg
+
+
+def layers_forward(model, X):
+    """The reference: each layer's Python-side call in turn (the training forward path)."""
+    a = np.ascontiguousarray(X, dtype=model.dtype)
+    for layer in model.layers:
+        a = layer.call(a)
+    return a
+
+
+def random_model(layers, features, dtype="float32", seed=0):
+    model = fg.Sequential(layers)
+    model.build((None, None, features))
+    rng = np.random.default_rng(seed)
+    model.set_weights([(w + 0.2 * rng.standard_normal(w.shape)).astype(dtype)
+                       for w in model.get_weights()])
+    return model
+
+
+MODELS = {
+    "gru-dense": lambda d: [fg.GRU(50, dtype=d), fg.Dense(1, dtype=d)],
+    "stacked-mixed-variants": lambda d: [
+        fg.GRU(9, return_sequences=True, reset_after=False, dtype=d),
+        fg.GRU(17, dtype=d), fg.Dense(6, activation="relu", dtype=d), fg.Dense(4, activation="softmax", dtype=d)],
+    "sequence-out": lambda d: [fg.GRU(13, return_sequences=True, dtype=d), fg.Dense(2, activation="sigmoid", dtype=d)],
+    "gru-only": lambda d: [fg.GRU(33, return_sequences=True, dtype=d)],
+    "dense-between-grus": lambda d: [
+        fg.GRU(8, return_sequences=True, dtype=d), fg.Dense(5, activation="tanh", dtype=d), fg.GRU(3, dtype=d)],
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("shape", [(1, 1), (1, 100), (40, 3)])
+def test_predict_equals_the_layers_forward(name, dtype, shape, simd, threads):
+    features = 3
+    model = random_model(MODELS[name](dtype), features, dtype)
+    X = np.random.default_rng(2).standard_normal(shape + (features,)).astype(dtype)
+    got = model.predict(X)
+    expected = layers_forward(model, X)
+    assert got.shape == expected.shape and got.dtype == np.dtype(dtype)
+    tol = 2e-6 if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+def test_predict_takes_lists_other_dtypes_strided_arrays_and_chunks():
+    model = random_model(MODELS["stacked-mixed-variants"]("float32"), 3)
+    X = np.random.default_rng(3).standard_normal((9, 12, 3))
+    expected = layers_forward(model, X)
+    np.testing.assert_allclose(model.predict(X), expected, rtol=2e-6, atol=2e-6)  # float64 in
+    np.testing.assert_allclose(model.predict(X.tolist()), expected, rtol=2e-6, atol=2e-6)
+    wide = np.zeros((9, 12, 6))
+    wide[..., ::2] = X
+    np.testing.assert_allclose(model.predict(wide[..., ::2]), expected, rtol=2e-6, atol=2e-6)
+    np.testing.assert_array_equal(model.predict(X, batch_size=2), model.predict(X))
+
+
+def test_predict_rejects_bad_input_clearly():
+    model = random_model(MODELS["gru-dense"]("float32"), 1)
+    X = np.zeros((2, 10, 1), np.float32)
+    X[1, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.predict(X)
+    with pytest.raises(ValueError, match="3 features .* built for 1 features"):
+        model.predict(np.zeros((2, 10, 3), np.float32))
+    with pytest.raises(ValueError, match="must be 3-D"):
+        model.predict(np.zeros((2, 10), np.float32))
+    with pytest.raises(ValueError, match="must not be empty"):
+        model.predict(np.zeros((0, 10, 1), np.float32))
+
+
+def test_predict_follows_training():
+    model = random_model(MODELS["gru-dense"]("float32"), 1)
+    model.compile(optimizer=fg.Adam(1e-2), loss="mse")
+    X = np.random.default_rng(4).standard_normal((32, 10, 1)).astype(np.float32)
+    before = model.predict(X)
+    model.fit(X, X[:, -1], epochs=1, batch_size=8, verbose=0, seed=0)
+    after = model.predict(X)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, layers_forward(model, X), rtol=2e-6, atol=2e-6)
