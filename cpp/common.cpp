@@ -69,6 +69,17 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
       size_t c;
       return keras_col(n, &c) ? U[k * 3 * H + c] : T(0);
     });
+    // Worth it where it drops padding, or where U is small; measured slower than the
+    // padded panels for H = 60..64 on AVX-512, where U nearly fills L1 either way.
+    const size_t width = round_up(3 * H, L);
+    if (width <= kCompactVectors * L &&
+        (width < 3 * Hp || H * width * sizeof(T) <= kCompactSmallBytes)) {
+      compact_width = width;
+      rec_compact = AlignedBuffer<T>(H * compact_width);
+      for (size_t k = 0; k < H; ++k) {
+        std::memcpy(rec_compact.data() + k * compact_width, U + k * 3 * H, 3 * H * sizeof(T));
+      }
+    }
   } else {  // (r*h) meets U[h] only after z and r are known: two products
     rec_zr = pack_panels<T>(H, 2 * Hp, L, PW, [&](size_t k, size_t n) {
       size_t c;

@@ -71,6 +71,14 @@ struct PackedWeights {
   AlignedBuffer<T> rec;          // K=H,  N=3Hp (reset_after only: one GEMM for all three gates)
   AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp (reset_after=False only)
   AlignedBuffer<T> rec_h;        // K=H,  N=Hp  (reset_after=False only)
+  // reset_after with 3H <= kCompactVectors vectors (see the constructor for when exactly):
+  // U row-major with the gates unpadded,
+  // rows compact_width = round_up(3H, lanes) apart. The batch-1 latency path streams this
+  // whole matrix every step, so the padding of each gate would cost load bandwidth there.
+  AlignedBuffer<T> rec_compact;  // K=H, N=compact_width (else empty)
+  size_t compact_width = 0;
+  static constexpr size_t kCompactVectors = 12;
+  static constexpr size_t kCompactSmallBytes = 24 * 1024;
   AlignedBuffer<T> bias_x;       // 3Hp: input bias, with the recurrent z/r bias folded in
   AlignedBuffer<T> bias_hh;      // Hp:  recurrent h bias (reset_after) or zeros
   // backward: dx = dG*W^T, dh += dG[z,r]*U[z,r]^T + dG_h*U[h]^T

@@ -12,6 +12,19 @@
 namespace fastgru {
 namespace FASTGRU_ISA {
 
+// The gates of units [u, u+L) with reset_after, from the input projection xw and the
+// recurrent product hu (3Hp values each, gates z, r, h). Both forward schedules use it, so
+// they compute bit for bit the same.
+template <typename T>
+inline void gates_reset_after(const T* xw, vec_t<T> hu_z, vec_t<T> hu_r, vec_t<T> hu_h,
+                              const T* bx, const T* bhh, size_t Hp, size_t u, vec_t<T>* z,
+                              vec_t<T>* r, vec_t<T>* n, vec_t<T>* rec) {
+  *z = sigmoid<T>(load<T>(xw + u) + hu_z + load<T>(bx + u));
+  *r = sigmoid<T>(load<T>(xw + Hp + u) + hu_r + load<T>(bx + Hp + u));
+  *rec = hu_h + load<T>(bhh + u);
+  *n = tanh(load<T>(xw + 2 * Hp + u) + load<T>(bx + 2 * Hp + u) + *r * *rec);
+}
+
 // Runs rows [r0, r1) of the batch through all steps. Returns false if scratch was unavailable.
 template <typename T>
 bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
@@ -77,11 +90,9 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
         for (size_t u = 0; u < Hp; u += L) {
           V z, r, n, rec;
           if (w.reset_after) {
-            const T* ch = c + 3 * Hp;
-            z = sigmoid<T>(load<T>(c + u) + load<T>(ch + u) + load<T>(bx + u));
-            r = sigmoid<T>(load<T>(c + Hp + u) + load<T>(ch + Hp + u) + load<T>(bx + Hp + u));
-            rec = load<T>(ch + 2 * Hp + u) + load<T>(bhh + u);
-            n = tanh(load<T>(c + 2 * Hp + u) + load<T>(bx + 2 * Hp + u) + r * rec);
+            const T* hu = c + 3 * Hp;
+            gates_reset_after<T>(c, load<T>(hu + u), load<T>(hu + Hp + u), load<T>(hu + 2 * Hp + u),
+                                 bx, bhh, Hp, u, &z, &r, &n, &rec);
           } else {
             z = load<T>(c + u);
             r = load<T>(c + Hp + u);
@@ -107,11 +118,102 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
   return true;
 }
 
+// Inference on one batch row, reset_after, 3H within PackedWeights::kCompactVectors vectors:
+// the latency path of a single window or a stream step. Each step streams all of U, so it
+// reads the unpadded copy (rec_compact) and keeps the NA accumulators of h*U in registers;
+// the input projections of kChunkSteps steps come from one GEMM. Lanes of h past H pick up
+// values of the next gate; only the first H are ever read (the product runs over k < H).
+template <typename T, int NA>
+bool forward_single_row(const ForwardArgs<T>& a) {
+  typedef vec_t<T> V;
+  constexpr int L = Simd<T>::lanes;
+  constexpr int MR = kRows<T>;
+  constexpr size_t kChunkSteps = 16;
+  const PackedWeights<T>& w = *a.w;
+  const size_t I = w.input_size, H = w.units, Hp = w.padded_units, G = 3 * Hp, steps = a.steps;
+  const size_t NC = w.compact_width;
+  T* h = static_cast<T*>(thread_scratch(sizeof(T) * (Hp + NC + L + kChunkSteps * G)));
+  if (h == nullptr) return false;
+  T* hu = h + Hp;             // h*U, compact: gate g of unit u at g*H + u (L spare lanes)
+  T* xw = hu + NC + L;        // (step of the chunk, 3Hp), padded gates
+  for (size_t u = 0; u < Hp; ++u) h[u] = (a.h0 != nullptr && u < H) ? a.h0[u] : T(0);
+  for (size_t c = NC; c < NC + L; ++c) hu[c] = T(0);
+
+  const BView<T> Wx = w.view(w.kernel, I, G);
+  const T* Uc = w.rec_compact.data();
+  const T* bx = w.bias_x.data();
+  const T* bhh = w.bias_hh.data();
+  for (size_t t0 = 0; t0 < steps; t0 += kChunkSteps) {
+    const size_t tc = steps - t0 < kChunkSteps ? steps - t0 : kChunkSteps;
+    for (size_t s0 = 0; s0 < tc; s0 += MR) {
+      const int ms = int(tc - s0 < size_t(MR) ? tc - s0 : MR);
+      gemm_block<T, false>(ms, I, a.x + (t0 + s0) * I, I, Wx, xw + s0 * G, G);
+    }
+    for (size_t s = 0; s < tc; ++s) {
+      V acc[NA];
+#pragma GCC unroll 16
+      for (int j = 0; j < NA; ++j) acc[j] = V{};
+      for (size_t k = 0; k < H; ++k) {
+        const V hk = splat<T>(h[k]);
+        const T* row = Uc + k * NC;
+#pragma GCC unroll 16
+        for (int j = 0; j < NA; ++j) acc[j] += hk * load<T>(row + j * L);
+      }
+#pragma GCC unroll 16
+      for (int j = 0; j < NA; ++j) store<T>(hu + j * L, acc[j]);
+      // The gates in two passes over the (at most 4) vectors of units: first the 2*VG
+      // independent sigmoids, then the tanh that needs r, so the core has whole passes of
+      // independent work to overlap (one vector at a time is a chain of latencies).
+      const T* x = xw + s * G;
+      const size_t vg = Hp / L;
+      V z[4], r[4];
+#pragma GCC unroll 4
+      for (size_t v = 0; v < 4; ++v) {
+        if (v < vg) {
+          const size_t u = v * L;
+          z[v] = sigmoid<T>(load<T>(x + u) + load<T>(hu + u) + load<T>(bx + u));
+          r[v] = sigmoid<T>(load<T>(x + Hp + u) + load<T>(hu + H + u) + load<T>(bx + Hp + u));
+        }
+      }
+#pragma GCC unroll 4
+      for (size_t v = 0; v < 4; ++v) {
+        if (v < vg) {
+          const size_t u = v * L;
+          const V rec = load<T>(hu + 2 * H + u) + load<T>(bhh + u);
+          const V n = tanh(load<T>(x + 2 * Hp + u) + load<T>(bx + 2 * Hp + u) + r[v] * rec);
+          store<T>(h + u, n + z[v] * (load<T>(h + u) - n));
+        }
+      }
+      if (a.out != nullptr) copy_row(a.out + (t0 + s) * H, h, H);
+    }
+  }
+  if (a.h_last != nullptr) copy_row(a.h_last, h, H);
+  return true;
+}
+
+template <typename T>
+bool forward_latency_path(const ForwardArgs<T>& a) {
+  switch (a.w->compact_width / Simd<T>::lanes) {
+#define FASTGRU_CASE(NA_) \
+  case NA_:               \
+    return forward_single_row<T, NA_>(a);
+    FASTGRU_CASE(1) FASTGRU_CASE(2) FASTGRU_CASE(3) FASTGRU_CASE(4) FASTGRU_CASE(5) FASTGRU_CASE(6)
+    FASTGRU_CASE(7) FASTGRU_CASE(8) FASTGRU_CASE(9) FASTGRU_CASE(10) FASTGRU_CASE(11) FASTGRU_CASE(12)
+#undef FASTGRU_CASE
+    default:
+      return forward_rows(a, 0, a.batch);
+  }
+}
+
 template <typename T>
 bool gru_forward(const ForwardArgs<T>& a) {
   const PackedWeights<T>& w = *a.w;
   const double flops = 2.0 * a.batch * a.steps * 3.0 * w.units * double(w.input_size + w.units);
   const int threads = plan_threads(a.threads, a.batch, kRows<T>, flops);
+  if (a.batch == 1 && w.compact_width != 0 && a.tape.gates == nullptr) {
+    DenormalGuard guard;
+    return forward_latency_path(a);
+  }
   if (threads <= 1) {
     DenormalGuard guard;
     return forward_rows(a, 0, a.batch);

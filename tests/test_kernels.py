@@ -154,3 +154,19 @@ def test_random_shapes_match_reference_float64(batch, steps, input_size, units, 
     expected = reference.gru_backward(ref_tape, d_out)
     for name in expected._fields:
         assert_close(getattr(got, name), getattr(expected, name), GRAD_TOLERANCE[np.float64], name)
+
+
+@pytest.mark.parametrize("units", [1, 5, 16, 17, 32, 50, 64, 70])
+def test_batch_one_latency_path_matches_the_batched_kernel_and_reference(simd, units):
+    # A single row (a window to predict, a stream step) runs its own schedule with an
+    # unpadded copy of U for some H (cpp/gru_forward.h, forward_single_row); it must give
+    # what the batched kernel gives for that row, and what the reference gives.
+    rng = np.random.default_rng(units)
+    x, kernel, recurrent, bias, h0 = (a.astype(np.float32) for a in
+                                      random_gru(rng, 2, 40, 3, units, True))
+    alone, h_alone = fastgru.gru_forward(x[:1], kernel, recurrent, bias, h0[:1])
+    batched, h_batched = fastgru.gru_forward(x, kernel, recurrent, bias, h0)
+    np.testing.assert_allclose(alone, batched[:1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(h_alone, h_batched[:1], rtol=1e-6, atol=1e-6)
+    ref, _ = reference.gru_forward(x[:1], kernel, recurrent, bias, h0[:1])
+    assert_close(alone, ref, TOLERANCE[np.float32], f"batch 1, H={units}")
