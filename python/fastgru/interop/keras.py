@@ -114,6 +114,11 @@ def _keras_chain(model) -> List[Spec]:
             chain += _keras_chain(layer)
         elif kind in _NO_OP_LAYERS:
             continue
+        elif kind == "Bidirectional":
+            raise NotImplementedError(
+                f"layer {layer.name!r}: Bidirectional is not supported (fastgru's GRU runs one "
+                "direction, forward in time)"
+            )
         elif _is_keras(layer, "GRU"):
             chain.append(_gru_spec(layer))
         elif _is_keras(layer, "Dense"):

@@ -64,27 +64,31 @@ class _GraphBuilder:
     def axes(self, *axes: int) -> str:
         return self.constant("axes_" + "_".join(map(str, axes)), np.array(axes, np.int64))
 
-    def add(self, op: str, inputs: Sequence[str], hint: str, n_outputs: int = 1,
-            out: Optional[str] = None, **attrs):
-        """Append a node; returns its output name (or names when ``n_outputs > 1``)."""
+    def add(self, op: str, inputs: Sequence[str], hint: str, out: Optional[str] = None,
+            **attrs) -> str:
+        """Append a one-output node; returns the output's name (``out``, else one from ``hint``)."""
         from onnx import helper
 
-        outputs = [out] if out else [self._name(hint if n_outputs == 1 else f"{hint}_{k}")
-                                     for k in range(n_outputs)]
-        self._taken.update(outputs)
-        self.nodes.append(helper.make_node(op, list(inputs), outputs, name=self._name(hint + "_op"),
+        output = out or self._name(hint)
+        self._taken.add(output)
+        self.nodes.append(helper.make_node(op, list(inputs), [output], name=self._name(hint + "_op"),
                                            **attrs))
-        return outputs[0] if n_outputs == 1 else outputs
+        return output
 
     def gru(self, x_time_major: str, weights, reset_after: bool, initial_h: str = "",
             hint: str = "gru") -> Tuple[str, str]:
         """An ONNX GRU op: ``Y (T, 1, B, H)`` and ``Y_h (1, B, H)`` (names)."""
+        from onnx import helper
+
         W, R, B = keras_to_onnx_gru(*weights, reset_after=reset_after, dtype=self.dtype)
         inputs = [x_time_major, self.constant(f"{hint}_W", W), self.constant(f"{hint}_R", R),
                   self.constant(f"{hint}_B", B), "", initial_h]
-        return self.add("GRU", inputs if initial_h else inputs[:4], hint, n_outputs=2,
-                        hidden_size=int(R.shape[1] // 3),
-                        linear_before_reset=int(bool(reset_after)), direction="forward")
+        Y, Y_h = self._name(f"{hint}_Y"), self._name(f"{hint}_Y_h")
+        self.nodes.append(helper.make_node(
+            "GRU", inputs if initial_h else inputs[:4], [Y, Y_h], name=self._name(hint),
+            hidden_size=int(R.shape[1] // 3), linear_before_reset=int(bool(reset_after)),
+            direction="forward"))
+        return Y, Y_h
 
     def dense(self, x: str, kernel, bias, activation: str = "linear", hint: str = "dense",
               out: Optional[str] = None) -> str:

@@ -105,8 +105,7 @@ def _torch_chain(modules, return_sequences: bool) -> List[Spec]:
 
     modules = _flat_modules(modules)
     gru_ids = [i for i, m in enumerate(modules) if isinstance(m, (torch.nn.GRU, torch.nn.GRUCell))]
-    if not gru_ids:
-        raise ValueError("from_torch: the chain has no nn.GRU or nn.GRUCell")
+    last_gru = gru_ids[-1] if gru_ids else len(modules)
     chain: List[Spec] = []
     for i, m in enumerate(modules):
         kind = type(m).__name__
@@ -119,7 +118,7 @@ def _torch_chain(modules, return_sequences: bool) -> List[Spec]:
         elif kind in _TORCH_ACTIVATIONS and isinstance(m, getattr(torch.nn, kind)):
             if kind == "Softmax":
                 # rank of the tensor there: sequences before the last GRU or when asked for
-                rank = 3 if i < gru_ids[-1] or return_sequences else 2
+                rank = 3 if i < last_gru or return_sequences else 2
                 if m.dim not in (-1, rank - 1):
                     raise NotImplementedError(
                         f"module {i} nn.Softmax(dim={m.dim}) normalises over an axis other than "
@@ -133,6 +132,8 @@ def _torch_chain(modules, return_sequences: bool) -> List[Spec]:
                 f"module {i} ({kind}) is not supported in a model for fastgru; supported: "
                 f"{_SUPPORTED}"
             )
+    if not gru_ids:
+        raise ValueError("from_torch: the chain has no nn.GRU or nn.GRUCell")
     set_sequence_flags(chain, return_sequences)
     return chain
 
