@@ -168,6 +168,16 @@ def build_sequential(chain: Sequence[Spec], dtype=np.float32, what: str = "conve
     return model
 
 
+def gru_layer(spec: GRUSpec):
+    """A built fastgru ``GRU`` layer holding the spec's weights."""
+    from ..layers import GRU
+
+    layer = GRU(spec.units, return_sequences=spec.return_sequences, reset_after=spec.reset_after)
+    layer.build((None, None, spec.input_size))
+    layer.set_weights(spec.weights)
+    return layer
+
+
 def chain_of(model_or_layers, what: str) -> List[Spec]:
     """The chain of a fastgru ``Sequential``, GRU layer or list of fastgru layers (copies)."""
     from ..layers import GRU, Dense

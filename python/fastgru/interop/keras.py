@@ -12,7 +12,7 @@ from typing import List, Optional
 import numpy as np
 
 from ._chain import ACTIVATIONS, GRUSpec, Spec, build_sequential, chain_of, dense_spec, \
-    with_activation
+    gru_layer, with_activation
 from ._layout import check_keras_weights, layer_weights
 
 __all__ = ["from_keras", "to_keras"]
@@ -156,11 +156,8 @@ def from_keras(keras_obj, return_sequences: Optional[bool] = None):
         chain = _keras_chain(keras_obj)
         dtype = np.float64 if chain and chain[0].kernel.dtype == np.float64 else np.float32
         return build_sequential(chain, dtype=dtype, what=f"from_keras({keras_obj.name!r})")
-    from ..layers import GRU
-
     if _is_keras(keras_obj, "GRU"):
         spec = _gru_spec(keras_obj)
-        weights, reset_after = spec.weights, spec.reset_after
     else:
         if _is_keras(keras_obj, "Layer"):
             raise NotImplementedError(
@@ -168,13 +165,12 @@ def from_keras(keras_obj, return_sequences: Optional[bool] = None):
                 "from_keras takes a Keras GRU layer or a model"
             )
         weights, reset_after = layer_weights(keras_obj)
-        weights = check_keras_weights(*weights, reset_after=reset_after)
-    if return_sequences is None:
-        return_sequences = bool(getattr(keras_obj, "return_sequences", False))
-    layer = GRU(weights[1].shape[0], return_sequences=return_sequences, reset_after=reset_after)
-    layer.build((None, None, weights[0].shape[0]))
-    layer.set_weights(weights)
-    return layer
+        spec = GRUSpec(*check_keras_weights(*weights, reset_after=reset_after),
+                       reset_after=reset_after,
+                       return_sequences=bool(getattr(keras_obj, "return_sequences", False)))
+    if return_sequences is not None:
+        spec.return_sequences = bool(return_sequences)
+    return gru_layer(spec)
 
 
 def to_keras(model_or_layer):

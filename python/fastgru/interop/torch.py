@@ -22,7 +22,7 @@ from typing import List
 import numpy as np
 
 from ._chain import DenseSpec, GRUSpec, Spec, build_sequential, chain_of, dense_spec, \
-    set_sequence_flags, with_activation
+    gru_layer, set_sequence_flags, with_activation
 from ._layout import Weights, check_keras_weights, is_triple, keras_to_torch, layer_weights, \
     to_numpy, torch_to_keras
 
@@ -160,7 +160,7 @@ def from_torch(module, return_sequences: bool = False):
         _check_torch_gru(module)
         specs = _gru_specs(module)
         set_sequence_flags(specs, return_sequences)
-        layers = [_fastgru_gru(s) for s in specs]
+        layers = [gru_layer(s) for s in specs]
         return layers[0] if len(layers) == 1 else layers
     if isinstance(module, _regressor_class()):
         return_sequences = module.return_sequences
@@ -177,16 +177,6 @@ def from_torch(module, return_sequences: bool = False):
     chain = _torch_chain(modules, return_sequences)
     dtype = np.float64 if chain[0].kernel.dtype == np.float64 else np.float32
     return build_sequential(chain, dtype=dtype, what="from_torch")
-
-
-def _fastgru_gru(spec: GRUSpec):
-    """A fastgru ``GRU`` layer holding the spec's weights."""
-    from ..layers import GRU
-
-    layer = GRU(spec.units, return_sequences=spec.return_sequences, reset_after=spec.reset_after)
-    layer.build((None, None, spec.input_size))
-    layer.set_weights(spec.weights)
-    return layer
 
 
 # ---------------------------------------------------------------------------------- to torch
