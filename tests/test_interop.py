@@ -554,8 +554,9 @@ def test_from_onnx_reads_to_onnx_gru_graphs_with_a_state_input(reset_after):
         np.testing.assert_allclose(head.predict(x), h @ dense[0] + dense[1], rtol=0, atol=F32_TOL)
 
 
+@pytest.mark.parametrize("reads", ["output[-1]", "h_n[-1]"])
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_from_onnx_reads_torch_onnx_export_of_gru_and_linear(torch, ort, batch_first):
+def test_from_onnx_reads_torch_onnx_export_of_gru_and_linear(torch, ort, batch_first, reads):
     import io
     import warnings
 
@@ -569,7 +570,9 @@ def test_from_onnx_reads_torch_onnx_export_of_gru_and_linear(torch, ort, batch_f
             self.gru, self.fc = seq[0], seq[1]
 
         def forward(self, x):
-            out, _ = self.gru(x)
+            out, h_n = self.gru(x)
+            if reads == "h_n[-1]":  # the last layer's state, from a Concat of both layers'
+                return self.fc(h_n[-1])
             return self.fc(out[:, -1] if batch_first else out[-1])
 
     example = torch.zeros((2, 4, 3)) if batch_first else torch.zeros((4, 2, 3))

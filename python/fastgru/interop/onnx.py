@@ -250,6 +250,15 @@ class _Data:
 
 
 @dataclass(frozen=True)
+class _Stack:
+    """Tensors concatenated along a size-one axis (PyTorch's ``h_n``: one state per layer);
+    fastgru follows it only to the pick of one part."""
+
+    parts: Tuple[_Data, ...]
+    axis: int
+
+
+@dataclass(frozen=True)
 class _Refused:
     reason: str
 
@@ -546,6 +555,46 @@ def _data_node(node, ins, attrs, opset: int) -> List[Any]:
     )
 
 
+def _concat_node(node, ins, attrs) -> List[Any]:
+    """Concat of model tensors along a size-one axis: a stack to pick one part from."""
+    parts = [v for v in ins if v is not None]
+    if not all(isinstance(v, _Data) for v in parts):
+        raise _Unsupported(f"Concat node {node.name!r} joins the model's tensor with constants")
+    rank = len(parts[0].axes)
+    axis = _norm_axis(attrs.get("axis", 0), rank, "Concat")
+    if any(p.axes != parts[0].axes for p in parts) or parts[0].axes[axis] != "1":
+        raise _Unsupported(f"Concat node {node.name!r} joins tensors along an axis that is not "
+                           "size one (branches and merges are not supported)")
+    return [_Stack(tuple(parts), axis)]
+
+
+def _stack_node(node, ins, attrs, opset: int) -> List[Any]:
+    """A Gather or Slice that picks one part of a stack (e.g. ``h_n[-1]``: the last layer's)."""
+    stack = ins[0]
+    if not isinstance(stack, _Stack) or node.op_type not in ("Gather", "Slice"):
+        raise _Unsupported(f"{node.op_type} node {node.name!r} reads the states of several GRU "
+                           "layers at once; fastgru gives one (pick it, e.g. h_n[-1])")
+    n = len(stack.parts)
+    rank = len(stack.parts[0].axes)
+    if node.op_type == "Gather":
+        idx = np.asarray(_const(ins[1], "Gather indices"))
+        if _norm_axis(attrs.get("axis", 0), rank, "Gather") == stack.axis and idx.size == 1:
+            part = stack.parts[int(idx.reshape(-1)[0]) % n]
+            return _data_node(node, [part, _Const(np.zeros_like(idx))], attrs, opset)
+    else:
+        starts, ends = _int_list(ins[1], "Slice starts"), _int_list(ins[2], "Slice ends")
+        axes = _int_list(ins[3], "Slice axes") if len(ins) > 3 and ins[3] is not None \
+            else list(range(len(starts)))
+        steps = _int_list(ins[4], "Slice steps") if len(ins) > 4 and ins[4] is not None \
+            else [1] * len(starts)
+        if len(axes) == 1 and _norm_axis(axes[0], rank, "Slice") == stack.axis and steps == [1]:
+            picked = range(n)[slice(starts[0], ends[0])]
+            if len(picked) == 1:
+                return [stack.parts[picked[0]]]
+    raise _Unsupported(f"{node.op_type} node {node.name!r} does not pick a single part of the "
+                       "stacked GRU states")
+
+
 def _other_node(node, ins, attrs, opsets) -> List[Any]:
     """A node whose inputs are constants, runtime shapes or zero tensors."""
     present = [v for v in ins if v is not None]
@@ -645,6 +694,10 @@ def from_onnx(model_or_path, output: Optional[str] = None):
                 outs = [_SHAPE]
             elif node.op_type == "GRU":
                 outs = _gru_node(node, ins, _attrs(node), states)
+            elif any(isinstance(v, _Stack) for v in ins):
+                outs = _stack_node(node, ins, _attrs(node), opset)
+            elif node.op_type == "Concat" and sum(isinstance(v, _Data) for v in ins) > 1:
+                outs = _concat_node(node, ins, _attrs(node))
             elif any(isinstance(v, _Data) for v in ins):
                 outs = _data_node(node, ins, _attrs(node), opset)
             else:
