@@ -665,3 +665,25 @@ def test_from_onnx_names_what_it_cannot_convert():
     middle_step.graph.node[-1].input[1] = "two"
     with pytest.raises(NotImplementedError, match="index 2"):
         fg.from_onnx(middle_step)
+
+
+def test_new_converters_are_exported_and_fastgru_imports_no_framework():
+    import subprocess
+    import sys
+
+    for name in ("from_torch", "to_torch", "from_keras", "to_keras", "to_onnx", "from_onnx",
+                 "to_onnx_gru", "keras_gru_weights"):
+        assert name in fg.__all__ and getattr(fg, name) is getattr(interop, name)
+    code = ("import sys, fastgru; "
+            "print([m for m in ('torch', 'keras', 'tensorflow', 'onnx') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_from_keras_single_layer_without_bias_gets_zero_biases(keras):
+    layer = keras.layers.GRU(3, use_bias=False, return_sequences=True)
+    x = _inputs(2, seed=27)[-1]
+    want = np.asarray(layer(x))
+    converted = fg.from_keras(layer)
+    np.testing.assert_array_equal(converted.bias, np.zeros((2, 9)))
+    np.testing.assert_allclose(converted(x), want, rtol=0, atol=F32_TOL)
