@@ -39,6 +39,14 @@ def _activation_name(fn) -> str:
     return getattr(fn, "__name__", repr(fn))
 
 
+def _built_weights(layer) -> list:
+    weights = layer.get_weights()
+    if not weights:
+        raise ValueError(f"layer {layer.name!r} has no weights yet: build or fit the Keras model "
+                         "first (e.g. give it a keras.Input)")
+    return weights
+
+
 def _gru_spec(layer) -> GRUSpec:
     """A GRUSpec from a Keras GRU layer, refusing what fastgru's GRU does not compute."""
     cell = layer.cell
@@ -58,7 +66,7 @@ def _gru_spec(layer) -> GRUSpec:
                         "(fastgru uses sigmoid)")
     if problems:
         raise NotImplementedError(f"{name} is not supported: " + "; ".join(problems))
-    weights = layer.get_weights()
+    weights = _built_weights(layer)
     reset_after = bool(cell.reset_after)
     if not cell.use_bias:  # no bias is a zero bias
         units = weights[1].shape[0]
@@ -75,7 +83,7 @@ def _dense_spec(layer):
             f"Dense layer {layer.name!r} has activation {activation!r}; fastgru Dense layers "
             f"have {ACTIVATIONS}"
         )
-    weights = layer.get_weights()
+    weights = _built_weights(layer)
     return dense_spec(weights[0], weights[1] if layer.use_bias else None, activation)
 
 

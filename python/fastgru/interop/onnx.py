@@ -654,8 +654,10 @@ def from_onnx(model_or_path, output: Optional[str] = None):
     ``to_onnx`` / ``to_onnx_gru`` output and ``torch.onnx.export`` of a GRU + Linear alike.
     ``output`` names the graph output to compute when there are several.
 
-    The fastgru model takes batch-major ``x (batch, time, features)``; for a time-major ONNX
-    model it takes ``x.transpose(1, 0, 2)`` of that model's input. Initial states must be zero
+    The fastgru model works batch-major: ``x (batch, time, features)`` in, ``(batch, units)`` or
+    ``(batch, time, units)`` out. For a time-major ONNX model (input ``(time, batch, ...)``, or
+    a sequence output ``(time, batch, ...)``) feed it ``x.transpose(1, 0, 2)`` and read its
+    sequences batch-major; the numbers are the same. Initial states must be zero
     or come from another model input (``predict`` then equals feeding zeros there;
     ``model.stream().reset(states)`` sets them). Size-one axes of the output (ONNX's direction
     axis) are dropped.
