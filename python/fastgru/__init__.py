@@ -17,7 +17,8 @@ from .callbacks import Callback, EarlyStopping, History, LambdaCallback
 from .datasets import load_daily_temperatures
 from .forecaster import BacktestResult, GRUForecaster, load_forecaster
 from .gru import GRUGradients, GRUTape, PackedGRU, gru_backward, gru_forward, gru_forward_train
-from .interop import from_keras, from_torch, keras_gru_weights, to_onnx_gru, to_torch
+from .interop import from_keras, from_onnx, from_torch, keras_gru_weights, to_keras, to_onnx, \
+    to_onnx_gru, to_torch
 from .layers import GRU, Dense
 from .model import Sequential, load_model
 from .optimizers import SGD, Adam
@@ -37,4 +38,13 @@ __all__ = [
     "MinMaxScaler", "StandardScaler", "NotFittedError", "make_windows",
     "GRUForecaster", "BacktestResult", "load_forecaster", "load_daily_temperatures",
     "from_torch", "to_torch", "from_keras", "keras_gru_weights", "to_onnx_gru",
+    "to_keras", "to_onnx", "from_onnx",
 ]
+
+
+def __getattr__(name):  # fastgru.TorchGRURegressor: defined on first use, as it imports torch
+    if name == "TorchGRURegressor":
+        from .interop import TorchGRURegressor
+
+        return TorchGRURegressor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

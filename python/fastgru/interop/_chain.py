@@ -1,0 +1,210 @@
+"""The model every whole-model converter goes through: a chain of GRU and Dense specs.
+
+``from_torch`` / ``from_keras`` / ``from_onnx`` read a framework's model into a chain and
+``build_sequential`` turns it into a ``fastgru.Sequential``; ``to_torch`` / ``to_keras`` /
+``to_onnx`` read a fastgru model with ``chain_of``. The rules the converters share live here:
+which activations exist, how a bare activation becomes a layer, when a GRU returns sequences.
+
+Weights are in fastgru/Keras layout (see ``_layout``); a Dense is ``activation(x @ kernel + bias)``
+on the last axis, so one after a sequence-returning GRU acts on every time step.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import List, Sequence, Union
+
+import numpy as np
+
+from ._layout import check_keras_weights
+
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax")
+
+
+@dataclass
+class GRUSpec:
+    kernel: np.ndarray
+    recurrent_kernel: np.ndarray
+    bias: np.ndarray
+    reset_after: bool = True
+    return_sequences: bool = False
+
+    @property
+    def units(self) -> int:
+        return int(self.recurrent_kernel.shape[0])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.kernel.shape[0])
+
+    @property
+    def weights(self) -> list:
+        return [self.kernel, self.recurrent_kernel, self.bias]
+
+
+@dataclass
+class DenseSpec:
+    kernel: np.ndarray
+    bias: np.ndarray
+    activation: str = "linear"
+
+    @property
+    def units(self) -> int:
+        return int(self.kernel.shape[1])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.kernel.shape[0])
+
+    @property
+    def weights(self) -> list:
+        return [self.kernel, self.bias]
+
+
+Spec = Union[GRUSpec, DenseSpec]
+
+
+def dense_spec(kernel, bias=None, activation: str = "linear") -> DenseSpec:
+    """A checked ``DenseSpec``; a missing bias is zeros."""
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 2:
+        raise ValueError(f"a Dense kernel must be 2-D (inputs, units); got shape {kernel.shape}")
+    bias = np.zeros(kernel.shape[1], kernel.dtype) if bias is None else np.asarray(bias)
+    if bias.shape != (kernel.shape[1],):
+        raise ValueError(f"a Dense bias must have shape ({kernel.shape[1]},); got {bias.shape}")
+    if activation not in ACTIVATIONS:
+        raise NotImplementedError(
+            f"activation {activation!r} is not supported; fastgru Dense layers have {ACTIVATIONS}"
+        )
+    return DenseSpec(kernel, bias, activation)
+
+
+def last_features(chain: Sequence[Spec]) -> int:
+    if not chain:
+        raise ValueError("the model has no GRU or Dense layer before this point")
+    return chain[-1].units
+
+
+def with_activation(chain: Sequence[Spec], activation: str) -> List[Spec]:
+    """The chain followed by ``activation``: it becomes the activation of a final linear Dense,
+    or else (after a GRU, or after another activation) an identity Dense carrying it, which
+    computes exactly ``activation(x)``."""
+    if activation not in ACTIVATIONS:
+        raise NotImplementedError(
+            f"activation {activation!r} is not supported; fastgru Dense layers have {ACTIVATIONS}"
+        )
+    chain = list(chain)
+    if activation == "linear":
+        return chain
+    last = chain[-1] if chain else None
+    if isinstance(last, DenseSpec) and last.activation == "linear":
+        chain[-1] = copy.copy(last)
+        chain[-1].activation = activation
+    else:
+        n = last_features(chain)
+        dtype = chain[-1].kernel.dtype
+        chain.append(DenseSpec(np.eye(n, dtype=dtype), np.zeros(n, dtype), activation))
+    return chain
+
+
+def with_affine(chain: Sequence[Spec], scale=None, shift=None) -> List[Spec]:
+    """The chain followed by ``x * scale + shift`` on the last axis (scalars or per-feature
+    vectors): folded into a final linear Dense, else added as a diagonal Dense."""
+    chain = list(chain)
+    n = last_features(chain)
+    last = chain[-1]
+    dtype = last.kernel.dtype
+    scale = np.ones(n, dtype) if scale is None else np.broadcast_to(np.asarray(scale, dtype), (n,))
+    shift = np.zeros(n, dtype) if shift is None else np.broadcast_to(np.asarray(shift, dtype), (n,))
+    if isinstance(last, DenseSpec) and last.activation == "linear":
+        chain[-1] = DenseSpec(last.kernel * scale, last.bias * scale + shift)
+    else:
+        chain.append(DenseSpec(np.diag(scale).astype(dtype), shift.copy()))
+    return chain
+
+
+def set_sequence_flags(chain: Sequence[Spec], last_return_sequences: bool) -> None:
+    """Every GRU that has another GRU after it returns sequences (the next one needs them); the
+    last GRU returns them when ``last_return_sequences``, else only its last state."""
+    gru_ids = [i for i, s in enumerate(chain) if isinstance(s, GRUSpec)]
+    for i in gru_ids:
+        chain[i].return_sequences = True if i != gru_ids[-1] else bool(last_return_sequences)
+
+
+def check_chain(chain: Sequence[Spec], what: str) -> None:
+    """At least one GRU, and every layer takes as many features as the one before gives."""
+    if not any(isinstance(s, GRUSpec) for s in chain):
+        raise ValueError(f"{what}: the model has no GRU layer; fastgru models are built around one")
+    seen_last_state = False
+    for k, spec in enumerate(chain):
+        if isinstance(spec, GRUSpec):
+            check_keras_weights(*spec.weights, reset_after=spec.reset_after)
+            if seen_last_state:
+                raise ValueError(
+                    f"{what}: layer {k} is a GRU after a GRU that returns only its last state"
+                )
+            seen_last_state = not spec.return_sequences
+        if k and spec.input_size != chain[k - 1].units:
+            raise ValueError(
+                f"{what}: layer {k} ({type(spec).__name__[:-4]}) takes {spec.input_size} inputs "
+                f"but layer {k - 1} gives {chain[k - 1].units}"
+            )
+
+
+def build_sequential(chain: Sequence[Spec], dtype=np.float32, what: str = "conversion"):
+    """A built ``fastgru.Sequential`` computing the chain."""
+    from ..layers import GRU, Dense
+    from ..model import Sequential
+
+    check_chain(chain, what)
+    layers = [
+        GRU(s.units, return_sequences=s.return_sequences, reset_after=s.reset_after, dtype=dtype)
+        if isinstance(s, GRUSpec) else Dense(s.units, activation=s.activation, dtype=dtype)
+        for s in chain
+    ]
+    model = Sequential(layers)
+    model.build((None, None, chain[0].input_size))  # a GRU model reads (batch, time, features)
+    model.set_weights([w for s in chain for w in s.weights])
+    return model
+
+
+def gru_layer(spec: GRUSpec):
+    """A built fastgru ``GRU`` layer holding the spec's weights."""
+    from ..layers import GRU
+
+    layer = GRU(spec.units, return_sequences=spec.return_sequences, reset_after=spec.reset_after)
+    layer.build((None, None, spec.input_size))
+    layer.set_weights(spec.weights)
+    return layer
+
+
+def chain_of(model_or_layers, what: str) -> List[Spec]:
+    """The chain of a fastgru ``Sequential``, GRU layer or list of fastgru layers (copies)."""
+    from ..layers import GRU, Dense
+    from ..model import Sequential
+
+    if isinstance(model_or_layers, Sequential):
+        layers = model_or_layers.layers
+    elif isinstance(model_or_layers, (list, tuple)):
+        layers = list(model_or_layers)
+    else:
+        layers = [model_or_layers]
+    chain: List[Spec] = []
+    for layer in layers:
+        if not getattr(layer, "built", False):
+            raise RuntimeError(
+                f"{what}: layer {getattr(layer, 'name', layer)!r} has no weights yet; fit the "
+                "model, predict once or set_weights first"
+            )
+        if isinstance(layer, GRU):
+            chain.append(GRUSpec(*layer.get_weights(), reset_after=layer.reset_after,
+                                 return_sequences=layer.return_sequences))
+        elif isinstance(layer, Dense):
+            chain.append(DenseSpec(*layer.get_weights(), activation=layer.activation))
+        else:
+            raise TypeError(
+                f"{what}: expected a fastgru Sequential, GRU or Dense layers; got "
+                f"{type(layer).__name__}"
+            )
+    check_chain(chain, what)
+    return chain
