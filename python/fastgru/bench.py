@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -364,14 +365,22 @@ def _fastgru_sequential(units, weights, steps, lr=None):
     return model
 
 
-def _quiet_call(method, *args, **kwargs):
-    """Call a Keras-style method with verbose=0 when it takes that argument."""
+def _quiet(method):
+    """``method`` with verbose=0 when it takes that argument (a Keras-style fit/predict).
+
+    The signature is looked up once, here: inside a timed call it would cost more than a
+    one-window predict itself."""
     try:
         if "verbose" in inspect.signature(method).parameters:
-            kwargs.setdefault("verbose", 0)
+            return functools.partial(method, verbose=0)
     except (TypeError, ValueError):
         pass
-    return method(*args, **kwargs)
+    return method
+
+
+def _quiet_call(method, *args, **kwargs):
+    """Call ``_quiet(method)`` once (set-up and checks, not timed loops)."""
+    return _quiet(method)(*args, **kwargs)
 
 
 def _fastgru_adam_eps():
@@ -409,7 +418,8 @@ def fastgru_candidates(w: Workload) -> List[Candidate]:
                 return [_quiet_call(m.predict, X[:n])]
 
             m = _fastgru_sequential(units, ws, steps, lr)
-            return Runner(lambda: _quiet_call(m.fit, X, y, epochs=1, batch_size=batch,
+            fit = _quiet(m.fit)
+            return Runner(lambda: fit(X, y, epochs=1, batch_size=batch,
                                               shuffle=True), check)
 
         def kernels(nt):
@@ -435,7 +445,8 @@ def fastgru_candidates(w: Workload) -> List[Candidate]:
             m = _fastgru_sequential(recurrent.shape[0], ws, x.shape[1])
             if m is None:
                 raise SkipCandidate("fastgru.Sequential not available yet")
-            f = lambda: _quiet_call(m.predict, x)  # noqa: E731
+            predict_one = _quiet(m.predict)
+            f = lambda: predict_one(x)  # noqa: E731
             return Runner(f, lambda: [np.asarray(f())])
 
         def packed(nt):
