@@ -101,3 +101,32 @@ def test_concurrent_calls_from_python_threads_are_correct():
         w.join()
     for r in results:
         np.testing.assert_array_equal(r, expected)
+
+
+def test_predict_releases_the_gil_and_concurrent_calls_agree():
+    # model.predict runs the C++ inference model; two Python threads may call it at once
+    # (its buffers are locked, not shared unsafely) and Python keeps running meanwhile.
+    rng = np.random.default_rng(1)
+    model = fastgru.Sequential([fastgru.GRU(128), fastgru.Dense(3)])
+    model.build((None, None, 8))
+    x = rng.standard_normal((64, 400, 8)).astype(np.float32)
+    expected = model.predict(x)
+    results, done = [], threading.Event()
+
+    def work():
+        for _ in range(2):
+            results.append(model.predict(x))
+        done.set()
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    count = 0
+    for w in workers:
+        w.start()
+    while not done.is_set():
+        count += 1
+    for w in workers:
+        w.join()
+    assert count > 10_000
+    assert len(results) == 4
+    for got in results:
+        np.testing.assert_array_equal(got, expected)
