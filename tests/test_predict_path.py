@@ -84,3 +84,26 @@ def test_predict_follows_training():
     after = model.predict(X)
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, layers_forward(model, X), rtol=2e-6, atol=2e-6)
+
+
+class Scale(fg.layers.Layer):
+    """A user-defined parameter-free layer: no C++ inference path knows it."""
+
+    def weight_shapes(self, input_size=None):
+        return []
+
+    def build(self, input_shape, rng=None):
+        self.input_size = int(input_shape[-1])
+        self._finish_build([])
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def call(self, x):
+        return 2 * x
+
+
+def test_predict_runs_a_model_with_a_custom_layer_through_the_layers():
+    model = random_model([fg.GRU(4, return_sequences=True), Scale(), fg.GRU(3), fg.Dense(2)], 2)
+    X = np.random.default_rng(5).standard_normal((3, 6, 2)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(X), layers_forward(model, X), rtol=2e-6, atol=2e-6)

@@ -122,3 +122,41 @@ def test_a_stream_keeps_its_weights_and_predict_follows_new_ones():
     np.testing.assert_allclose(y, before[0], rtol=1e-6, atol=1e-6)  # the old weights
     model.layers[-1].set_weights([np.zeros((12, 1)), np.ones(1)])  # one layer, directly
     np.testing.assert_array_equal(model.predict(X[:2]), np.ones((2, 1), np.float32))
+
+
+class Scale(fg.layers.Layer):
+    """A user-defined parameter-free layer: no C++ inference path knows it."""
+
+    def weight_shapes(self, input_size=None):
+        return []
+
+    def build(self, input_shape, rng=None):
+        self.input_size = int(input_shape[-1])
+        self._finish_build([])
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def call(self, x):
+        return 2 * x
+
+
+def test_a_model_with_a_custom_layer_streams_like_predict():
+    model = fg.Sequential([fg.GRU(4, return_sequences=True, seed=0), Scale(), fg.GRU(3, seed=1),
+                           fg.Dense(2, seed=2)])
+    model.build((None, None, 2))
+    X = np.random.default_rng(6).standard_normal((2, 7, 2)).astype(np.float32)
+    st = model.stream(batch_size=2)
+    for t in range(X.shape[1]):
+        y = st.step(X[:, t])
+    np.testing.assert_allclose(y, model.predict(X), rtol=1e-6, atol=1e-6)
+    saved = st.state
+    assert [s.shape for s in saved] == [(2, 4), (2, 3)]
+    st.reset()
+    assert all(np.all(s == 0) for s in st.state)
+    st.reset(saved)
+    np.testing.assert_array_equal(st.state[1], saved[1])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        st.step(np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match="x_t must have shape"):
+        st.step(np.zeros(2))

@@ -15,7 +15,7 @@ import numpy as np
 from . import _core
 from .layers import GRU, Dense, Layer
 
-__all__ = ["build_inference_model"]
+__all__ = ["build_inference_model", "has_inference_path"]
 
 _MODEL_CLASSES = {
     np.dtype(np.float32): _core.InferenceModelFloat32,
@@ -25,6 +25,13 @@ STREAM_CLASSES = {
     _core.InferenceModelFloat32: _core.StreamFloat32,
     _core.InferenceModelFloat64: _core.StreamFloat64,
 }
+
+
+def has_inference_path(layers: Sequence[Layer]) -> bool:
+    """True when C++ can run these layers: a GRU first, then only GRU and Dense layers (not
+    subclasses, whose ``call`` may differ); other models run their layers' ``call``."""
+    return (bool(layers) and type(layers[0]) is GRU
+            and all(type(layer) in (GRU, Dense) for layer in layers))
 
 
 def build_inference_model(layers: Sequence[Layer]):

@@ -363,12 +363,14 @@ class Sequential:
 
     def _inference_model(self):
         """The C++ model that predict and stream run (see fastgru.inference), rebuilt when the
-        weights have changed since it was made; None when the first layer is not a GRU."""
+        weights have changed since it was made; None when C++ cannot run the layers (the first
+        is not a GRU, or a layer is user-defined): predict and stream then run the layers."""
         key = (self._weights_version, [layer._version for layer in self.layers])
         if self._inference is None or self._inference[0] != key:
-            if not isinstance(self.layers[0], GRU):
+            from .inference import build_inference_model, has_inference_path
+
+            if not has_inference_path(self.layers):
                 return None
-            from .inference import build_inference_model
 
             self._inference = (key, build_inference_model(self.layers))
         return self._inference[1]

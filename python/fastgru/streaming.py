@@ -7,6 +7,7 @@ reading seen so far (as a Keras ``stateful=True`` layer would).
 A step is one C++ call (``fastgru.inference``): the states live in C++ and are advanced in
 place, the Dense head runs in the same call, the GIL is released. The stream runs the
 weights the model had when ``stream()`` was called; call it again after further training.
+A model with a user-defined layer, which C++ cannot run, steps through its layers' ``call``.
 """
 from __future__ import annotations
 
@@ -39,7 +40,10 @@ class Stream:
         self.input_size = model.layers[0].input_size
         self.dtype = model.layers[0].dtype
         runner = model._inference_model()
-        self._stream = STREAM_CLASSES[type(runner)](runner, self.batch_size)
+        if runner is None:  # a user-defined layer: run the layers' own call, step by step
+            self._stream = _LayerStream(model.layers, self.batch_size)
+        else:
+            self._stream = STREAM_CLASSES[type(runner)](runner, self.batch_size)
         # The bound C++ method itself, so that a step runs no Python code at all.
         self.step = self._stream.step
 
@@ -78,3 +82,58 @@ class Stream:
     @state.setter
     def state(self, states: List[np.ndarray]) -> None:
         self.reset(states)
+
+
+class _LayerStream:
+    """The C++ stream's interface over the layers' own ``call`` (models C++ cannot run). It
+    runs the layers' current weights, not a snapshot."""
+
+    def __init__(self, layers, batch_size: int):
+        self._layers = list(layers)
+        self._grus = [layer for layer in self._layers if isinstance(layer, GRU)]
+        self.batch_size = batch_size
+        self._dtype = self._layers[0].dtype
+        self._input_size = self._layers[0].input_size
+        self.reset()
+
+    def step(self, x_t, out=None):
+        try:
+            x = np.asarray(x_t, dtype=self._dtype)
+        except (TypeError, ValueError):
+            raise TypeError("x_t must be a number or an array of numbers") from None
+        b, i = self.batch_size, self._input_size
+        flat = b == 1 and (x.shape == (i,) or (x.ndim == 0 and i == 1))
+        if not flat and x.shape != (b, i):
+            alone = f" or (features,) = ({i},)" if b == 1 else ""
+            raise ValueError(f"x_t must have shape (batch, features) = ({b}, {i}){alone}; "
+                             f"got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError("x_t contains NaN or inf values")
+        a = np.ascontiguousarray(x.reshape(b, i))
+        states, k = [], 0
+        for layer in self._layers:
+            if isinstance(layer, GRU):
+                _, a = layer.packed().forward(a[:, None, :], self._states[k])
+                states.append(a)
+                k += 1
+            else:
+                a = layer.call(a)
+        y = a[0] if flat else a
+        if out is not None:
+            if not isinstance(out, np.ndarray) or out.dtype != self._dtype or out.shape != y.shape:
+                raise ValueError(f"out must be an array of dtype {self._dtype} and shape {y.shape}")
+            np.copyto(out, y)
+            y = out
+        self._states = states
+        return y
+
+    def reset(self) -> None:
+        self._states = [np.zeros((self.batch_size, g.units), self._dtype) for g in self._grus]
+
+    def get_state(self) -> List[np.ndarray]:
+        return [s.copy() for s in self._states]
+
+    def set_state(self, states) -> None:
+        if not all(np.isfinite(s).all() for s in states):
+            raise ValueError("state contains NaN or inf values")
+        self._states = [np.array(s, dtype=self._dtype) for s in states]
