@@ -290,13 +290,15 @@ class TypedInferenceModel {
     auto x = checked<T>(x_obj, "X", {B, steps, py::ssize_t(I)});
     auto out = model_->sequence_output() ? py::array_t<T>({B, steps, py::ssize_t(O)})
                                          : py::array_t<T>({B, py::ssize_t(O)});
+    const T* x_data = x.data();
+    T* out_data = out.mutable_data();  // with the GIL: it reads the array's flags
     bool finite, ok = false;
     {
       py::gil_scoped_release release;
-      finite = all_finite(x.data(), size_t(B * steps) * I);
+      finite = all_finite(x_data, size_t(B * steps) * I);
       if (finite) {
         std::lock_guard<std::mutex> lock(mutex_);
-        ok = model_->predict(x.data(), size_t(B), size_t(steps), out.mutable_data(), scratch_);
+        ok = model_->predict(x_data, size_t(B), size_t(steps), out_data, scratch_);
       }
     }
     if (!finite) throw py::value_error("X contains NaN or inf values");
@@ -364,14 +366,18 @@ class TypedStream {
     } else {
       out = checked<T>(out_obj, "out", flat ? std::vector<py::ssize_t>{sO}
                                             : std::vector<py::ssize_t>{sB, sO});
+      if (!out.writeable()) throw py::value_error("out must be writeable");
     }
+    // Both pointers taken while holding the GIL: mutable_data() checks the array's flags.
+    const T* x_data = x.data();
+    T* out_data = out.mutable_data();
     bool finite, ok = false;
     {
       py::gil_scoped_release release;
-      finite = all_finite(x.data(), batch_ * I);
+      finite = all_finite(x_data, batch_ * I);
       if (finite) {
         std::lock_guard<std::mutex> lock(mutex_);
-        ok = model_->step(x.data(), batch_, state_ptrs_.data(), out.mutable_data(), scratch_);
+        ok = model_->step(x_data, batch_, state_ptrs_.data(), out_data, scratch_);
       }
     }
     if (!finite) throw py::value_error("x_t contains NaN or inf values");

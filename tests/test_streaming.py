@@ -160,3 +160,15 @@ def test_a_model_with_a_custom_layer_streams_like_predict():
         st.step(np.full((2, 2), np.nan))
     with pytest.raises(ValueError, match="x_t must have shape"):
         st.step(np.zeros(2))
+
+
+def test_step_into_a_read_only_out_names_out_and_leaves_the_state_alone():
+    model, X = trained_model()
+    st = model.stream()
+    st.step(X[0, 0])
+    before = st.state
+    out = np.empty(1, np.float32)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="out must be writeable"):
+        st.step(X[0, 1], out=out)
+    np.testing.assert_array_equal(st.state[0], before[0])

@@ -120,8 +120,10 @@ class _LayerStream:
                 a = layer.call(a)
         y = a[0] if flat else a
         if out is not None:
-            if not isinstance(out, np.ndarray) or out.dtype != self._dtype or out.shape != y.shape:
-                raise ValueError(f"out must be an array of dtype {self._dtype} and shape {y.shape}")
+            if (not isinstance(out, np.ndarray) or out.dtype != self._dtype
+                    or out.shape != y.shape or not out.flags.writeable):
+                raise ValueError(f"out must be a writeable array of dtype {self._dtype} and "
+                                 f"shape {y.shape}")
             np.copyto(out, y)
             y = out
         self._states = states
