@@ -117,15 +117,17 @@ bool InferenceModel<T>::run_gru(const PackedWeights<T>& w, const T* x, const T* 
 template <typename T>
 bool InferenceModel<T>::predict(const T* x, size_t batch, size_t steps, T* out,
                                 std::vector<T>& scratch) const {
-  // Two buffers, used in turn, each as large as the largest intermediate output.
-  size_t largest = 0;
+  // Layer i < last writes buffer i % 2 (the last one writes out): each buffer as large as
+  // the largest output written there.
+  size_t sizes[2] = {0, 0};
   bool sequence = true;
-  for (const InferenceLayer<T>& layer : layers_) {
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
+    const InferenceLayer<T>& layer = layers_[i];
     if (layer.gru) sequence = layer.return_sequences;
-    largest = std::max(largest, (sequence ? batch * steps : batch) * layer.outputs());
+    sizes[i % 2] = std::max(sizes[i % 2], (sequence ? batch * steps : batch) * layer.outputs());
   }
-  if (scratch.size() < 2 * largest) scratch.resize(2 * largest);
-  T* buffers[2] = {scratch.data(), scratch.data() + largest};
+  if (scratch.size() < sizes[0] + sizes[1]) scratch.resize(sizes[0] + sizes[1]);
+  T* buffers[2] = {scratch.data(), scratch.data() + sizes[0]};
 
   const T* cur = x;
   sequence = true;
@@ -150,10 +152,13 @@ bool InferenceModel<T>::predict(const T* x, size_t batch, size_t steps, T* out,
 template <typename T>
 bool InferenceModel<T>::step(const T* x, size_t batch, T* const* states, T* out,
                              std::vector<T>& scratch) const {
-  size_t largest = 0;
-  for (const InferenceLayer<T>& layer : layers_) largest = std::max(largest, batch * layer.outputs());
-  if (scratch.size() < 2 * largest) scratch.resize(2 * largest);
-  T* buffers[2] = {scratch.data(), scratch.data() + largest};
+  // Dense layer i < last writes buffer i % 2 (a GRU writes its state, the last layer out).
+  size_t sizes[2] = {0, 0};
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
+    if (!layers_[i].gru) sizes[i % 2] = std::max(sizes[i % 2], batch * layers_[i].outputs());
+  }
+  if (scratch.size() < sizes[0] + sizes[1]) scratch.resize(sizes[0] + sizes[1]);
+  T* buffers[2] = {scratch.data(), scratch.data() + sizes[0]};
 
   const T* cur = x;
   size_t k = 0;

@@ -107,3 +107,36 @@ def test_predict_runs_a_model_with_a_custom_layer_through_the_layers():
     model = random_model([fg.GRU(4, return_sequences=True), Scale(), fg.GRU(3), fg.Dense(2)], 2)
     X = np.random.default_rng(5).standard_normal((3, 6, 2)).astype(np.float32)
     np.testing.assert_allclose(model.predict(X), layers_forward(model, X), rtol=2e-6, atol=2e-6)
+
+
+PEAK_MEMORY_SCRIPT = """
+import resource, sys
+import numpy as np
+import fastgru as fg
+layers = [fg.GRU(64, return_sequences=True, seed=0)]
+if sys.argv[1] == "dense":
+    layers.append(fg.Dense(1, seed=1))
+model = fg.Sequential(layers)
+model.build((None, None, 8))
+model.predict(np.zeros((1, 2, 8), np.float32))  # warm: imports, the C++ model
+X = np.zeros((1024, 256, 8), np.float32)  # 8 MiB in; a (1024, 256, 64) sequence is 64 MiB
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+y = model.predict(X)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+@pytest.mark.parametrize("head", ["none", "dense"])
+def test_predict_needs_no_scratch_beyond_the_intermediate_sequences(head):
+    # The last layer writes the result: scratch holds only what earlier layers give, once.
+    # GRU(64, seq) alone needs its 64 MiB output and nothing else; with a Dense(1) head the
+    # GRU's 64 MiB sequence is the one intermediate (it was 128 and 192 MiB).
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    run = subprocess.run([sys.executable, "-c", PEAK_MEMORY_SCRIPT, head], capture_output=True,
+                         text=True, env=env, check=True)
+    grew_mib = float(run.stdout.strip())
+    assert grew_mib < 64 * 1.4, f"peak memory grew by {grew_mib:.0f} MiB"
