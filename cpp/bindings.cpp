@@ -38,7 +38,7 @@ py::array_t<T> checked(py::handle obj, const char* name, const std::vector<py::s
     throw py::type_error(std::string(name) + " must be a NumPy array");
   }
   py::array arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>())) {
+  if (!arr.dtype().equal(py::dtype::of<T>())) {
     throw py::type_error(std::string(name) + " must have dtype " +
                          std::string(py::str(py::dtype::of<T>())) + "; got " +
                          std::string(py::str(arr.dtype())));
@@ -187,9 +187,9 @@ class PackedGRU {
  public:
   PackedGRU(py::array kernel, py::array recurrent, py::array bias, bool reset_after)
       : table_(active_path()) {
-    if (kernel.dtype().is(py::dtype::of<float>())) {
+    if (kernel.dtype().equal(py::dtype::of<float>())) {
       f32_ = std::make_unique<TypedGRU<float>>(table_, kernel, recurrent, bias, reset_after);
-    } else if (kernel.dtype().is(py::dtype::of<double>())) {
+    } else if (kernel.dtype().equal(py::dtype::of<double>())) {
       f64_ = std::make_unique<TypedGRU<double>>(table_, kernel, recurrent, bias, reset_after);
     } else {
       throw py::type_error("kernel must have dtype float32 or float64; got " +
@@ -239,10 +239,14 @@ class TypedInferenceModel {
       InferenceLayer<T> layer;
       if (kind == "gru") {
         const bool reset_after = spec[4].cast<bool>();
+        if (!py::isinstance<py::array>(spec[1]) || !py::isinstance<py::array>(spec[2])) {
+          throw py::type_error("GRU kernel and recurrent_kernel must be NumPy arrays");
+        }
         py::array rk = py::reinterpret_borrow<py::array>(spec[2]);
         py::array k = py::reinterpret_borrow<py::array>(spec[1]);
         if (rk.ndim() != 2 || k.ndim() != 2) throw py::value_error("GRU weights must be 2-D");
         const py::ssize_t H = rk.shape(0), I = k.shape(0);
+        if (H <= 0 || I <= 0) throw py::value_error("GRU units and input_size must be > 0");
         auto kernel = checked<T>(spec[1], "kernel", {I, 3 * H});
         auto rec = checked<T>(spec[2], "recurrent_kernel", {H, 3 * H});
         auto bias = checked<T>(spec[3], "bias", reset_after ? std::vector<py::ssize_t>{2, 3 * H}
@@ -252,9 +256,11 @@ class TypedInferenceModel {
                                                        size_t(H), reset_after);
         layer.return_sequences = spec[5].cast<bool>();
       } else if (kind == "dense") {
+        if (!py::isinstance<py::array>(spec[1])) throw py::type_error("Dense kernel must be a NumPy array");
         py::array k = py::reinterpret_borrow<py::array>(spec[1]);
         if (k.ndim() != 2) throw py::value_error("Dense kernel must be 2-D (inputs, units)");
         const py::ssize_t I = k.shape(0), O = k.shape(1);
+        if (I <= 0 || O <= 0) throw py::value_error("Dense inputs and units must be > 0");
         auto kernel = checked<T>(spec[1], "kernel", {I, O});
         auto bias = checked<T>(spec[2], "bias", {O});
         layer.dense.inputs = size_t(I);

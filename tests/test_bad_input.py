@@ -103,3 +103,18 @@ def test_mixed_precision_computes_in_float64_and_float16_in_float32():
     a = {k: (v.astype(np.float16) if isinstance(v, np.ndarray) else v) for k, v in args().items()}
     out, _ = fastgru.gru_forward(**a)
     assert out.dtype == np.float32
+
+
+def test_inference_model_checks_its_layer_specs():
+    # The private C++ entry point still refuses what would read out of bounds.
+    from fastgru import _core
+    f32 = np.float32
+    with pytest.raises(TypeError, match="must be NumPy arrays"):
+        _core.InferenceModelFloat32([("gru", [[1.0]], np.zeros((1, 3), f32), np.zeros((2, 3), f32), True, False)])
+    with pytest.raises(ValueError, match="must be > 0"):
+        _core.InferenceModelFloat32([("gru", np.zeros((1, 0), f32), np.zeros((0, 0), f32), np.zeros((2, 0), f32), True, False)])
+    gru = ("gru", np.zeros((1, 6), f32), np.zeros((2, 6), f32), np.zeros((2, 6), f32), True, False)
+    with pytest.raises(ValueError, match="must be > 0"):
+        _core.InferenceModelFloat32([gru, ("dense", np.zeros((2, 0), f32), np.zeros(0, f32), "softmax")])
+    with pytest.raises(ValueError, match="takes 3 inputs but layer 0 gives 2"):
+        _core.InferenceModelFloat32([gru, ("dense", np.zeros((3, 1), f32), np.zeros(1, f32), "linear")])

@@ -1,9 +1,13 @@
 """save / load_model: one .npz file, no pickle, atomic writes, clear errors; Keras weight parity."""
+import copy
 import os
+import pickle
 import zipfile
 
 import numpy as np
 import pytest
+
+import fastgru as fg
 
 from fastgru.layers import GRU, Dense
 from fastgru.model import Sequential, load_model
@@ -140,3 +144,21 @@ def test_keras_weights_load_and_predictions_match():
     # and back: our weights load into Keras unchanged
     kmodel.set_weights(model.get_weights())
     np.testing.assert_allclose(np.asarray(kmodel.predict(X, verbose=0)), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("copy_model", [
+    lambda m: pickle.loads(pickle.dumps(m)), copy.deepcopy], ids=["pickle", "deepcopy"])
+def test_a_fitted_model_pickles_and_deep_copies_and_keeps_training(copy_model):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 12, 2)).astype(np.float32)
+    y = X[:, -3:, 0].mean(axis=1, keepdims=True)
+    model = fg.Sequential([fg.GRU(8, seed=1), fg.Dense(1, seed=2)])
+    model.compile(optimizer=fg.Adam(1e-2), loss="mse")
+    model.fit(X, y, epochs=1, batch_size=16, verbose=0, seed=0)
+    model.predict(X[:2])  # caches native objects the copy must not carry
+    clone = copy_model(model)
+    np.testing.assert_array_equal(clone.predict(X), model.predict(X))
+    model.fit(X, y, epochs=1, batch_size=16, verbose=0, seed=1)
+    clone.fit(X, y, epochs=1, batch_size=16, verbose=0, seed=1)  # the weights still train
+    np.testing.assert_array_equal(clone.predict(X), model.predict(X))
+    assert np.shares_memory(clone.layers[0].kernel, clone._params)

@@ -19,7 +19,7 @@ gradients into the layer's gradient arrays and returns dL/dx.
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -130,6 +130,16 @@ class Layer:
         self._grads: List[np.ndarray] = []
         self._version = 0  # bumped on every weight write; models key their caches on it
 
+    # Attributes that hold native objects or per-batch caches: not copied by pickle/deepcopy
+    # (they are rebuilt on first use).
+    _transient: Tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name in self._transient:
+            state[name] = None
+        return state
+
     # -- weights -------------------------------------------------------------------------
     @property
     def weights(self) -> List[np.ndarray]:
@@ -229,6 +239,8 @@ class GRU(Layer):
     ``return_sequences=True`` (to feed another GRU). Runs on the C++ kernels through
     ``fastgru.gru.PackedGRU``; the packed weights are cached and rebuilt when weights change.
     """
+
+    _transient = ("_packed", "_tape")
 
     def __init__(
         self,
@@ -369,6 +381,8 @@ _ACTIVATIONS = ("linear", "sigmoid", "softmax", "tanh", "relu")
 
 class Dense(Layer):
     """Fully connected layer ``activation(x @ kernel + bias)`` on the last axis (Keras)."""
+
+    _transient = ("_x", "_y")
 
     def __init__(
         self,

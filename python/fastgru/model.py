@@ -128,6 +128,19 @@ class Sequential:
         for layer in layers or []:
             self.add(layer)
 
+    # -- copies -----------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_inference"] = None  # a native object; rebuilt on the next predict
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.built:
+            # pickle and deepcopy give each layer weight its own array: make them views of
+            # the one flat buffer again (what the optimizer steps).
+            self._flatten()
+
     # -- structure --------------------------------------------------------------------
     def add(self, layer: Layer) -> None:
         """Append a layer (before the model is built)."""
