@@ -80,6 +80,8 @@ struct PackedWeights {
 
   PackedWeights(SimdGeometry geo, const T* kernel, const T* recurrent_kernel, const T* bias,
                 size_t input_size, size_t units, bool reset_after);
+  // Repacks new weights of the same shapes into the existing buffers (no allocation).
+  void pack(const T* kernel, const T* recurrent_kernel, const T* bias);
 
   size_t panel_width() const { return size_t(geo.nv) * geo.lanes; }
   // Elements of scratch gru_backward needs: the pre-activation gradients of every step

@@ -568,7 +568,7 @@ class Sequential:
                 np.copyto(backup, params)
                 opt_step(params, grads)
                 for g in grus:
-                    g._packed = None
+                    g._weights_stepped()
                 batch_losses.append(value)
                 if metric_fns:
                     pred = last._activate(out.copy()) if fused else out
