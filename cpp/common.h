@@ -84,12 +84,19 @@ struct PackedWeights {
   void pack(const T* kernel, const T* recurrent_kernel, const T* bias);
 
   size_t panel_width() const { return size_t(geo.nv) * geo.lanes; }
-  // Elements of scratch gru_backward needs: the pre-activation gradients of every step
-  // (B*T x 3Hp, and B*T x Hp for the recurrent h part) and the padded weight gradients.
+  // Steps gru_backward takes at a time: the gate gradients, states and inputs of one chunk of
+  // steps for the whole batch (5Hp + I values a row) stay within about 1 MiB, in L2.
+  size_t backward_chunk(size_t batch, size_t steps) const {
+    const size_t row = 5 * padded_units + input_size;
+    const size_t c = (size_t(1) << 20) / (sizeof(T) * batch * row);
+    return c < 1 ? 1 : (c > steps ? steps : c);
+  }
+  // Elements of scratch gru_backward needs: one chunk of rows, and the padded weight gradients
+  // and bias sums (d_gates has 4Hp columns with reset_after, else 3Hp; see gru_backward.h).
   size_t backward_workspace(size_t batch, size_t steps) const {
-    const size_t Hp = padded_units, rows = batch * steps;
-    return rows * 3 * Hp + rows * Hp + (input_size + 1) * 3 * Hp + units * 2 * Hp +
-           (units + 1) * Hp;
+    const size_t Hp = padded_units;
+    return backward_chunk(batch, steps) * batch * (5 * Hp + input_size) +
+           (input_size + units) * 3 * Hp + 4 * Hp;
   }
   BView<T> view(const AlignedBuffer<T>& packed, size_t k, size_t n) const;
 };
