@@ -85,17 +85,17 @@ struct PackedWeights {
 
   size_t panel_width() const { return size_t(geo.nv) * geo.lanes; }
   // Steps gru_backward takes at a time: the gate gradients, states and inputs of one chunk of
-  // steps for the whole batch (5Hp + I values a row) stay within about 1 MiB, in L2.
+  // steps for the whole batch (5Hp + I values a row) stay within about 512 KiB, in L2.
   size_t backward_chunk(size_t batch, size_t steps) const {
     const size_t row = 5 * padded_units + input_size;
-    const size_t c = (size_t(1) << 20) / (sizeof(T) * batch * row);
+    const size_t c = (size_t(512) << 10) / (sizeof(T) * batch * row);
     return c < 1 ? 1 : (c > steps ? steps : c);
   }
-  // Elements of scratch gru_backward needs: one chunk of rows, and the padded weight gradients
-  // and bias sums (d_gates has 4Hp columns with reset_after, else 3Hp; see gru_backward.h).
+  // Elements of scratch gru_backward needs: two chunks of rows, and the padded weight
+  // gradients and bias sums (d_gates has 4Hp columns with reset_after, else 3Hp).
   size_t backward_workspace(size_t batch, size_t steps) const {
     const size_t Hp = padded_units;
-    return backward_chunk(batch, steps) * batch * (5 * Hp + input_size) +
+    return 2 * backward_chunk(batch, steps) * batch * (5 * Hp + input_size) +
            (input_size + units) * 3 * Hp + 4 * Hp;
   }
   BView<T> view(const AlignedBuffer<T>& packed, size_t k, size_t n) const;

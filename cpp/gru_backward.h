@@ -25,14 +25,21 @@ namespace FASTGRU_ISA {
 //   reset_after=False:  [dz | dr | dn]        (3Hp)
 //                        dU[z,r] = Hprev^T [dz dr], dU[h] = (r*h)^T dn, dW = X^T [dz dr dn]
 template <typename T>
+struct ChunkBuffers {
+  T* d_gates;  // (chunk*B, gate_stride)
+  T* h_prev;   // (chunk*B, Hp): the tape's h_prev rows, reordered
+  T* h_rec;    // (chunk*B, Hp): the tape's r*h rows (reset_after=False), else null
+  T* x;        // (chunk*B, I)
+};
+
+// Two sets of chunk buffers, so that one barrier per chunk suffices: a thread can fill chunk
+// i+1 while another still reads chunk i for the weight gradients.
+template <typename T>
 struct BackwardBuffers {
   size_t chunk;        // steps per chunk
   size_t gate_stride;  // columns of one d_gates row
   size_t w_col;        // first column of [dz dr dn]
-  T* d_gates;          // (chunk*B, gate_stride)
-  T* h_prev;           // (chunk*B, Hp): the tape's h_prev rows, reordered
-  T* h_rec;            // (chunk*B, Hp): the tape's r*h rows (reset_after=False), else null
-  T* x;                // (chunk*B, I)
+  ChunkBuffers<T> chunks[2];
   T* d_kernel;         // (I, 3Hp): dW, gates z, r, n
   T* d_rec;            // (H, 3Hp): dU, gates h, z, r (reset_after) or z, r, h
   T* d_sums;           // (gate_stride): column sums of d_gates, the bias gradients
@@ -43,11 +50,15 @@ struct BackwardBuffers {
     gate_stride = (w.reset_after ? 4 : 3) * Hp;
     w_col = w.reset_after ? Hp : 0;
     const size_t rows = chunk * batch;
-    d_gates = base;
-    h_prev = d_gates + rows * gate_stride;
-    h_rec = w.reset_after ? nullptr : h_prev + rows * Hp;
-    x = h_prev + rows * (w.reset_after ? 1 : 2) * Hp;  // 5Hp + I a row in all
-    d_kernel = x + rows * w.input_size;
+    T* p = base;
+    for (ChunkBuffers<T>& c : chunks) {  // 5Hp + I a row in all
+      c.d_gates = p;
+      c.h_prev = c.d_gates + rows * gate_stride;
+      c.h_rec = w.reset_after ? nullptr : c.h_prev + rows * Hp;
+      c.x = c.h_prev + rows * (w.reset_after ? 1 : 2) * Hp;
+      p = c.x + rows * w.input_size;
+    }
+    d_kernel = p;
     d_rec = d_kernel + w.input_size * 3 * Hp;
     d_sums = d_rec + w.units * 3 * Hp;
   }
@@ -93,8 +104,9 @@ struct SerialState {
 // The serial part for batch rows [r0, r1) over steps [t0, t1), latest first: gate gradients
 // into the chunk buffers, dh carried back, then dx for these rows and steps.
 template <typename T>
-void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf, SerialState<T> st,
-                   size_t r0, size_t r1, size_t t0, size_t t1) {
+void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
+                   const ChunkBuffers<T>& cb, SerialState<T> st, size_t r0, size_t r1, size_t t0,
+                   size_t t1) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
   constexpr int MR = kRows<T>;
@@ -118,7 +130,7 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf, Seri
     for (size_t i0 = 0; i0 < nr; i0 += MR) {
       const int m = int(nr - i0 < size_t(MR) ? nr - i0 : MR);
       T* dh_rows = dh + i0 * Hp;
-      T* dg0 = buf.d_gates + (c0 + r0 + i0) * gs;
+      T* dg0 = cb.d_gates + (c0 + r0 + i0) * gs;
       for (int i = 0; i < m; ++i) {
         const size_t b = r0 + i0 + i, bt = b * steps + t, c = c0 + b;
         T* d = dh_rows + i * Hp;
@@ -129,10 +141,10 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf, Seri
         const T* gates = a.tape.gates + bt * 3 * Hp;
         const T* h_prev = a.tape.h_prev + bt * Hp;
         const T* h_rec = a.tape.h_rec + bt * Hp;
-        T* dg = buf.d_gates + c * gs;
-        T* hp_copy = buf.h_prev + c * Hp;
-        copy_row(buf.x + c * I, a.x + bt * I, I);
-        if (!w.reset_after) copy_row(buf.h_rec + c * Hp, h_rec, Hp);
+        T* dg = cb.d_gates + c * gs;
+        T* hp_copy = cb.h_prev + c * Hp;
+        copy_row(cb.x + c * I, a.x + bt * I, I);
+        if (!w.reset_after) copy_row(cb.h_rec + c * Hp, h_rec, Hp);
         for (size_t u = 0; u < Hp; u += L) {
           const V g = load<T>(d + u), hp = load<T>(h_prev + u);
           const V z = load<T>(gates + u), r = load<T>(gates + Hp + u), n = load<T>(gates + 2 * Hp + u);
@@ -173,7 +185,7 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf, Seri
   // dx = dG * W^T for these rows and steps.
   const BView<T> WT = w.view(w.kernel_t, 3 * Hp, I);
   for (size_t t = t0; t < t1; ++t) {
-    const T* dgw = buf.d_gates + ((t - t0) * B + r0) * gs + buf.w_col;
+    const T* dgw = cb.d_gates + ((t - t0) * B + r0) * gs + buf.w_col;
     T* dx = a.dx + (r0 * steps + t) * I;
     if (I <= 4) {
       dx_by_dots(w, dgw, gs, nr, dx, steps * I);
@@ -229,14 +241,13 @@ RowRange gradient_columns(const WeightGradient<T>* g, int count, size_t nvec, in
 // K rows of the chunk (first: overwrite instead).
 template <typename T>
 void weight_gradients(const WeightGradient<T>* g, int count, const BackwardBuffers<T>& buf,
-                      size_t K, RowRange cols, bool first) {
+                      const T* dg, size_t K, RowRange cols, bool first) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
   constexpr int MR = kRows<T>;
   constexpr size_t NVL = size_t(kPanelVectors) * L;
   const size_t gs = buf.gate_stride, v0 = cols.begin, v1 = cols.end;
   if (v0 >= v1) return;
-  const T* dg = buf.d_gates;
   for (int j = 0; j < count; ++j) {
     const size_t c0 = v0 * L > g[j].col_begin ? v0 * L : g[j].col_begin;
     const size_t c1 = v1 * L < g[j].col_end ? v1 * L : g[j].col_end;
@@ -267,14 +278,19 @@ bool gru_backward(const BackwardArgs<T>& a) {
   const BackwardBuffers<T> buf(w, B, steps, a.workspace);
   const size_t w_col = buf.w_col, chunk = buf.chunk;
 
-  WeightGradient<T> grads[3];
+  // The products per set of chunk buffers (their A operands live there).
+  WeightGradient<T> grads[2][3];
   int count = 0;
-  grads[count++] = {I, buf.x, I, w_col, w_col + 3 * Hp, buf.d_kernel, 3 * Hp};
-  if (w.reset_after) {
-    grads[count++] = {H, buf.h_prev, Hp, 0, 3 * Hp, buf.d_rec, 3 * Hp};
-  } else {
-    grads[count++] = {H, buf.h_prev, Hp, 0, 2 * Hp, buf.d_rec, 3 * Hp};
-    grads[count++] = {H, buf.h_rec, Hp, 2 * Hp, 3 * Hp, buf.d_rec + 2 * Hp, 3 * Hp};
+  for (int p = 0; p < 2; ++p) {
+    const ChunkBuffers<T>& cb = buf.chunks[p];
+    count = 0;
+    grads[p][count++] = {I, cb.x, I, w_col, w_col + 3 * Hp, buf.d_kernel, 3 * Hp};
+    if (w.reset_after) {
+      grads[p][count++] = {H, cb.h_prev, Hp, 0, 3 * Hp, buf.d_rec, 3 * Hp};
+    } else {
+      grads[p][count++] = {H, cb.h_prev, Hp, 0, 2 * Hp, buf.d_rec, 3 * Hp};
+      grads[p][count++] = {H, cb.h_rec, Hp, 2 * Hp, 3 * Hp, buf.d_rec + 2 * Hp, 3 * Hp};
+    }
   }
 
   const double flops = 6.0 * B * steps * 3.0 * H * double(I + H);
@@ -286,7 +302,7 @@ bool gru_backward(const BackwardArgs<T>& a) {
     DenormalGuard guard;
     const int thread = thread_index(), team = team_size();
     const RowRange mine = rows_of_thread(B, kRows<T>, thread, team);
-    const RowRange cols = gradient_columns(grads, count, buf.gate_stride / L, thread, team);
+    const RowRange cols = gradient_columns(grads[0], count, buf.gate_stride / L, thread, team);
     const size_t nr = mine.end - mine.begin, Ip = round_up(I, L);
     const size_t n_dh = nr * Hp, n_q = size_t(kRows<T>) * (Hp > Ip ? Hp : Ip);
     SerialState<T> st{static_cast<T*>(thread_scratch(sizeof(T) * (n_dh + n_q))), nullptr};
@@ -302,12 +318,15 @@ bool gru_backward(const BackwardArgs<T>& a) {
       }
     }
     // Every thread meets every barrier, also one whose scratch failed (it then only waits).
-    for (size_t t1 = steps; t1 > 0;) {
+    // Chunk i+2 reuses the buffers of chunk i only after the barrier of chunk i+1, which each
+    // thread reaches after its weight gradients of chunk i.
+    int p = 0;
+    for (size_t t1 = steps; t1 > 0; p ^= 1) {
       const size_t t0 = t1 > chunk ? t1 - chunk : 0;
-      if (ok && nr > 0) backward_rows(a, buf, st, mine.begin, mine.end, t0, t1);
+      if (ok && nr > 0) backward_rows(a, buf, buf.chunks[p], st, mine.begin, mine.end, t0, t1);
 #pragma omp barrier
-      weight_gradients(grads, count, buf, (t1 - t0) * B, cols, t1 == steps);
-#pragma omp barrier
+      weight_gradients(grads[p], count, buf, buf.chunks[p].d_gates, (t1 - t0) * B, cols,
+                       t1 == steps);
       t1 = t0;
     }
     if (ok) {
