@@ -45,15 +45,15 @@ size_t panel_elements(size_t K, size_t N, size_t lanes, size_t width) {
   return (nvec + width / lanes - 1) / (width / lanes) * K * width;
 }
 
-// Rewrites a whole panel buffer (see BView) in place from `gates` gate segments of Keras
-// weights, starting at Keras gate `gate0`: zeros, then the real units. Not transposed, the
+// Writes the real units of a panel buffer (see BView) from `gates` gate segments of Keras
+// weights, starting at Keras gate `gate0`; the padding is zero from construction and never
+// written, so packing in place only rewrites these. Not transposed, the
 // buffer is other x gates*Hp with value(k, gi*Hp + u) = src[k * ld + (gate0 + gi) * H + u];
 // transposed, it is gates*Hp x other with value(gi*Hp + u, n) = src[n * ld + (gate0 + gi) * H + u].
 template <typename T>
 void pack_gates(AlignedBuffer<T>& out, size_t other, size_t width, const T* src, size_t ld,
                 size_t gate0, size_t gates, size_t H, size_t Hp, bool transposed) {
   const size_t K = transposed ? gates * Hp : other, N = transposed ? other : gates * Hp;
-  std::memset(out.data(), 0, out.size() * sizeof(T));
   // Where column n of row 0 lives: panel n / width, position n % width.
   std::vector<size_t> at(N);
   for (size_t n = 0, p = 0, j = 0; n < N; ++n) {
@@ -82,18 +82,18 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
                                 size_t H, bool ra)
     : input_size(I), units(H), padded_units(round_up(H, g.lanes)), reset_after(ra), geo(g) {
   const size_t Hp = padded_units, L = g.lanes, PW = panel_width();
-  kernel = AlignedBuffer<T>(panel_elements(I, 3 * Hp, L, PW), false);
+  kernel = AlignedBuffer<T>(panel_elements(I, 3 * Hp, L, PW));
   if (ra) {
-    rec = AlignedBuffer<T>(panel_elements(H, 3 * Hp, L, PW), false);
+    rec = AlignedBuffer<T>(panel_elements(H, 3 * Hp, L, PW));
   } else {
-    rec_zr = AlignedBuffer<T>(panel_elements(H, 2 * Hp, L, PW), false);
-    rec_h = AlignedBuffer<T>(panel_elements(H, Hp, L, PW), false);
+    rec_zr = AlignedBuffer<T>(panel_elements(H, 2 * Hp, L, PW));
+    rec_h = AlignedBuffer<T>(panel_elements(H, Hp, L, PW));
   }
-  kernel_t = AlignedBuffer<T>(panel_elements(3 * Hp, I, L, PW), false);
-  rec_zr_t = AlignedBuffer<T>(panel_elements(2 * Hp, H, L, PW), false);
-  rec_h_t = AlignedBuffer<T>(panel_elements(Hp, H, L, PW), false);
-  bias_x = AlignedBuffer<T>(3 * Hp, false);
-  bias_hh = AlignedBuffer<T>(Hp, false);
+  kernel_t = AlignedBuffer<T>(panel_elements(3 * Hp, I, L, PW));
+  rec_zr_t = AlignedBuffer<T>(panel_elements(2 * Hp, H, L, PW));
+  rec_h_t = AlignedBuffer<T>(panel_elements(Hp, H, L, PW));
+  bias_x = AlignedBuffer<T>(3 * Hp);
+  bias_hh = AlignedBuffer<T>(Hp);
   pack(W, U, b);
 }
 
