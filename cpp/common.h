@@ -58,6 +58,9 @@ struct SimdGeometry {
 
 inline size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
+// Groups of batch rows with their own partial weight gradients in gru_backward (at most).
+constexpr size_t kBackwardGroups = 2;
+
 // GRU weights packed for one SIMD path. Gate segments z, r, h are each padded to Hp units (a
 // multiple of the vector width) so every gate starts on a vector boundary and the fused
 // epilogue has no scalar tail; padded units have zero weights and stay exactly zero.
@@ -91,12 +94,12 @@ struct PackedWeights {
     const size_t c = (size_t(512) << 10) / (sizeof(T) * batch * row);
     return c < 1 ? 1 : (c > steps ? steps : c);
   }
-  // Elements of scratch gru_backward needs: two chunks of rows, and the padded weight
-  // gradients and bias sums (d_gates has 4Hp columns with reset_after, else 3Hp).
+  // Elements of scratch gru_backward needs: two chunks of rows (the input part rounded up to
+  // 64 bytes), and per group of batch rows the padded weight gradients and bias sums.
   size_t backward_workspace(size_t batch, size_t steps) const {
-    const size_t Hp = padded_units;
-    return 2 * backward_chunk(batch, steps) * batch * (5 * Hp + input_size) +
-           (input_size + units) * 3 * Hp + 4 * Hp;
+    const size_t Hp = padded_units, rows = backward_chunk(batch, steps) * batch;
+    return 2 * (rows * 5 * Hp + round_up(rows * input_size, 64 / sizeof(T))) +
+           kBackwardGroups * ((input_size + units) * 3 * Hp + 4 * Hp);
   }
   BView<T> view(const AlignedBuffer<T>& packed, size_t k, size_t n) const;
 };

@@ -1,11 +1,14 @@
 // GRU backward through time, in chunks of steps (latest first). Per chunk: the serial path
 // carries only dh: per step and block of rows, the gate gradients (elementwise, from the tape)
 // and dh_prev = dh*z + dG*U^T (small GEMMs on packed U^T), each thread its own batch rows;
-// then, with the chunk's gate gradients still in L2, the weight gradients accumulate as
-// GEMMs over the chunk's B*steps rows (dW += X^T dG, dU += Hprev^T dG), split between threads
-// by columns of dG. Every weight gradient is summed over rows in one fixed order (chunks, then
-// rows): the result does not depend on the thread count. Bias gradients are the column sums
-// of the gate gradients.
+// then, with the chunk's gate gradients still in cache, the weight gradients accumulate as
+// GEMMs over the chunk's rows (dW += X^T dG, dU += Hprev^T dG). The batch rows form a fixed
+// number of groups (kBackwardGroups, blocks of rows; not the thread count), each with its own
+// partial weight gradients, summed in group order at the end: with as many threads as groups
+// each thread reads only the rows it wrote (reading another core's rows costs more than the
+// products here); other threads split a group's columns. Every weight gradient is summed in
+// one fixed order (group, chunk, row): the result does not depend on the thread count. Bias
+// gradients are the column sums of the gate gradients.
 #pragma once
 
 #include "common.h"
@@ -17,8 +20,9 @@ namespace fastgru {
 namespace FASTGRU_ISA {
 
 // Where the backward scratch (PackedWeights::backward_workspace) is cut. The chunk buffers
-// hold one row per (batch row b, step t) of the current chunk, row (t - t_begin) * B + b, so
-// a block of batch rows at one step is contiguous, and so is the whole chunk for the weight
+// hold one row per (batch row b, step t) of the current chunk of `len` steps, group by group:
+// row len*lo + (t - t_begin)*n + (b - lo) for b in the group's rows [lo, lo + n). So a block
+// of batch rows at one step is contiguous, and so are all rows of a group for the weight
 // gradients. d_gates columns, ordered so that each product reads a contiguous range:
 //   reset_after:        [dnr | dz | dr | dn]  (4Hp; dnr = dn*r is dL/d(h*Uh + b_hh))
 //                        dU = Hprev^T [dnr dz dr] (columns h, z, r), dW = X^T [dz dr dn]
@@ -32,6 +36,14 @@ struct ChunkBuffers {
   T* x;        // (chunk*B, I)
 };
 
+// One group's partial weight gradients.
+template <typename T>
+struct GroupGradients {
+  T* d_kernel;  // (I, 3Hp): dW, gates z, r, n
+  T* d_rec;     // (H, 3Hp): dU, gates h, z, r (reset_after) or z, r, h
+  T* d_sums;    // (gate_stride): column sums of d_gates, the bias gradients
+};
+
 // Two sets of chunk buffers, so that one barrier per chunk suffices: a thread can fill chunk
 // i+1 while another still reads chunk i for the weight gradients.
 template <typename T>
@@ -39,28 +51,48 @@ struct BackwardBuffers {
   size_t chunk;        // steps per chunk
   size_t gate_stride;  // columns of one d_gates row
   size_t w_col;        // first column of [dz dr dn]
+  size_t groups;       // groups of batch rows, at most kBackwardGroups
+  size_t group_lo[kBackwardGroups + 1];  // first batch row of each group; [groups] = B
   ChunkBuffers<T> chunks[2];
-  T* d_kernel;         // (I, 3Hp): dW, gates z, r, n
-  T* d_rec;            // (H, 3Hp): dU, gates h, z, r (reset_after) or z, r, h
-  T* d_sums;           // (gate_stride): column sums of d_gates, the bias gradients
+  GroupGradients<T> grads[kBackwardGroups];
 
-  BackwardBuffers(const PackedWeights<T>& w, size_t batch, size_t steps, T* base) {
-    const size_t Hp = w.padded_units;
+  BackwardBuffers(const PackedWeights<T>& w, size_t batch, size_t steps, int mr, T* base) {
+    const size_t Hp = w.padded_units, I = w.input_size;
     chunk = w.backward_chunk(batch, steps);
     gate_stride = (w.reset_after ? 4 : 3) * Hp;
     w_col = w.reset_after ? Hp : 0;
+    const size_t blocks = (batch + mr - 1) / mr;
+    groups = blocks < kBackwardGroups ? blocks : kBackwardGroups;
+    for (size_t g = 0; g <= groups; ++g) {
+      const size_t r = blocks * g / groups * mr;
+      group_lo[g] = r < batch ? r : batch;
+    }
     const size_t rows = chunk * batch;
     T* p = base;
-    for (ChunkBuffers<T>& c : chunks) {  // 5Hp + I a row in all
+    for (ChunkBuffers<T>& c : chunks) {  // 5Hp + I a row, the x part rounded to 64 bytes
       c.d_gates = p;
       c.h_prev = c.d_gates + rows * gate_stride;
       c.h_rec = w.reset_after ? nullptr : c.h_prev + rows * Hp;
       c.x = c.h_prev + rows * (w.reset_after ? 1 : 2) * Hp;
-      p = c.x + rows * w.input_size;
+      p = c.x + round_up(rows * I, 64 / sizeof(T));
     }
-    d_kernel = p;
-    d_rec = d_kernel + w.input_size * 3 * Hp;
-    d_sums = d_rec + w.units * 3 * Hp;
+    for (size_t g = 0; g < groups; ++g) {
+      grads[g].d_kernel = p;
+      grads[g].d_rec = p + I * 3 * Hp;
+      grads[g].d_sums = grads[g].d_rec + w.units * 3 * Hp;
+      p = grads[g].d_sums + 4 * Hp;
+    }
+  }
+
+  size_t group_of(size_t b) const {
+    size_t g = 0;
+    while (g + 1 < groups && b >= group_lo[g + 1]) ++g;
+    return g;
+  }
+  // Chunk row of batch row b at step t_begin + tl, in a chunk of len steps.
+  size_t row(size_t b, size_t tl, size_t len) const {
+    const size_t g = group_of(b), lo = group_lo[g], n = group_lo[g + 1] - lo;
+    return len * lo + tl * n + (b - lo);
   }
 };
 
@@ -111,7 +143,7 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
   constexpr int L = Simd<T>::lanes;
   constexpr int MR = kRows<T>;
   const PackedWeights<T>& w = *a.w;
-  const size_t I = w.input_size, H = w.units, Hp = w.padded_units, steps = a.steps, B = a.batch;
+  const size_t I = w.input_size, H = w.units, Hp = w.padded_units, steps = a.steps;
   const size_t nr = r1 - r0, Ip = round_up(I, L), gs = buf.gate_stride;
   T* dh = st.dh;
   T* q = st.q;
@@ -125,14 +157,15 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
   // Columns of dz, dr, dn and (reset_after) dn*r within a d_gates row.
   const size_t cz = buf.w_col, cr = cz + Hp, cn = cz + 2 * Hp, cnr = 0;
 
+  const size_t len = t1 - t0;
   for (size_t t = t1; t-- > t0;) {
-    const size_t c0 = (t - t0) * B;  // chunk row of batch row 0 at step t
     for (size_t i0 = 0; i0 < nr; i0 += MR) {
       const int m = int(nr - i0 < size_t(MR) ? nr - i0 : MR);
       T* dh_rows = dh + i0 * Hp;
-      T* dg0 = cb.d_gates + (c0 + r0 + i0) * gs;
+      const size_t c0 = buf.row(r0 + i0, t - t0, len);  // a block never spans two groups
+      T* dg0 = cb.d_gates + c0 * gs;
       for (int i = 0; i < m; ++i) {
-        const size_t b = r0 + i0 + i, bt = b * steps + t, c = c0 + b;
+        const size_t b = r0 + i0 + i, bt = b * steps + t, c = c0 + size_t(i);
         T* d = dh_rows + i * Hp;
         if (a.d_out != nullptr) {
           const T* g = a.d_out + bt * H;
@@ -143,7 +176,7 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
         const T* h_rec = a.tape.h_rec + bt * Hp;
         T* dg = cb.d_gates + c * gs;
         T* hp_copy = cb.h_prev + c * Hp;
-        copy_row(cb.x + c * I, a.x + bt * I, I);
+        for (size_t k = 0; k < I; ++k) cb.x[c * I + k] = a.x[bt * I + k];  // I is often 1
         if (!w.reset_after) copy_row(cb.h_rec + c * Hp, h_rec, Hp);
         for (size_t u = 0; u < Hp; u += L) {
           const V g = load<T>(d + u), hp = load<T>(h_prev + u);
@@ -185,16 +218,16 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
   // dx = dG * W^T for these rows and steps.
   const BView<T> WT = w.view(w.kernel_t, 3 * Hp, I);
   for (size_t t = t0; t < t1; ++t) {
-    const T* dgw = cb.d_gates + ((t - t0) * B + r0) * gs + buf.w_col;
-    T* dx = a.dx + (r0 * steps + t) * I;
-    if (I <= 4) {
-      dx_by_dots(w, dgw, gs, nr, dx, steps * I);
-      continue;
-    }
     for (size_t i0 = 0; i0 < nr; i0 += MR) {
       const int m = int(nr - i0 < size_t(MR) ? nr - i0 : MR);
-      gemm_block<T, false>(m, 3 * Hp, dgw + i0 * gs, gs, WT, q, Ip);
-      for (int i = 0; i < m; ++i) copy_row(dx + (i0 + i) * steps * I, q + i * Ip, I);
+      const T* dgw = cb.d_gates + buf.row(r0 + i0, t - t0, len) * gs + buf.w_col;
+      T* dx = a.dx + ((r0 + i0) * steps + t) * I;
+      if (I <= 4) {
+        dx_by_dots(w, dgw, gs, size_t(m), dx, steps * I);
+        continue;
+      }
+      gemm_block<T, false>(m, 3 * Hp, dgw, gs, WT, q, Ip);
+      for (int i = 0; i < m; ++i) copy_row(dx + i * steps * I, q + i * Ip, I);
     }
   }
 }
@@ -240,13 +273,13 @@ RowRange gradient_columns(const WeightGradient<T>* g, int count, size_t nvec, in
 // This thread's columns [v0, v1) of the weight gradients and bias sums, accumulated over the
 // K rows of the chunk (first: overwrite instead).
 template <typename T>
-void weight_gradients(const WeightGradient<T>* g, int count, const BackwardBuffers<T>& buf,
-                      const T* dg, size_t K, RowRange cols, bool first) {
+void weight_gradients(const WeightGradient<T>* g, int count, size_t gs, const T* dg, T* sums,
+                      size_t K, RowRange cols, bool first) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
   constexpr int MR = kRows<T>;
   constexpr size_t NVL = size_t(kPanelVectors) * L;
-  const size_t gs = buf.gate_stride, v0 = cols.begin, v1 = cols.end;
+  const size_t v0 = cols.begin, v1 = cols.end;
   if (v0 >= v1) return;
   for (int j = 0; j < count; ++j) {
     const size_t c0 = v0 * L > g[j].col_begin ? v0 * L : g[j].col_begin;
@@ -259,7 +292,6 @@ void weight_gradients(const WeightGradient<T>* g, int count, const BackwardBuffe
       gemm_block_transposed<T>(!first, m, K, g[j].a + i0, g[j].lda, b, c + i0 * g[j].ldc, g[j].ldc);
     }
   }
-  T* sums = buf.d_sums;
   if (first) {
     for (size_t v = v0; v < v1; ++v) store<T>(sums + v * L, V{});
   }
@@ -270,28 +302,30 @@ void weight_gradients(const WeightGradient<T>* g, int count, const BackwardBuffe
   }
 }
 
+// The products of one group over rows [row0, row0 + K) of the chunk buffers.
+template <typename T>
+int group_products(const PackedWeights<T>& w, const BackwardBuffers<T>& buf,
+                   const ChunkBuffers<T>& cb, const GroupGradients<T>& out, size_t row0,
+                   WeightGradient<T>* g) {
+  const size_t I = w.input_size, H = w.units, Hp = w.padded_units, wc = buf.w_col;
+  int count = 0;
+  g[count++] = {I, cb.x + row0 * I, I, wc, wc + 3 * Hp, out.d_kernel, 3 * Hp};
+  if (w.reset_after) {
+    g[count++] = {H, cb.h_prev + row0 * Hp, Hp, 0, 3 * Hp, out.d_rec, 3 * Hp};
+  } else {
+    g[count++] = {H, cb.h_prev + row0 * Hp, Hp, 0, 2 * Hp, out.d_rec, 3 * Hp};
+    g[count++] = {H, cb.h_rec + row0 * Hp, Hp, 2 * Hp, 3 * Hp, out.d_rec + 2 * Hp, 3 * Hp};
+  }
+  return count;
+}
+
 template <typename T>
 bool gru_backward(const BackwardArgs<T>& a) {
   const PackedWeights<T>& w = *a.w;
   const size_t I = w.input_size, H = w.units, Hp = w.padded_units, L = Simd<T>::lanes;
   const size_t B = a.batch, steps = a.steps;
-  const BackwardBuffers<T> buf(w, B, steps, a.workspace);
-  const size_t w_col = buf.w_col, chunk = buf.chunk;
-
-  // The products per set of chunk buffers (their A operands live there).
-  WeightGradient<T> grads[2][3];
-  int count = 0;
-  for (int p = 0; p < 2; ++p) {
-    const ChunkBuffers<T>& cb = buf.chunks[p];
-    count = 0;
-    grads[p][count++] = {I, cb.x, I, w_col, w_col + 3 * Hp, buf.d_kernel, 3 * Hp};
-    if (w.reset_after) {
-      grads[p][count++] = {H, cb.h_prev, Hp, 0, 3 * Hp, buf.d_rec, 3 * Hp};
-    } else {
-      grads[p][count++] = {H, cb.h_prev, Hp, 0, 2 * Hp, buf.d_rec, 3 * Hp};
-      grads[p][count++] = {H, cb.h_rec, Hp, 2 * Hp, 3 * Hp, buf.d_rec + 2 * Hp, 3 * Hp};
-    }
-  }
+  const BackwardBuffers<T> buf(w, B, steps, kRows<T>, a.workspace);
+  const size_t w_col = buf.w_col, chunk = buf.chunk, gs = buf.gate_stride, G = buf.groups;
 
   const double flops = 6.0 * B * steps * 3.0 * H * double(I + H);
   int threads = a.threads < 1 ? 1 : a.threads;
@@ -302,7 +336,20 @@ bool gru_backward(const BackwardArgs<T>& a) {
     DenormalGuard guard;
     const int thread = thread_index(), team = team_size();
     const RowRange mine = rows_of_thread(B, kRows<T>, thread, team);
-    const RowRange cols = gradient_columns(grads[0], count, buf.gate_stride / L, thread, team);
+    // Weight-gradient work of this thread: with fewer threads than groups, whole groups
+    // (g = thread, thread + team, ...); else group thread % G and a share of its columns.
+    size_t g_first = size_t(thread), g_step = size_t(team);
+    int slice = 0, slices = 1;
+    if (size_t(team) >= G) {
+      g_first = size_t(thread) % G;
+      g_step = G;  // one group only
+      slice = int(size_t(thread) / G);
+      slices = int((size_t(team) - g_first + G - 1) / G);
+    }
+    WeightGradient<T> probe[3];
+    const int count = group_products(w, buf, buf.chunks[0], buf.grads[0], 0, probe);
+    const RowRange cols = gradient_columns(probe, count, gs / L, slice, slices);
+
     const size_t nr = mine.end - mine.begin, Ip = round_up(I, L);
     const size_t n_dh = nr * Hp, n_q = size_t(kRows<T>) * (Hp > Ip ? Hp : Ip);
     SerialState<T> st{static_cast<T*>(thread_scratch(sizeof(T) * (n_dh + n_q))), nullptr};
@@ -322,11 +369,17 @@ bool gru_backward(const BackwardArgs<T>& a) {
     // thread reaches after its weight gradients of chunk i.
     int p = 0;
     for (size_t t1 = steps; t1 > 0; p ^= 1) {
-      const size_t t0 = t1 > chunk ? t1 - chunk : 0;
-      if (ok && nr > 0) backward_rows(a, buf, buf.chunks[p], st, mine.begin, mine.end, t0, t1);
+      const size_t t0 = t1 > chunk ? t1 - chunk : 0, len = t1 - t0;
+      const ChunkBuffers<T>& cb = buf.chunks[p];
+      if (ok && nr > 0) backward_rows(a, buf, cb, st, mine.begin, mine.end, t0, t1);
 #pragma omp barrier
-      weight_gradients(grads[p], count, buf, buf.chunks[p].d_gates, (t1 - t0) * B, cols,
-                       t1 == steps);
+      for (size_t g = g_first; g < G; g += g_step) {
+        const size_t row0 = len * buf.group_lo[g], K = len * (buf.group_lo[g + 1] - buf.group_lo[g]);
+        WeightGradient<T> prods[3];
+        group_products(w, buf, cb, buf.grads[g], row0, prods);
+        weight_gradients(prods, count, gs, cb.d_gates + row0 * gs, buf.grads[g].d_sums, K, cols,
+                         t1 == steps);
+      }
       t1 = t0;
     }
     if (ok) {
@@ -335,17 +388,28 @@ bool gru_backward(const BackwardArgs<T>& a) {
   }
   if (!ok) return false;
 
-  // Unpad into the Keras layout (gates z, r, h).
-  const T* sums = buf.d_sums;
+  // Sum the groups in order and unpad into the Keras layout (gates z, r, h).
   for (size_t g = 0; g < 3; ++g) {
     const size_t rec_col = (w.reset_after ? (g + 1) % 3 : g) * Hp;  // gate g's column of dU
     for (size_t u = 0; u < H; ++u) {
       const size_t c = g * H + u, cp = g * Hp + u;
-      for (size_t i = 0; i < I; ++i) a.dkernel[i * 3 * H + c] = buf.d_kernel[i * 3 * Hp + cp];
-      for (size_t k = 0; k < H; ++k) a.drecurrent[k * 3 * H + c] = buf.d_rec[k * 3 * Hp + rec_col + u];
-      const T db_in = sums[w_col + cp];
+      for (size_t i = 0; i < I; ++i) {
+        T s = buf.grads[0].d_kernel[i * 3 * Hp + cp];
+        for (size_t j = 1; j < G; ++j) s += buf.grads[j].d_kernel[i * 3 * Hp + cp];
+        a.dkernel[i * 3 * H + c] = s;
+      }
+      for (size_t k = 0; k < H; ++k) {
+        T s = buf.grads[0].d_rec[k * 3 * Hp + rec_col + u];
+        for (size_t j = 1; j < G; ++j) s += buf.grads[j].d_rec[k * 3 * Hp + rec_col + u];
+        a.drecurrent[k * 3 * H + c] = s;
+      }
+      T db_in = buf.grads[0].d_sums[w_col + cp], db_hh = buf.grads[0].d_sums[u];
+      for (size_t j = 1; j < G; ++j) {
+        db_in += buf.grads[j].d_sums[w_col + cp];
+        db_hh += buf.grads[j].d_sums[u];
+      }
       a.dbias[c] = db_in;
-      if (w.reset_after) a.dbias[3 * H + c] = g < 2 ? db_in : sums[u];  // b_hh: sum of dn*r
+      if (w.reset_after) a.dbias[3 * H + c] = g < 2 ? db_in : db_hh;  // b_hh: sum of dn*r
     }
   }
   return true;
