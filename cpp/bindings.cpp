@@ -233,6 +233,22 @@ class PackedGRU {
   std::unique_ptr<TypedGRU<double>> f64_;
 };
 
+// The optimizer state is the optimizer's own (C-contiguous, one dtype); checked anyway.
+template <typename T>
+void adam_step(py::handle p, py::handle g, py::handle m, py::handle v, py::handle v_hat,
+               double alpha, double c1, double c2, double eps) {
+  py::array pa = py::reinterpret_borrow<py::array>(p);
+  const std::vector<py::ssize_t> shape(pa.shape(), pa.shape() + pa.ndim());
+  auto params = checked<T>(p, "params", shape);
+  auto grads = checked<T>(g, "grads", shape);
+  auto ms = checked<T>(m, "m", shape);
+  auto vs = checked<T>(v, "v", shape);
+  py::array_t<T> vh_keep;
+  T* vh = v_hat.is_none() ? nullptr : (vh_keep = checked<T>(v_hat, "v_hat", shape)).mutable_data();
+  adam_update<T>(size_t(params.size()), params.mutable_data(), grads.data(), ms.mutable_data(),
+                 vs.mutable_data(), vh, T(alpha), T(c1), T(c2), T(eps));
+}
+
 py::dict config() {
   py::dict d;
   d["simd"] = active_path().name;
@@ -274,6 +290,11 @@ PYBIND11_MODULE(_core, m) {
       .def("update", &PackedGRU::update, py::arg("kernel"), py::arg("recurrent_kernel"),
            py::arg("bias"))
       .def_property_readonly("simd", &PackedGRU::simd);
+  m.def("adam_step", [](py::array p, py::handle g, py::handle m, py::handle v, py::handle v_hat,
+                        double alpha, double c1, double c2, double eps) {
+    if (p.dtype().is(py::dtype::of<float>())) return adam_step<float>(p, g, m, v, v_hat, alpha, c1, c2, eps);
+    adam_step<double>(p, g, m, v, v_hat, alpha, c1, c2, eps);
+  });
   m.def("config", &config);
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("n must be >= 1");

@@ -162,6 +162,13 @@ template <> inline const TypedKernels<double>& KernelTable::kernels<double>() co
 template <> inline SimdGeometry KernelTable::geometry<float>() const { return f32; }
 template <> inline SimdGeometry KernelTable::geometry<double>() const { return f64; }
 
+// One Adam step over n values (Keras 3 rule, see python/fastgru/optimizers.py), each operation
+// rounded as NumPy's one ufunc at a time does (common.cpp is built without FMA contraction):
+//   m += (g - m) * c1;  v += (g*g - v) * c2;  if v_hat: v_hat = max(v_hat, v), use it for v;
+//   p -= (m * alpha) / (sqrt(v) + eps)
+template <typename T>
+void adam_update(size_t n, T* p, const T* g, T* m, T* v, T* v_hat, T alpha, T c1, T c2, T eps);
+
 // Per-thread scratch, 64-byte aligned, reused across calls (no allocation on the hot path once
 // warm). Valid until the same thread asks again. Returns null if memory is exhausted.
 void* thread_scratch(size_t bytes);
