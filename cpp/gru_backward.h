@@ -20,8 +20,8 @@ namespace fastgru {
 namespace FASTGRU_ISA {
 
 // Where the backward scratch (PackedWeights::backward_workspace) is cut. The chunk buffers
-// hold one row per (batch row b, step t) of the current chunk of `len` steps, group by group:
-// row len*lo + (t - t_begin)*n + (b - lo) for b in the group's rows [lo, lo + n). So a block
+// hold one row per (batch row b, step t) of the current chunk, group by group: row
+// chunk*lo + (t - t_begin)*n + (b - lo) for b in the group's rows [lo, lo + n). So a block
 // of batch rows at one step is contiguous, and so are all rows of a group for the weight
 // gradients. d_gates columns, ordered so that each product reads a contiguous range:
 //   reset_after:        [dnr | dz | dr | dn]  (4Hp; dnr = dn*r is dL/d(h*Uh + b_hh))
@@ -89,10 +89,12 @@ struct BackwardBuffers {
     while (g + 1 < groups && b >= group_lo[g + 1]) ++g;
     return g;
   }
-  // Chunk row of batch row b at step t_begin + tl, in a chunk of len steps.
-  size_t row(size_t b, size_t tl, size_t len) const {
+  // Chunk row of batch row b at step t_begin + tl. Each group has the same rows in every
+  // chunk, a shorter last chunk included, so a thread that only touches its own groups'
+  // rows never meets another thread's, however far ahead either is.
+  size_t row(size_t b, size_t tl) const {
     const size_t g = group_of(b), lo = group_lo[g], n = group_lo[g + 1] - lo;
-    return len * lo + tl * n + (b - lo);
+    return chunk * lo + tl * n + (b - lo);
   }
 };
 
@@ -157,12 +159,11 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
   // Columns of dz, dr, dn and (reset_after) dn*r within a d_gates row.
   const size_t cz = buf.w_col, cr = cz + Hp, cn = cz + 2 * Hp, cnr = 0;
 
-  const size_t len = t1 - t0;
   for (size_t t = t1; t-- > t0;) {
     for (size_t i0 = 0; i0 < nr; i0 += MR) {
       const int m = int(nr - i0 < size_t(MR) ? nr - i0 : MR);
       T* dh_rows = dh + i0 * Hp;
-      const size_t c0 = buf.row(r0 + i0, t - t0, len);  // a block never spans two groups
+      const size_t c0 = buf.row(r0 + i0, t - t0);  // a block never spans two groups
       T* dg0 = cb.d_gates + c0 * gs;
       for (int i = 0; i < m; ++i) {
         const size_t b = r0 + i0 + i, bt = b * steps + t, c = c0 + size_t(i);
@@ -220,7 +221,7 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
   for (size_t t = t0; t < t1; ++t) {
     for (size_t i0 = 0; i0 < nr; i0 += MR) {
       const int m = int(nr - i0 < size_t(MR) ? nr - i0 : MR);
-      const T* dgw = cb.d_gates + buf.row(r0 + i0, t - t0, len) * gs + buf.w_col;
+      const T* dgw = cb.d_gates + buf.row(r0 + i0, t - t0) * gs + buf.w_col;
       T* dx = a.dx + ((r0 + i0) * steps + t) * I;
       if (I <= 4) {
         dx_by_dots(w, dgw, gs, size_t(m), dx, steps * I);
@@ -364,17 +365,24 @@ bool gru_backward(const BackwardArgs<T>& a) {
         }
       }
     }
-    // Every thread meets every barrier, also one whose scratch failed (it then only waits).
-    // Chunk i+2 reuses the buffers of chunk i only after the barrier of chunk i+1, which each
+    // With one thread, or one thread a group (whose rows are then exactly its own rows), no
+    // thread reads rows another wrote, and the chunks need no barrier at all (which matters
+    // on a busy machine, where a barrier waits for a descheduled thread). Otherwise every
+    // thread meets every barrier, also one whose scratch failed (it then only waits); chunk
+    // i+2 reuses the buffers of chunk i only after the barrier of chunk i+1, which each
     // thread reaches after its weight gradients of chunk i.
+    const bool own_rows_only = team == 1 || size_t(team) == G;
     int p = 0;
     for (size_t t1 = steps; t1 > 0; p ^= 1) {
       const size_t t0 = t1 > chunk ? t1 - chunk : 0, len = t1 - t0;
       const ChunkBuffers<T>& cb = buf.chunks[p];
       if (ok && nr > 0) backward_rows(a, buf, cb, st, mine.begin, mine.end, t0, t1);
+      if (!own_rows_only) {
 #pragma omp barrier
+      }
       for (size_t g = g_first; g < G; g += g_step) {
-        const size_t row0 = len * buf.group_lo[g], K = len * (buf.group_lo[g + 1] - buf.group_lo[g]);
+        const size_t row0 = chunk * buf.group_lo[g];
+        const size_t K = len * (buf.group_lo[g + 1] - buf.group_lo[g]);
         WeightGradient<T> prods[3];
         group_products(w, buf, cb, buf.grads[g], row0, prods);
         weight_gradients(prods, count, gs, cb.d_gates + row0 * gs, buf.grads[g].d_sums, K, cols,
