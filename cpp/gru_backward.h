@@ -105,8 +105,8 @@ void dx_by_dots(const PackedWeights<T>& w, const T* dg, size_t ld, size_t rows, 
                 size_t ldx) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
+  constexpr size_t NV = size_t(kPanelVectors);  // this path's panel width: W's packing
   const size_t I = w.input_size, nvec = 3 * w.padded_units / L, PW = w.panel_width();
-  const size_t NV = size_t(w.geo.nv);
   auto wv = [&](size_t v, size_t i) {
     return load<T>(w.kernel.data() + (v / NV) * I * PW + i * PW + (v % NV) * L);
   };
