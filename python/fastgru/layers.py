@@ -225,7 +225,8 @@ class GRU(Layer):
 
     Output ``(batch, units)`` (the last state), or ``(batch, timesteps, units)`` with
     ``return_sequences=True`` (to feed another GRU). Runs on the C++ kernels through
-    ``fastgru.gru.PackedGRU``; the packed weights are cached and rebuilt when weights change.
+    ``fastgru.gru.PackedGRU``; the packed weights are cached, rebuilt when weights are set,
+    and repacked in place after each optimizer step in ``fit``.
     """
 
     def __init__(
