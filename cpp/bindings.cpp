@@ -105,6 +105,18 @@ class TypedGRU {
                                                   size_t(H), reset_after);
   }
 
+  // New weights of the same shapes, packed into the existing buffers. Not while another
+  // thread runs this object's kernels (the GIL is held here, but they run without it).
+  void update(py::handle kernel, py::handle recurrent, py::handle bias) {
+    PackedWeights<T>& w = *weights_;
+    const auto I = py::ssize_t(w.input_size), H = py::ssize_t(w.units);
+    auto kernel_arr = checked<T>(kernel, "kernel", {I, 3 * H});
+    auto rec_arr = checked<T>(recurrent, "recurrent_kernel", {H, 3 * H});
+    auto bias_arr = checked<T>(bias, "bias", w.reset_after ? std::vector<py::ssize_t>{2, 3 * H}
+                                                           : std::vector<py::ssize_t>{3 * H});
+    w.pack(kernel_arr.data(), rec_arr.data(), bias_arr.data());
+  }
+
   py::tuple forward(py::handle x_obj, py::handle h0_obj, bool training) const {
     const PackedWeights<T>& w = *weights_;
     const auto [B, steps] = input_dims(x_obj, w);
@@ -135,7 +147,8 @@ class TypedGRU {
   }
 
   py::tuple backward(py::handle x_obj, py::handle h_prev_obj, py::handle gates_obj,
-                     py::handle h_rec_obj, py::handle d_out_obj, py::handle d_h_last_obj) const {
+                     py::handle h_rec_obj, py::handle d_out_obj, py::handle d_h_last_obj,
+                     bool need_dx) const {
     const PackedWeights<T>& w = *weights_;
     const auto [B, steps] = input_dims(x_obj, w);
     const auto sB = py::ssize_t(B), sT = py::ssize_t(steps), sH = py::ssize_t(w.units);
@@ -147,7 +160,8 @@ class TypedGRU {
     py::array_t<T> d_out_keep, d_h_last_keep;
     const T* d_out = optional_data<T>(d_out_obj, "d_out", {sB, sT, sH}, &d_out_keep);
     const T* d_h_last = optional_data<T>(d_h_last_obj, "d_h_last", {sB, sH}, &d_h_last_keep);
-    auto dx = empty<T>({sB, sT, sI});
+    py::object dx = py::none();
+    if (need_dx) dx = empty<T>({sB, sT, sI});
     auto dh0 = empty<T>({sB, sH});
     auto dkernel = empty<T>({sI, 3 * sH});
     auto drec = empty<T>({sH, 3 * sH});
@@ -161,7 +175,7 @@ class TypedGRU {
                          d_h_last,
                          B,
                          steps,
-                         dx.mutable_data(),
+                         need_dx ? py::reinterpret_borrow<py::array_t<T>>(dx).mutable_data() : nullptr,
                          dh0.mutable_data(),
                          dkernel.mutable_data(),
                          drec.mutable_data(),
@@ -204,9 +218,16 @@ class PackedGRU {
     return f32_ ? f32_->forward(x, h0, true) : f64_->forward(x, h0, true);
   }
   py::tuple backward(py::handle x, py::handle h_prev, py::handle gates, py::handle h_rec,
-                     py::handle d_out, py::handle d_h_last) const {
-    return f32_ ? f32_->backward(x, h_prev, gates, h_rec, d_out, d_h_last)
-                : f64_->backward(x, h_prev, gates, h_rec, d_out, d_h_last);
+                     py::handle d_out, py::handle d_h_last, bool need_dx) const {
+    return f32_ ? f32_->backward(x, h_prev, gates, h_rec, d_out, d_h_last, need_dx)
+                : f64_->backward(x, h_prev, gates, h_rec, d_out, d_h_last, need_dx);
+  }
+  void update(py::handle kernel, py::handle recurrent, py::handle bias) {
+    if (f32_) {
+      f32_->update(kernel, recurrent, bias);
+    } else {
+      f64_->update(kernel, recurrent, bias);
+    }
   }
   std::string simd() const { return table_.name; }
 
@@ -454,6 +475,22 @@ void bind_inference(py::module_& m, const char* model_name, const char* stream_n
       .def("predict", &TypedInferenceModel<T>::predict, py::arg("X"));
 }
 
+// The optimizer state is the optimizer's own (C-contiguous, one dtype); checked anyway.
+template <typename T>
+void adam_step(py::handle p, py::handle g, py::handle m, py::handle v, py::handle v_hat,
+               double alpha, double c1, double c2, double eps) {
+  py::array pa = py::reinterpret_borrow<py::array>(p);
+  const std::vector<py::ssize_t> shape(pa.shape(), pa.shape() + pa.ndim());
+  auto params = checked<T>(p, "params", shape);
+  auto grads = checked<T>(g, "grads", shape);
+  auto ms = checked<T>(m, "m", shape);
+  auto vs = checked<T>(v, "v", shape);
+  py::array_t<T> vh_keep;
+  T* vh = v_hat.is_none() ? nullptr : (vh_keep = checked<T>(v_hat, "v_hat", shape)).mutable_data();
+  adam_update<T>(size_t(params.size()), params.mutable_data(), grads.data(), ms.mutable_data(),
+                 vs.mutable_data(), vh, T(alpha), T(c1), T(c2), T(eps));
+}
+
 py::dict config() {
   py::dict d;
   d["simd"] = active_path().name;
@@ -491,10 +528,17 @@ PYBIND11_MODULE(_core, m) {
       .def("forward", &PackedGRU::forward, py::arg("x"), py::arg("h0"))
       .def("forward_train", &PackedGRU::forward_train, py::arg("x"), py::arg("h0"))
       .def("backward", &PackedGRU::backward, py::arg("x"), py::arg("h_prev"), py::arg("gates"),
-           py::arg("h_rec"), py::arg("d_out"), py::arg("d_h_last"))
+           py::arg("h_rec"), py::arg("d_out"), py::arg("d_h_last"), py::arg("need_dx") = true)
+      .def("update", &PackedGRU::update, py::arg("kernel"), py::arg("recurrent_kernel"),
+           py::arg("bias"))
       .def_property_readonly("simd", &PackedGRU::simd);
   bind_inference<float>(m, "InferenceModelFloat32", "StreamFloat32");
   bind_inference<double>(m, "InferenceModelFloat64", "StreamFloat64");
+  m.def("adam_step", [](py::array p, py::handle g, py::handle m, py::handle v, py::handle v_hat,
+                        double alpha, double c1, double c2, double eps) {
+    if (p.dtype().equal(py::dtype::of<float>())) return adam_step<float>(p, g, m, v, v_hat, alpha, c1, c2, eps);
+    adam_step<double>(p, g, m, v, v_hat, alpha, c1, c2, eps);
+  });
   m.def("config", &config);
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("n must be >= 1");

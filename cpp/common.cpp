@@ -2,9 +2,11 @@
 #include "common.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include <xmmintrin.h>
@@ -36,39 +38,54 @@ AlignedBuffer<T>::~AlignedBuffer() {
   std::free(data_);
 }
 
-// Packs the logical K x N matrix value(k, n) into panels of `width` columns (see BView).
-template <typename T, typename Value>
-AlignedBuffer<T> pack_panels(size_t K, size_t N, size_t lanes, size_t width, Value value) {
+namespace {
+
+// Elements of a K x N matrix packed into panels of `width` columns (see BView).
+size_t panel_elements(size_t K, size_t N, size_t lanes, size_t width) {
   const size_t nvec = (N + lanes - 1) / lanes;
-  const size_t panels = (nvec + width / lanes - 1) / (width / lanes);
-  AlignedBuffer<T> out(panels * K * width);
-  for (size_t n = 0; n < N; ++n) {
-    T* panel = out.data() + (n / width) * K * width + n % width;
-    for (size_t k = 0; k < K; ++k) panel[k * width] = value(k, n);
-  }
-  return out;
+  return (nvec + width / lanes - 1) / (width / lanes) * K * width;
 }
+
+// Writes the real units of a panel buffer (see BView) from `gates` gate segments of Keras
+// weights, starting at Keras gate `gate0`; the padding is zero from construction and never
+// written, so packing in place only rewrites these. Not transposed, the
+// buffer is other x gates*Hp with value(k, gi*Hp + u) = src[k * ld + (gate0 + gi) * H + u];
+// transposed, it is gates*Hp x other with value(gi*Hp + u, n) = src[n * ld + (gate0 + gi) * H + u].
+template <typename T>
+void pack_gates(AlignedBuffer<T>& out, size_t other, size_t width, const T* src, size_t ld,
+                size_t gate0, size_t gates, size_t H, size_t Hp, bool transposed) {
+  const size_t K = transposed ? gates * Hp : other, N = transposed ? other : gates * Hp;
+  // Where column n of row 0 lives: panel n / width, position n % width.
+  std::vector<size_t> at(N);
+  for (size_t n = 0, p = 0, j = 0; n < N; ++n) {
+    at[n] = p * K * width + j;
+    if (++j == width) j = 0, ++p;
+  }
+  for (size_t gi = 0; gi < gates; ++gi) {
+    const T* s = src + (gate0 + gi) * H;
+    if (!transposed) {
+      for (size_t k = 0; k < K; ++k) {
+        for (size_t u = 0; u < H; ++u) out.data()[at[gi * Hp + u] + k * width] = s[k * ld + u];
+      }
+    } else {
+      for (size_t n = 0; n < N; ++n) {
+        T* dst = out.data() + at[n] + gi * Hp * width;
+        for (size_t u = 0; u < H; ++u) dst[u * width] = s[n * ld + u];
+      }
+    }
+  }
+}
+
+}  // namespace
 
 template <typename T>
 PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T* b, size_t I,
                                 size_t H, bool ra)
     : input_size(I), units(H), padded_units(round_up(H, g.lanes)), reset_after(ra), geo(g) {
   const size_t Hp = padded_units, L = g.lanes, PW = panel_width();
-  // Padded gate column c = gate*Hp + unit maps to Keras column gate*H + unit, or to nothing.
-  auto keras_col = [H, Hp](size_t c, size_t* col) {
-    const size_t gate = c / Hp, unit = c % Hp;
-    *col = gate * H + unit;
-    return unit < H;
-  };
-  kernel = pack_panels<T>(I, 3 * Hp, L, PW, [&](size_t k, size_t n) {
-    size_t c;
-    return keras_col(n, &c) ? W[k * 3 * H + c] : T(0);
-  });
+  kernel = AlignedBuffer<T>(panel_elements(I, 3 * Hp, L, PW));
   if (ra) {
-    rec = pack_panels<T>(H, 3 * Hp, L, PW, [&](size_t k, size_t n) {
-      size_t c;
-      return keras_col(n, &c) ? U[k * 3 * H + c] : T(0);
-    });
+    rec = AlignedBuffer<T>(panel_elements(H, 3 * Hp, L, PW));
     // Worth it where it drops padding, or where U is small; measured slower than the
     // padded panels for H = 60..64 on AVX-512, where U nearly fills L1 either way.
     const size_t width = round_up(3 * H, L);
@@ -76,43 +93,48 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
         (width < 3 * Hp || H * width * sizeof(T) <= kCompactSmallBytes)) {
       compact_width = width;
       rec_compact = AlignedBuffer<T>(H * compact_width);
-      for (size_t k = 0; k < H; ++k) {
-        std::memcpy(rec_compact.data() + k * compact_width, U + k * 3 * H, 3 * H * sizeof(T));
-      }
     }
-  } else {  // (r*h) meets U[h] only after z and r are known: two products
-    rec_zr = pack_panels<T>(H, 2 * Hp, L, PW, [&](size_t k, size_t n) {
-      size_t c;
-      return keras_col(n, &c) ? U[k * 3 * H + c] : T(0);
-    });
-    rec_h = pack_panels<T>(H, Hp, L, PW, [&](size_t k, size_t n) {
-      return n < H ? U[k * 3 * H + 2 * H + n] : T(0);
-    });
+  } else {
+    rec_zr = AlignedBuffer<T>(panel_elements(H, 2 * Hp, L, PW));
+    rec_h = AlignedBuffer<T>(panel_elements(H, Hp, L, PW));
   }
-  kernel_t = pack_panels<T>(3 * Hp, I, L, PW, [&](size_t k, size_t n) {
-    size_t c;
-    return keras_col(k, &c) ? W[n * 3 * H + c] : T(0);
-  });
-  rec_zr_t = pack_panels<T>(2 * Hp, H, L, PW, [&](size_t k, size_t n) {
-    size_t c;
-    return keras_col(k, &c) ? U[n * 3 * H + c] : T(0);
-  });
-  rec_h_t = pack_panels<T>(Hp, H, L, PW, [&](size_t k, size_t n) {
-    return k < H ? U[n * 3 * H + 2 * H + k] : T(0);
-  });
+  kernel_t = AlignedBuffer<T>(panel_elements(3 * Hp, I, L, PW));
+  rec_zr_t = AlignedBuffer<T>(panel_elements(2 * Hp, H, L, PW));
+  rec_h_t = AlignedBuffer<T>(panel_elements(Hp, H, L, PW));
   bias_x = AlignedBuffer<T>(3 * Hp);
   bias_hh = AlignedBuffer<T>(Hp);
+  pack(W, U, b);
+}
+
+template <typename T>
+void PackedWeights<T>::pack(const T* W, const T* U, const T* b) {
+  const size_t I = input_size, H = units, Hp = padded_units, PW = panel_width();
+  const bool ra = reset_after;
+  pack_gates(kernel, I, PW, W, 3 * H, 0, 3, H, Hp, false);
+  if (ra) {
+    pack_gates(rec, H, PW, U, 3 * H, 0, 3, H, Hp, false);
+    for (size_t k = 0; k < H && compact_width != 0; ++k) {
+      std::memcpy(rec_compact.data() + k * compact_width, U + k * 3 * H, 3 * H * sizeof(T));
+    }
+  } else {  // (r*h) meets U[h] only after z and r are known: two products
+    pack_gates(rec_zr, H, PW, U, 3 * H, 0, 2, H, Hp, false);
+    pack_gates(rec_h, H, PW, U, 3 * H, 2, 1, H, Hp, false);
+  }
+  pack_gates(kernel_t, I, PW, W, 3 * H, 0, 3, H, Hp, true);
+  pack_gates(rec_zr_t, H, PW, U, 3 * H, 0, 2, H, Hp, true);
+  pack_gates(rec_h_t, H, PW, U, 3 * H, 2, 1, H, Hp, true);
   for (size_t gate = 0; gate < 3; ++gate) {
-    for (size_t u = 0; u < H; ++u) {
+    for (size_t u = 0; u < Hp; ++u) {
       const size_t c = gate * H + u;
-      T v = b[c];
-      if (ra && gate < 2) v += b[3 * H + c];  // z and r: both biases simply add
+      T v = T(0);
+      if (u < H) {
+        v = b[c];
+        if (ra && gate < 2) v += b[3 * H + c];  // z and r: both biases simply add
+      }
       bias_x.data()[gate * Hp + u] = v;
     }
   }
-  if (ra) {
-    for (size_t u = 0; u < H; ++u) bias_hh.data()[u] = b[3 * H + 2 * H + u];
-  }
+  for (size_t u = 0; u < Hp; ++u) bias_hh.data()[u] = (ra && u < H) ? b[3 * H + 2 * H + u] : T(0);
 }
 
 template <typename T>
@@ -125,6 +147,25 @@ BView<T> PackedWeights<T>::view(const AlignedBuffer<T>& packed, size_t k, size_t
   return v;
 }
 
+template <typename T>
+void adam_update(size_t n, T* p, const T* g, T* m, T* v, T* v_hat, T alpha, T c1, T c2, T eps) {
+  for (size_t i = 0; i < n; ++i) {
+    const T mi = m[i] + (g[i] - m[i]) * c1;
+    T vi = v[i] + (g[i] * g[i] - v[i]) * c2;
+    m[i] = mi;
+    v[i] = vi;
+    if (v_hat != nullptr) {
+      vi = v_hat[i] > vi ? v_hat[i] : vi;  // np.maximum (no NaN here unless g had one)
+      v_hat[i] = vi;
+    }
+    p[i] -= (mi * alpha) / (std::sqrt(vi) + eps);
+  }
+}
+
+template void adam_update<float>(size_t, float*, const float*, float*, float*, float*, float,
+                                 float, float, float);
+template void adam_update<double>(size_t, double*, const double*, double*, double*, double*,
+                                  double, double, double, double);
 template class AlignedBuffer<float>;
 template class AlignedBuffer<double>;
 template struct PackedWeights<float>;

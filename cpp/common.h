@@ -58,6 +58,9 @@ struct SimdGeometry {
 
 inline size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
+// Groups of batch rows with their own partial weight gradients in gru_backward (at most).
+constexpr size_t kBackwardGroups = 2;
+
 // GRU weights packed for one SIMD path. Gate segments z, r, h are each padded to Hp units (a
 // multiple of the vector width) so every gate starts on a vector boundary and the fused
 // epilogue has no scalar tail; padded units have zero weights and stay exactly zero.
@@ -88,14 +91,23 @@ struct PackedWeights {
 
   PackedWeights(SimdGeometry geo, const T* kernel, const T* recurrent_kernel, const T* bias,
                 size_t input_size, size_t units, bool reset_after);
+  // Repacks new weights of the same shapes into the existing buffers (no allocation).
+  void pack(const T* kernel, const T* recurrent_kernel, const T* bias);
 
   size_t panel_width() const { return size_t(geo.nv) * geo.lanes; }
-  // Elements of scratch gru_backward needs: the pre-activation gradients of every step
-  // (B*T x 3Hp, and B*T x Hp for the recurrent h part) and the padded weight gradients.
+  // Steps gru_backward takes at a time: the gate gradients, states and inputs of one chunk of
+  // steps for the whole batch (5Hp + I values a row) stay within about 512 KiB, in L2.
+  size_t backward_chunk(size_t batch, size_t steps) const {
+    const size_t row = 5 * padded_units + input_size;
+    const size_t c = (size_t(512) << 10) / (sizeof(T) * batch * row);
+    return c < 1 ? 1 : (c > steps ? steps : c);
+  }
+  // Elements of scratch gru_backward needs: two chunks of rows (the input part rounded up to
+  // 64 bytes), and per group of batch rows the padded weight gradients and bias sums.
   size_t backward_workspace(size_t batch, size_t steps) const {
-    const size_t Hp = padded_units, rows = batch * steps;
-    return rows * 3 * Hp + rows * Hp + (input_size + 1) * 3 * Hp + units * 2 * Hp +
-           (units + 1) * Hp;
+    const size_t Hp = padded_units, rows = backward_chunk(batch, steps) * batch;
+    return 2 * (rows * 5 * Hp + round_up(rows * input_size, 64 / sizeof(T))) +
+           kBackwardGroups * ((input_size + units) * 3 * Hp + 4 * Hp);
   }
   BView<T> view(const AlignedBuffer<T>& packed, size_t k, size_t n) const;
 };
@@ -157,6 +169,13 @@ template <> inline const TypedKernels<float>& KernelTable::kernels<float>() cons
 template <> inline const TypedKernels<double>& KernelTable::kernels<double>() const { return k64; }
 template <> inline SimdGeometry KernelTable::geometry<float>() const { return f32; }
 template <> inline SimdGeometry KernelTable::geometry<double>() const { return f64; }
+
+// One Adam step over n values (Keras 3 rule, see python/fastgru/optimizers.py), each operation
+// rounded as NumPy's one ufunc at a time does (common.cpp is built without FMA contraction):
+//   m += (g - m) * c1;  v += (g*g - v) * c2;  if v_hat: v_hat = max(v_hat, v), use it for v;
+//   p -= (m * alpha) / (sqrt(v) + eps)
+template <typename T>
+void adam_update(size_t n, T* p, const T* g, T* m, T* v, T* v_hat, T alpha, T c1, T c2, T eps);
 
 // Per-thread scratch, 64-byte aligned, reused across calls (no allocation on the hot path once
 // warm). Valid until the same thread asks again. Returns null if memory is exhausted.

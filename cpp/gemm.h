@@ -13,13 +13,15 @@
 namespace fastgru {
 namespace FASTGRU_ISA {
 
-// A(i, k) is A[k*M + i] when packed, else A[i*lda + k] (rows of a row-major matrix, read in
-// place: M row pointers, each a contiguous stream, so the per-step GEMMs need no packing).
+// A(i, k) is A[k*M + i] when packed (A[k*lda + i] if lda != 0: the columns of a matrix whose
+// rows are k, read in place), else A[i*lda + k] (rows of a row-major matrix, read in place: M
+// row pointers, each a contiguous stream, so the per-step GEMMs need no packing).
 template <typename T, int M, int P, int NV, bool ACC, bool PACKED>
 inline void micro_kernel(size_t K, const T* __restrict A, size_t lda, const T* __restrict B,
                          size_t panel_stride, size_t ldb, T* __restrict C, size_t ldc) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
+  const size_t a_cs = PACKED && lda != 0 ? lda : size_t(M);  // packed: A[k*a_cs + i]
   V acc[M][P * NV];
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) {
@@ -34,7 +36,7 @@ inline void micro_kernel(size_t K, const T* __restrict A, size_t lda, const T* _
     for (int j = 0; j < P * NV; ++j) b[j] = load<T>(B + (j / NV) * panel_stride + k * ldb + (j % NV) * L);
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
-      const V a = splat<T>(PACKED ? A[k * M + i] : A[i * lda + k]);
+      const V a = splat<T>(PACKED ? A[k * a_cs + i] : A[i * lda + k]);
 #pragma GCC unroll 16
       for (int j = 0; j < P * NV; ++j) acc[i][j] += a * b[j];
     }
@@ -108,6 +110,27 @@ inline void gemm_block(bool accumulate, int m, size_t K, const T* A, size_t lda,
     gemm_block<T, true>(m, K, A, lda, B, C, ldc);
   } else {
     gemm_block<T, false>(m, K, A, lda, B, C, ldc);
+  }
+}
+
+// C (m x nvec*L) = or += A * B where A(i, k) = A[k*lda + i]: the transpose of a row-major
+// matrix with rows k, read in place (weight gradients such as Hprev^T * dG need no packing).
+template <typename T>
+inline void gemm_block_transposed(bool accumulate, int m, size_t K, const T* A, size_t lda,
+                                  const BView<T>& B, T* C, size_t ldc) {
+  constexpr int NV = kPanelVectors;
+  switch (m) {
+#define FASTGRU_CASE(M_)                                                                     \
+  case M_:                                                                                   \
+    if constexpr (M_ <= kRows<T>) {                                                          \
+      if (accumulate) return block_times_panels<T, M_, NV, true, true>(K, A, lda, B, C, ldc); \
+      return block_times_panels<T, M_, NV, false, true>(K, A, lda, B, C, ldc);               \
+    }                                                                                        \
+    break;
+    FASTGRU_CASE(1) FASTGRU_CASE(2) FASTGRU_CASE(3) FASTGRU_CASE(4)
+    FASTGRU_CASE(5) FASTGRU_CASE(6) FASTGRU_CASE(7) FASTGRU_CASE(8)
+#undef FASTGRU_CASE
+    default: break;
   }
 }
 

@@ -1,9 +1,14 @@
-// GRU backward through time. The serial path carries only dh: per step and block of rows,
-// the gate gradients (elementwise, from the tape) and dh_prev = dh*z + dG*U^T (small GEMMs on
-// packed U^T). The pre-activation gradients of every step are kept, and after the loop the
-// weight gradients are large GEMMs over all B*T rows (dW = X^T dG, dU = Hprev^T dG), each
-// output block owned by one thread, summed in a fixed order: the result does not depend on
-// the thread count. Bias gradients ride along as an extra row of ones in those GEMMs.
+// GRU backward through time, in chunks of steps (latest first). Per chunk: the serial path
+// carries only dh: per step and block of rows, the gate gradients (elementwise, from the tape)
+// and dh_prev = dh*z + dG*U^T (small GEMMs on packed U^T), each thread its own batch rows;
+// then, with the chunk's gate gradients still in cache, the weight gradients accumulate as
+// GEMMs over the chunk's rows (dW += X^T dG, dU += Hprev^T dG). The batch rows form a fixed
+// number of groups (kBackwardGroups, blocks of rows; not the thread count), each with its own
+// partial weight gradients, summed in group order at the end: with as many threads as groups
+// each thread reads only the rows it wrote (reading another core's rows costs more than the
+// products here); other threads split a group's columns. Every weight gradient is summed in
+// one fixed order (group, chunk, row): the result does not depend on the thread count. Bias
+// gradients are the column sums of the gate gradients.
 #pragma once
 
 #include "common.h"
@@ -14,55 +19,154 @@
 namespace fastgru {
 namespace FASTGRU_ISA {
 
-// Where the backward scratch (PackedWeights::backward_workspace) is cut.
+// Where the backward scratch (PackedWeights::backward_workspace) is cut. The chunk buffers
+// hold one row per (batch row b, step t) of the current chunk, group by group: row
+// chunk*lo + (t - t_begin)*n + (b - lo) for b in the group's rows [lo, lo + n). So a block
+// of batch rows at one step is contiguous, and so are all rows of a group for the weight
+// gradients. d_gates columns, ordered so that each product reads a contiguous range:
+//   reset_after:        [dnr | dz | dr | dn]  (4Hp; dnr = dn*r is dL/d(h*Uh + b_hh))
+//                        dU = Hprev^T [dnr dz dr] (columns h, z, r), dW = X^T [dz dr dn]
+//   reset_after=False:  [dz | dr | dn]        (3Hp)
+//                        dU[z,r] = Hprev^T [dz dr], dU[h] = (r*h)^T dn, dW = X^T [dz dr dn]
+template <typename T>
+struct ChunkBuffers {
+  T* d_gates;  // (chunk*B, gate_stride)
+  T* h_prev;   // (chunk*B, Hp): the tape's h_prev rows, reordered
+  T* h_rec;    // (chunk*B, Hp): the tape's r*h rows (reset_after=False), else null
+  T* x;        // (chunk*B, I)
+};
+
+// One group's partial weight gradients.
+template <typename T>
+struct GroupGradients {
+  T* d_kernel;  // (I, 3Hp): dW, gates z, r, n
+  T* d_rec;     // (H, 3Hp): dU, gates h, z, r (reset_after) or z, r, h
+  T* d_sums;    // (gate_stride): column sums of d_gates, the bias gradients
+};
+
+// Two sets of chunk buffers, so that one barrier per chunk suffices: a thread can fill chunk
+// i+1 while another still reads chunk i for the weight gradients.
 template <typename T>
 struct BackwardBuffers {
-  T* d_gates;   // (B*T, 3Hp): dL/d(pre-activation) of z, r, n
-  T* d_rec_h;   // (B*T, Hp):  dL/d(h*Uh + b_hh) = dn*r (reset_after)
-  T* d_kernel;  // (I+1, 3Hp): dW, last row the input bias gradient
-  T* d_rec_zr;  // (H, 2Hp)
-  T* d_rec_h_w; // (H+1, Hp):  dUh, last row the recurrent h bias gradient (reset_after)
+  size_t chunk;        // steps per chunk
+  size_t gate_stride;  // columns of one d_gates row
+  size_t w_col;        // first column of [dz dr dn]
+  size_t groups;       // groups of batch rows, at most kBackwardGroups
+  size_t group_lo[kBackwardGroups + 1];  // first batch row of each group; [groups] = B
+  ChunkBuffers<T> chunks[2];
+  GroupGradients<T> grads[kBackwardGroups];
 
-  BackwardBuffers(const PackedWeights<T>& w, size_t rows, T* base) {
-    const size_t Hp = w.padded_units;
-    d_gates = base;
-    d_rec_h = d_gates + rows * 3 * Hp;
-    d_kernel = d_rec_h + rows * Hp;
-    d_rec_zr = d_kernel + (w.input_size + 1) * 3 * Hp;
-    d_rec_h_w = d_rec_zr + w.units * 2 * Hp;
+  BackwardBuffers(const PackedWeights<T>& w, size_t batch, size_t steps, int mr, T* base) {
+    const size_t Hp = w.padded_units, I = w.input_size;
+    chunk = w.backward_chunk(batch, steps);
+    gate_stride = (w.reset_after ? 4 : 3) * Hp;
+    w_col = w.reset_after ? Hp : 0;
+    const size_t blocks = (batch + mr - 1) / mr;
+    groups = blocks < kBackwardGroups ? blocks : kBackwardGroups;
+    for (size_t g = 0; g <= groups; ++g) {
+      const size_t r = blocks * g / groups * mr;
+      group_lo[g] = r < batch ? r : batch;
+    }
+    const size_t rows = chunk * batch;
+    T* p = base;
+    for (ChunkBuffers<T>& c : chunks) {  // 5Hp + I a row, the x part rounded to 64 bytes
+      c.d_gates = p;
+      c.h_prev = c.d_gates + rows * gate_stride;
+      c.h_rec = w.reset_after ? nullptr : c.h_prev + rows * Hp;
+      c.x = c.h_prev + rows * (w.reset_after ? 1 : 2) * Hp;
+      p = c.x + round_up(rows * I, 64 / sizeof(T));
+    }
+    for (size_t g = 0; g < groups; ++g) {
+      grads[g].d_kernel = p;
+      grads[g].d_rec = p + I * 3 * Hp;
+      grads[g].d_sums = grads[g].d_rec + w.units * 3 * Hp;
+      p = grads[g].d_sums + 4 * Hp;
+    }
+  }
+
+  size_t group_of(size_t b) const {
+    size_t g = 0;
+    while (g + 1 < groups && b >= group_lo[g + 1]) ++g;
+    return g;
+  }
+  // Chunk row of batch row b at step t_begin + tl. Each group has the same rows in every
+  // chunk, a shorter last chunk included, so a thread that only touches its own groups'
+  // rows never meets another thread's, however far ahead either is.
+  size_t row(size_t b, size_t tl) const {
+    const size_t g = group_of(b), lo = group_lo[g], n = group_lo[g + 1] - lo;
+    return chunk * lo + tl * n + (b - lo);
   }
 };
 
-// The serial part for rows [r0, r1): dh through all steps backwards, then dx for these rows.
+// dx rows for a small input size: one dot product of a d_gates row with each row of W (the
+// forward kernel panels hold W as I rows of 3Hp), where a GEMM would be one vector wide.
 template <typename T>
-bool backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf, size_t r0, size_t r1) {
+void dx_by_dots(const PackedWeights<T>& w, const T* dg, size_t ld, size_t rows, T* dx,
+                size_t ldx) {
+  typedef vec_t<T> V;
+  constexpr int L = Simd<T>::lanes;
+  constexpr size_t NV = size_t(kPanelVectors);  // this path's panel width: W's packing
+  const size_t I = w.input_size, nvec = 3 * w.padded_units / L, PW = w.panel_width();
+  auto wv = [&](size_t v, size_t i) {
+    return load<T>(w.kernel.data() + (v / NV) * I * PW + i * PW + (v % NV) * L);
+  };
+  for (size_t r = 0; r < rows; ++r) {
+    const T* g = dg + r * ld;
+    for (size_t i = 0; i < I; ++i) {
+      V acc0{}, acc1{};
+      size_t v = 0;
+      for (; v + 1 < nvec; v += 2) {
+        acc0 += load<T>(g + v * L) * wv(v, i);
+        acc1 += load<T>(g + (v + 1) * L) * wv(v + 1, i);
+      }
+      if (v < nvec) acc0 += load<T>(g + v * L) * wv(v, i);
+      acc0 += acc1;
+      T s = T(0);
+      for (int l = 0; l < L; ++l) s += acc0[l];
+      dx[r * ldx + i] = s;
+    }
+  }
+}
+
+// One thread's serial state: dh of its batch rows, and a few rows of scratch.
+template <typename T>
+struct SerialState {
+  T* dh;  // (rows, Hp)
+  T* q;   // (MR, max(Hp, Ip)): (r*h) gradient rows (reset_after=False), dx rows
+};
+
+// The serial part for batch rows [r0, r1) over steps [t0, t1), latest first: gate gradients
+// into the chunk buffers, dh carried back, then dx for these rows and steps.
+template <typename T>
+void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
+                   const ChunkBuffers<T>& cb, SerialState<T> st, size_t r0, size_t r1, size_t t0,
+                   size_t t1) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
   constexpr int MR = kRows<T>;
   const PackedWeights<T>& w = *a.w;
   const size_t I = w.input_size, H = w.units, Hp = w.padded_units, steps = a.steps;
-  const size_t nr = r1 - r0, Ip = round_up(I, L);
-  const size_t n_dh = nr * Hp, n_q = MR * (Hp > Ip ? Hp : Ip);
-  T* dh = static_cast<T*>(thread_scratch(sizeof(T) * (n_dh + n_q)));
-  if (dh == nullptr) return false;
-  T* q = dh + n_dh;  // (r*h) gradient rows (reset_after=False), later dx rows
-
-  for (size_t i = 0; i < nr; ++i) {
-    for (size_t u = 0; u < Hp; ++u) {
-      dh[i * Hp + u] = (a.d_h_last != nullptr && u < H) ? a.d_h_last[(r0 + i) * H + u] : T(0);
-    }
-  }
+  const size_t nr = r1 - r0, Ip = round_up(I, L), gs = buf.gate_stride;
+  T* dh = st.dh;
+  T* q = st.q;
+  // dh_prev += dz*Uz^T + dr*Ur^T + (dnr or q-part)*Uh^T, each product over the H real units
+  // only (K = H, not Hp: the padded gate columns are zero).
   const BView<T> UzrT = w.view(w.rec_zr_t, 2 * Hp, H);
+  BView<T> UzT = UzrT, UrT = UzrT;
+  UrT.data += Hp * UzrT.ldb;
   const BView<T> UhT = w.view(w.rec_h_t, Hp, H);
   const V one = splat<T>(T(1));
+  // Columns of dz, dr, dn and (reset_after) dn*r within a d_gates row.
+  const size_t cz = buf.w_col, cr = cz + Hp, cn = cz + 2 * Hp, cnr = 0;
 
-  for (size_t t = steps; t-- > 0;) {
+  for (size_t t = t1; t-- > t0;) {
     for (size_t i0 = 0; i0 < nr; i0 += MR) {
       const int m = int(nr - i0 < size_t(MR) ? nr - i0 : MR);
-      const size_t bt0 = (r0 + i0) * steps + t;  // row of the first block row in (B*T, .)
       T* dh_rows = dh + i0 * Hp;
+      const size_t c0 = buf.row(r0 + i0, t - t0);  // a block never spans two groups
+      T* dg0 = cb.d_gates + c0 * gs;
       for (int i = 0; i < m; ++i) {
-        const size_t bt = bt0 + i * steps;
+        const size_t b = r0 + i0 + i, bt = b * steps + t, c = c0 + size_t(i);
         T* d = dh_rows + i * Hp;
         if (a.d_out != nullptr) {
           const T* g = a.d_out + bt * H;
@@ -71,108 +175,160 @@ bool backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf, size
         const T* gates = a.tape.gates + bt * 3 * Hp;
         const T* h_prev = a.tape.h_prev + bt * Hp;
         const T* h_rec = a.tape.h_rec + bt * Hp;
-        T* dg = buf.d_gates + bt * 3 * Hp;
+        T* dg = cb.d_gates + c * gs;
+        T* hp_copy = cb.h_prev + c * Hp;
+        for (size_t k = 0; k < I; ++k) cb.x[c * I + k] = a.x[bt * I + k];  // I is often 1
+        if (!w.reset_after) copy_row(cb.h_rec + c * Hp, h_rec, Hp);
         for (size_t u = 0; u < Hp; u += L) {
-          const V g = load<T>(d + u);
+          const V g = load<T>(d + u), hp = load<T>(h_prev + u);
           const V z = load<T>(gates + u), r = load<T>(gates + Hp + u), n = load<T>(gates + 2 * Hp + u);
           const V dn = g * (one - z) * (one - n * n);
-          store<T>(dg + u, g * (load<T>(h_prev + u) - n) * z * (one - z));
-          store<T>(dg + 2 * Hp + u, dn);
+          store<T>(hp_copy + u, hp);
+          store<T>(dg + cz + u, g * (hp - n) * z * (one - z));
+          store<T>(dg + cn + u, dn);
           if (w.reset_after) {
-            store<T>(dg + Hp + u, dn * load<T>(h_rec + u) * r * (one - r));
-            store<T>(buf.d_rec_h + bt * Hp + u, dn * r);
+            store<T>(dg + cr + u, dn * load<T>(h_rec + u) * r * (one - r));
+            store<T>(dg + cnr + u, dn * r);
           }
           store<T>(d + u, g * z);
         }
       }
-      const size_t gate_stride = steps * 3 * Hp;
       if (w.reset_after) {
-        gemm_block<T, true>(m, Hp, buf.d_rec_h + bt0 * Hp, steps * Hp, UhT, dh_rows, Hp);
+        gemm_block<T, true>(m, H, dg0 + cnr, gs, UhT, dh_rows, Hp);
       } else {  // n saw (r*h)*Uh: its gradient q = dn*Uh^T feeds dr and dh
-        gemm_block<T, false>(m, Hp, buf.d_gates + bt0 * 3 * Hp + 2 * Hp, gate_stride, UhT, q, Hp);
+        gemm_block<T, false>(m, H, dg0 + cn, gs, UhT, q, Hp);
         for (int i = 0; i < m; ++i) {
-          const size_t bt = bt0 + i * steps;
+          const size_t bt = (r0 + i0 + i) * steps + t;
           const T* gates = a.tape.gates + bt * 3 * Hp;
           const T* h_prev = a.tape.h_prev + bt * Hp;
-          T* dg = buf.d_gates + bt * 3 * Hp;
+          T* dg = dg0 + i * gs;
           T* d = dh_rows + i * Hp;
           for (size_t u = 0; u < Hp; u += L) {
             const V qv = load<T>(q + i * Hp + u), r = load<T>(gates + Hp + u);
-            store<T>(dg + Hp + u, qv * load<T>(h_prev + u) * r * (one - r));
+            store<T>(dg + cr + u, qv * load<T>(h_prev + u) * r * (one - r));
             store<T>(d + u, load<T>(d + u) + qv * r);
           }
         }
       }
-      gemm_block<T, true>(m, 2 * Hp, buf.d_gates + bt0 * 3 * Hp, gate_stride, UzrT, dh_rows, Hp);
+      gemm_block<T, true>(m, H, dg0 + cz, gs, UzT, dh_rows, Hp);
+      gemm_block<T, true>(m, H, dg0 + cr, gs, UrT, dh_rows, Hp);
     }
   }
-  for (size_t i = 0; i < nr; ++i) copy_row(a.dh0 + (r0 + i) * H, dh + i * Hp, H);
+  if (a.dx == nullptr) return;
 
-  // dx = dG * W^T for these rows: all their steps are contiguous rows of d_gates.
+  // dx = dG * W^T for these rows and steps.
   const BView<T> WT = w.view(w.kernel_t, 3 * Hp, I);
-  const size_t rows = nr * steps;
-  const T* dg0 = buf.d_gates + r0 * steps * 3 * Hp;
-  for (size_t i0 = 0; i0 < rows; i0 += MR) {
-    const int m = int(rows - i0 < size_t(MR) ? rows - i0 : MR);
-    gemm_block<T, false>(m, 3 * Hp, dg0 + i0 * 3 * Hp, 3 * Hp, WT, q, Ip);
-    for (int i = 0; i < m; ++i) copy_row(a.dx + (r0 * steps + i0 + i) * I, q + i * Ip, I);
+  for (size_t t = t0; t < t1; ++t) {
+    for (size_t i0 = 0; i0 < nr; i0 += MR) {
+      const int m = int(nr - i0 < size_t(MR) ? nr - i0 : MR);
+      const T* dgw = cb.d_gates + buf.row(r0 + i0, t - t0) * gs + buf.w_col;
+      T* dx = a.dx + ((r0 + i0) * steps + t) * I;
+      if (I <= 4) {
+        dx_by_dots(w, dgw, gs, size_t(m), dx, steps * I);
+        continue;
+      }
+      gemm_block<T, false>(m, 3 * Hp, dgw, gs, WT, q, Ip);
+      for (int i = 0; i < m; ++i) copy_row(dx + i * steps * I, q + i * Ip, I);
+    }
   }
-  return true;
 }
 
-// One tall-K weight-gradient product, C = A^T-like source * B, rows split between threads.
+// One weight-gradient product over a column range of d_gates:
+// C(i, c - col_begin) += sum over chunk rows k of A(i, k) * dG(k, c), A(i, k) = a[k * lda + i].
 template <typename T>
 struct WeightGradient {
-  size_t M;            // output rows (the last one may be the bias row of ones)
-  const T* a;          // A(i, k) = a[i * a_rs + k * a_cs]
-  size_t a_rs, a_cs;
-  long ones_row;       // -1: none
-  BView<T> b;
+  size_t M;
+  const T* a;
+  size_t lda;
+  size_t col_begin, col_end;  // columns of d_gates, multiples of the vector width
   T* c;
   size_t ldc;
 };
 
+// Vector columns [v0, v1) of d_gates that this thread owns in the weight gradients, balanced
+// by the output rows each column feeds (+1 for its bias sum).
 template <typename T>
-bool weight_gradients(const WeightGradient<T>* g, int count, size_t K, int thread, int team) {
-  constexpr int MR = kRows<T>;
-  size_t widest = 0;
-  for (int j = 0; j < count; ++j) widest = g[j].b.nvec > widest ? g[j].b.nvec : widest;
-  // K chunk: about 256 KiB of B per chunk, so it stays in L2 while every row block uses it.
-  size_t kc = (size_t(256) << 10) / (widest * Simd<T>::lanes * sizeof(T));
-  kc = kc < 32 ? 32 : (kc > 1024 ? 1024 : kc);
-  T* pack = static_cast<T*>(thread_scratch(sizeof(T) * MR * kc));
-  if (pack == nullptr) return false;
-  for (int j = 0; j < count; ++j) {
-    const size_t blocks = (g[j].M + MR - 1) / MR;
-    const size_t mb0 = blocks * thread / team, mb1 = blocks * (thread + 1) / team;
-    gemm_tall_k<T>(g[j].M, K, g[j].a, g[j].a_rs, g[j].a_cs, g[j].ones_row, g[j].b, g[j].c,
-                   g[j].ldc, mb0, mb1, pack, kc);
+RowRange gradient_columns(const WeightGradient<T>* g, int count, size_t nvec, int thread, int team) {
+  constexpr size_t L = Simd<T>::lanes;
+  auto cost = [&](size_t v) {
+    size_t c = 1;
+    for (int j = 0; j < count; ++j) {
+      if (v * L >= g[j].col_begin && v * L < g[j].col_end) c += g[j].M;
+    }
+    return c;
+  };
+  size_t total = 0;
+  for (size_t v = 0; v < nvec; ++v) total += cost(v);
+  // Thread t takes the vectors whose cumulative cost midpoint falls in its share.
+  size_t v0 = nvec, v1 = nvec, before = 0;
+  for (size_t v = 0; v < nvec; ++v) {
+    const size_t c = cost(v);
+    const size_t owner = ((2 * before + c) * size_t(team)) / (2 * total);
+    if (owner == size_t(thread) && v0 == nvec) v0 = v;
+    if (owner > size_t(thread) && v1 == nvec) v1 = v;
+    before += c;
   }
-  return true;
+  return {v0, v1 > v0 ? v1 : v0};
+}
+
+// This thread's columns [v0, v1) of the weight gradients and bias sums, accumulated over the
+// K rows of the chunk (first: overwrite instead).
+template <typename T>
+void weight_gradients(const WeightGradient<T>* g, int count, size_t gs, const T* dg, T* sums,
+                      size_t K, RowRange cols, bool first) {
+  typedef vec_t<T> V;
+  constexpr int L = Simd<T>::lanes;
+  constexpr int MR = kRows<T>;
+  constexpr size_t NVL = size_t(kPanelVectors) * L;
+  const size_t v0 = cols.begin, v1 = cols.end;
+  if (v0 >= v1) return;
+  for (int j = 0; j < count; ++j) {
+    const size_t c0 = v0 * L > g[j].col_begin ? v0 * L : g[j].col_begin;
+    const size_t c1 = v1 * L < g[j].col_end ? v1 * L : g[j].col_end;
+    if (c0 >= c1) continue;
+    const BView<T> b{dg + c0, NVL, gs, (c1 - c0) / L};
+    T* c = g[j].c + (c0 - g[j].col_begin);
+    for (size_t i0 = 0; i0 < g[j].M; i0 += MR) {
+      const int m = int(g[j].M - i0 < size_t(MR) ? g[j].M - i0 : MR);
+      gemm_block_transposed<T>(!first, m, K, g[j].a + i0, g[j].lda, b, c + i0 * g[j].ldc, g[j].ldc);
+    }
+  }
+  if (first) {
+    for (size_t v = v0; v < v1; ++v) store<T>(sums + v * L, V{});
+  }
+  for (size_t k = 0; k < K; ++k) {
+    for (size_t v = v0; v < v1; ++v) {
+      store<T>(sums + v * L, load<T>(sums + v * L) + load<T>(dg + k * gs + v * L));
+    }
+  }
+}
+
+// The products of one group over rows [row0, row0 + K) of the chunk buffers.
+template <typename T>
+int group_products(const PackedWeights<T>& w, const BackwardBuffers<T>& buf,
+                   const ChunkBuffers<T>& cb, const GroupGradients<T>& out, size_t row0,
+                   WeightGradient<T>* g) {
+  const size_t I = w.input_size, H = w.units, Hp = w.padded_units, wc = buf.w_col;
+  int count = 0;
+  g[count++] = {I, cb.x + row0 * I, I, wc, wc + 3 * Hp, out.d_kernel, 3 * Hp};
+  if (w.reset_after) {
+    g[count++] = {H, cb.h_prev + row0 * Hp, Hp, 0, 3 * Hp, out.d_rec, 3 * Hp};
+  } else {
+    g[count++] = {H, cb.h_prev + row0 * Hp, Hp, 0, 2 * Hp, out.d_rec, 3 * Hp};
+    g[count++] = {H, cb.h_rec + row0 * Hp, Hp, 2 * Hp, 3 * Hp, out.d_rec + 2 * Hp, 3 * Hp};
+  }
+  return count;
 }
 
 template <typename T>
 bool gru_backward(const BackwardArgs<T>& a) {
   const PackedWeights<T>& w = *a.w;
   const size_t I = w.input_size, H = w.units, Hp = w.padded_units, L = Simd<T>::lanes;
-  const size_t rows = a.batch * a.steps;
-  const BackwardBuffers<T> buf(w, rows, a.workspace);
+  const size_t B = a.batch, steps = a.steps;
+  const BackwardBuffers<T> buf(w, B, steps, kRows<T>, a.workspace);
+  const size_t w_col = buf.w_col, chunk = buf.chunk, gs = buf.gate_stride, G = buf.groups;
 
-  BView<T> dg_all{buf.d_gates, Simd<T>::lanes * size_t(kPanelVectors), 3 * Hp, 3 * Hp / L};
-  BView<T> dg_zr = dg_all;
-  dg_zr.nvec = 2 * Hp / L;
-  BView<T> dg_h = dg_all;
-  dg_h.data = buf.d_gates + 2 * Hp;
-  dg_h.nvec = Hp / L;
-  BView<T> drec_h{buf.d_rec_h, Simd<T>::lanes * size_t(kPanelVectors), Hp, Hp / L};
-  const WeightGradient<T> grads[3] = {
-      {I + 1, a.x, 1, I, long(I), dg_all, buf.d_kernel, 3 * Hp},
-      {H, a.tape.h_prev, 1, Hp, -1, dg_zr, buf.d_rec_zr, 2 * Hp},
-      w.reset_after ? WeightGradient<T>{H + 1, a.tape.h_prev, 1, Hp, long(H), drec_h, buf.d_rec_h_w, Hp}
-                    : WeightGradient<T>{H, a.tape.h_rec, 1, Hp, -1, dg_h, buf.d_rec_h_w, Hp},
-  };
-
-  const double flops = 6.0 * a.batch * a.steps * 3.0 * H * double(I + H);
+  const double flops = 6.0 * B * steps * 3.0 * H * double(I + H);
   int threads = a.threads < 1 ? 1 : a.threads;
   if (flops < 4e6) threads = 1;
   bool ok = true;
@@ -180,24 +336,88 @@ bool gru_backward(const BackwardArgs<T>& a) {
   {
     DenormalGuard guard;
     const int thread = thread_index(), team = team_size();
-    const RowRange mine = rows_of_thread(a.batch, kRows<T>, thread, team);
-    if (mine.begin < mine.end) ok = backward_rows(a, buf, mine.begin, mine.end);
+    const RowRange mine = rows_of_thread(B, kRows<T>, thread, team);
+    // Weight-gradient work of this thread: with fewer threads than groups, whole groups
+    // (g = thread, thread + team, ...); else group thread % G and a share of its columns.
+    size_t g_first = size_t(thread), g_step = size_t(team);
+    int slice = 0, slices = 1;
+    if (size_t(team) >= G) {
+      g_first = size_t(thread) % G;
+      g_step = G;  // one group only
+      slice = int(size_t(thread) / G);
+      slices = int((size_t(team) - g_first + G - 1) / G);
+    }
+    WeightGradient<T> probe[3];
+    const int count = group_products(w, buf, buf.chunks[0], buf.grads[0], 0, probe);
+    const RowRange cols = gradient_columns(probe, count, gs / L, slice, slices);
+
+    const size_t nr = mine.end - mine.begin, Ip = round_up(I, L);
+    const size_t n_dh = nr * Hp, n_q = size_t(kRows<T>) * (Hp > Ip ? Hp : Ip);
+    SerialState<T> st{static_cast<T*>(thread_scratch(sizeof(T) * (n_dh + n_q))), nullptr};
+    if (st.dh == nullptr) {
+      ok = false;
+    } else {
+      st.q = st.dh + n_dh;
+      for (size_t i = 0; i < nr; ++i) {
+        for (size_t u = 0; u < Hp; ++u) {
+          st.dh[i * Hp + u] =
+              (a.d_h_last != nullptr && u < H) ? a.d_h_last[(mine.begin + i) * H + u] : T(0);
+        }
+      }
+    }
+    // With one thread, or one thread a group (whose rows are then exactly its own rows), no
+    // thread reads rows another wrote, and the chunks need no barrier at all (which matters
+    // on a busy machine, where a barrier waits for a descheduled thread). Otherwise every
+    // thread meets every barrier, also one whose scratch failed (it then only waits); chunk
+    // i+2 reuses the buffers of chunk i only after the barrier of chunk i+1, which each
+    // thread reaches after its weight gradients of chunk i.
+    const bool own_rows_only = team == 1 || size_t(team) == G;
+    int p = 0;
+    for (size_t t1 = steps; t1 > 0; p ^= 1) {
+      const size_t t0 = t1 > chunk ? t1 - chunk : 0, len = t1 - t0;
+      const ChunkBuffers<T>& cb = buf.chunks[p];
+      if (ok && nr > 0) backward_rows(a, buf, cb, st, mine.begin, mine.end, t0, t1);
+      if (!own_rows_only) {
 #pragma omp barrier
-    ok = weight_gradients(grads, 3, rows, thread, team) && ok;
+      }
+      for (size_t g = g_first; g < G; g += g_step) {
+        const size_t row0 = chunk * buf.group_lo[g];
+        const size_t K = len * (buf.group_lo[g + 1] - buf.group_lo[g]);
+        WeightGradient<T> prods[3];
+        group_products(w, buf, cb, buf.grads[g], row0, prods);
+        weight_gradients(prods, count, gs, cb.d_gates + row0 * gs, buf.grads[g].d_sums, K, cols,
+                         t1 == steps);
+      }
+      t1 = t0;
+    }
+    if (ok) {
+      for (size_t i = 0; i < nr; ++i) copy_row(a.dh0 + (mine.begin + i) * H, st.dh + i * Hp, H);
+    }
   }
   if (!ok) return false;
 
-  // Unpad into the Keras layout.
+  // Sum the groups in order and unpad into the Keras layout (gates z, r, h).
   for (size_t g = 0; g < 3; ++g) {
+    const size_t rec_col = (w.reset_after ? (g + 1) % 3 : g) * Hp;  // gate g's column of dU
     for (size_t u = 0; u < H; ++u) {
       const size_t c = g * H + u, cp = g * Hp + u;
-      for (size_t i = 0; i < I; ++i) a.dkernel[i * 3 * H + c] = buf.d_kernel[i * 3 * Hp + cp];
-      for (size_t k = 0; k < H; ++k) {
-        a.drecurrent[k * 3 * H + c] = g < 2 ? buf.d_rec_zr[k * 2 * Hp + cp] : buf.d_rec_h_w[k * Hp + u];
+      for (size_t i = 0; i < I; ++i) {
+        T s = buf.grads[0].d_kernel[i * 3 * Hp + cp];
+        for (size_t j = 1; j < G; ++j) s += buf.grads[j].d_kernel[i * 3 * Hp + cp];
+        a.dkernel[i * 3 * H + c] = s;
       }
-      const T db_in = buf.d_kernel[I * 3 * Hp + cp];
+      for (size_t k = 0; k < H; ++k) {
+        T s = buf.grads[0].d_rec[k * 3 * Hp + rec_col + u];
+        for (size_t j = 1; j < G; ++j) s += buf.grads[j].d_rec[k * 3 * Hp + rec_col + u];
+        a.drecurrent[k * 3 * H + c] = s;
+      }
+      T db_in = buf.grads[0].d_sums[w_col + cp], db_hh = buf.grads[0].d_sums[u];
+      for (size_t j = 1; j < G; ++j) {
+        db_in += buf.grads[j].d_sums[w_col + cp];
+        db_hh += buf.grads[j].d_sums[u];
+      }
       a.dbias[c] = db_in;
-      if (w.reset_after) a.dbias[3 * H + c] = g < 2 ? db_in : buf.d_rec_h_w[H * Hp + u];
+      if (w.reset_after) a.dbias[3 * H + c] = g < 2 ? db_in : db_hh;  // b_hh: sum of dn*r
     }
   }
   return true;

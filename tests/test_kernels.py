@@ -133,6 +133,36 @@ def test_packed_gru_reuses_weights_and_matches_free_function():
         np.testing.assert_array_equal(out, ref_out)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
+def test_update_in_place_equals_a_fresh_pack_and_need_dx_false_skips_only_dx(simd, reset_after,
+                                                                            dtype):
+    rng = np.random.default_rng(11)
+    x, k1, r1, b1, h0 = random_gru(rng, 9, 7, 3, 21, reset_after)
+    _, k2, r2, b2, _ = random_gru(rng, 9, 7, 3, 21, reset_after)
+    d_out = rng.standard_normal((9, 7, 21))
+    updated = fastgru.PackedGRU(k1, r1, b1, reset_after, dtype)
+    updated.forward(x, h0)
+    updated.update(k2, r2, b2)
+    fresh = fastgru.PackedGRU(k2, r2, b2, reset_after, dtype)
+    results = []
+    for packed in (updated, fresh):
+        out, h, tape = packed.forward_train(x, h0)
+        results.append((out, h) + tuple(packed.backward(tape, d_out)))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    # The batch-1 path reads its own copy of U: compare it with the batched kernel's row.
+    for a, b in zip(updated.forward(x[:1], h0[:1]), results[1][:2]):
+        np.testing.assert_allclose(a, b[:1], rtol=1e-5, atol=1e-6)
+    _, _, tape = fresh.forward_train(x, h0)
+    no_dx = fresh.backward(tape, d_out, need_dx=False)
+    assert no_dx.dx is None
+    for a, b in zip(no_dx[1:], results[1][3:]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        updated.update(k2[:, :-3], r2, b2)
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     batch=st.integers(1, 20), steps=st.integers(1, 12), input_size=st.integers(1, 9),

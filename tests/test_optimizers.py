@@ -114,3 +114,23 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="unknown optimizer"):
         get("adagrad-ish")
     assert isinstance(get("adam"), Adam) and get("sgd").learning_rate == 0.01
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_fused_step_rounds_exactly_as_the_numpy_path(dtype, amsgrad):
+    # C-contiguous gradients take the fused C++ step; a strided view takes the NumPy one.
+    rng = np.random.default_rng(4)
+    start = rng.standard_normal(257).astype(dtype)
+    fused, numpy_path = start.copy(), start.copy()
+    opt_a, opt_b = Adam(0.01, amsgrad=amsgrad), Adam(0.01, amsgrad=amsgrad)
+    opt_a.build(fused)
+    opt_b.build(numpy_path)
+    for _ in range(20):
+        g = rng.standard_normal(257).astype(dtype) * 3
+        strided = np.empty(514, dtype)[::2]
+        strided[:] = g
+        opt_a.step(fused, g)
+        opt_b.step(numpy_path, strided)
+    np.testing.assert_array_equal(fused, numpy_path)
+    np.testing.assert_array_equal(opt_a.v, opt_b.v)

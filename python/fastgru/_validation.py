@@ -13,7 +13,7 @@ import numpy as np
 class GRUGradients(NamedTuple):
     """Gradients returned by ``gru_backward``, each shaped like what it is the gradient of."""
 
-    dx: np.ndarray  # (B, T, I)
+    dx: Optional[np.ndarray]  # (B, T, I); None when not asked for (need_dx=False)
     dh0: np.ndarray  # (B, H)
     dkernel: np.ndarray  # (I, 3H)
     drecurrent_kernel: np.ndarray  # (H, 3H)

@@ -65,6 +65,31 @@ class PackedGRU:
             self.reset_after,
         )
 
+    def update(self, kernel, recurrent_kernel, bias):
+        """Repack new weights of the same shapes into this object's buffers (no allocation).
+
+        Not while another thread runs ``forward``/``backward`` on this object. A tape from
+        before the update still belongs to it, but its gradients would mix old and new weights.
+        """
+        kernel, recurrent_kernel, bias = check_weights(
+            kernel, recurrent_kernel, bias, self.reset_after, self.input_size
+        )
+        if recurrent_kernel.shape[0] != self.units:
+            raise ValueError(
+                f"recurrent_kernel must have shape ({self.units}, {3 * self.units}); "
+                f"got shape {recurrent_kernel.shape}"
+            )
+        self._core.update(
+            _contiguous(kernel, self.dtype),
+            _contiguous(recurrent_kernel, self.dtype),
+            _contiguous(bias, self.dtype),
+        )
+
+    def update_prepared(self, kernel, recurrent_kernel, bias):
+        """``update`` for callers that hold C-contiguous arrays of ``self.dtype`` and the right
+        shapes (a layer after an optimizer step); the C++ side still checks them."""
+        self._core.update(kernel, recurrent_kernel, bias)
+
     def _check_x(self, x, h0):
         x = check_x(x, self.input_size)
         h0 = check_h0(h0, x.shape[0], self.units)
@@ -87,15 +112,18 @@ class PackedGRU:
         out, h_last, h_prev, gates, h_rec = self._core.forward_train(x, h0)
         return out, h_last, GRUTape(x, h_prev, gates, h_rec, self)
 
-    def backward(self, tape, d_out=None, d_h_last=None):
-        """Return ``GRUGradients`` given dL/d(outputs) and dL/d(last state) (None = zeros)."""
+    def backward(self, tape, d_out=None, d_h_last=None, need_dx=True):
+        """Return ``GRUGradients`` given dL/d(outputs) and dL/d(last state) (None = zeros).
+
+        With ``need_dx=False`` the input gradient is not computed and ``dx`` is None."""
         if not isinstance(tape, GRUTape) or tape.packed is not self:
             raise TypeError("tape must come from forward_train of this PackedGRU")
         batch, steps, _ = tape.x.shape
         d_out, d_h_last = check_output_grads(
             d_out, d_h_last, batch, steps, self.units, self.dtype
         )
-        grads = self._core.backward(tape.x, tape.h_prev, tape.gates, tape.h_rec, d_out, d_h_last)
+        grads = self._core.backward(tape.x, tape.h_prev, tape.gates, tape.h_rec, d_out, d_h_last,
+                                    bool(need_dx))
         return GRUGradients(*grads)
 
 

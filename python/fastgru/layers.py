@@ -237,7 +237,8 @@ class GRU(Layer):
 
     Output ``(batch, units)`` (the last state), or ``(batch, timesteps, units)`` with
     ``return_sequences=True`` (to feed another GRU). Runs on the C++ kernels through
-    ``fastgru.gru.PackedGRU``; the packed weights are cached and rebuilt when weights change.
+    ``fastgru.gru.PackedGRU``; the packed weights are cached, rebuilt when weights are set,
+    and repacked in place after each optimizer step in ``fit``.
     """
 
     _transient = ("_packed", "_tape")
@@ -312,6 +313,12 @@ class GRU(Layer):
         super()._weights_changed()
         self._packed = None
 
+    def _weights_stepped(self) -> None:
+        """The optimizer rewrote the weights in place: repack them into the cached buffers
+        (cheaper than a new ``PackedGRU`` after every batch)."""
+        if self._packed is not None:
+            self._packed.update_prepared(*self._weights)
+
     def packed(self) -> PackedGRU:
         """The weights packed for the kernels (cached until the weights change)."""
         if self._packed is None:
@@ -340,9 +347,9 @@ class GRU(Layer):
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> Optional[np.ndarray]:
         tape, self._tape = self._tape, None
         if self.return_sequences:
-            g = self._packed.backward(tape, d_out=dy)
+            g = self._packed.backward(tape, d_out=dy, need_dx=need_dx)
         else:
-            g = self._packed.backward(tape, d_h_last=dy)
+            g = self._packed.backward(tape, d_h_last=dy, need_dx=need_dx)
         gk, grk, gb = self._grads
         np.copyto(gk, g.dkernel)
         np.copyto(grk, g.drecurrent_kernel)

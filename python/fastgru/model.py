@@ -605,7 +605,7 @@ class Sequential:
                 opt_step(params, grads)
                 self._weights_version += 1
                 for g in grus:
-                    g._packed = None
+                    g._weights_stepped()
                 batch_losses.append(value)
                 if metric_fns:
                     pred = last._activate(out.copy()) if fused else out
