@@ -87,6 +87,31 @@ def test_one_window_latency(benchmark, matmul_gflops):
     benchmark.extra_info["microseconds"] = round(benchmark.stats.stats.median * 1e6, 1)
 
 
+def seed_model(steps):
+    """GRU(50) -> Dense(1) with random weights, built for windows of `steps` readings."""
+    model = fastgru.Sequential([fastgru.GRU(50, seed=0), fastgru.Dense(1, seed=1)])
+    model.build((None, steps, 1))
+    return model
+
+
+def test_one_window_predict(benchmark, matmul_gflops):
+    # What a user calls: Sequential.predict on one (1, 100, 1) window (the C++ inference path).
+    x = np.random.default_rng(0).standard_normal((1, 100, 1)).astype(np.float32)
+    model = seed_model(100)
+    benchmark(model.predict, x)
+    record(benchmark, forward_flops(*SHAPES["window"]), matmul_gflops, 1)
+    benchmark.extra_info["microseconds"] = round(benchmark.stats.stats.median * 1e6, 2)
+
+
+def test_stream_step(benchmark, matmul_gflops):
+    # One reading through GRU(50) -> Dense(1) with the state carried: model.stream().step.
+    stream = seed_model(1).stream()
+    reading = np.array([0.5], np.float32)
+    benchmark(stream.step, reading)
+    record(benchmark, forward_flops(1, 1, 1, 50), matmul_gflops, 1)
+    benchmark.extra_info["microseconds"] = round(benchmark.stats.stats.median * 1e6, 3)
+
+
 def test_seed_training_epoch(benchmark, threads, matmul_gflops):
     # 7,900 windows of 100 steps, GRU(50) -> Dense(1), MSE, Adam, batch 32: the seed recipe.
     rng = np.random.default_rng(0)
