@@ -134,42 +134,5 @@ inline void gemm_block_transposed(bool accumulate, int m, size_t K, const T* A, 
   }
 }
 
-// Packs rows [0, m) x columns [k0, k0+kc) of a strided matrix, A(i, k) = src[i*rs + k*cs],
-// into the k-major layout gemm_block reads. If ones_row is in [0, m), that row is all ones
-// (it turns a weight-gradient GEMM into one that also sums the bias gradient).
-template <typename T>
-inline void pack_rows(int m, size_t k0, size_t kc, const T* src, size_t rs, size_t cs,
-                      int ones_row, T* dst) {
-  // k outer: for the transposed sources this is written for (rs == 1) the m values of one k
-  // are contiguous, so each source cache line is read once.
-  for (size_t k = 0; k < kc; ++k) {
-    const T* col = src + (k0 + k) * cs;
-    for (int i = 0; i < m; ++i) dst[k * m + i] = i == ones_row ? T(1) : col[i * rs];
-  }
-}
-
-// C (M x nvec*L, row stride ldc) = A * B for a tall-K product such as dU = Hprev^T * dG:
-// K runs in chunks of kc so that a chunk of B stays in L2 while every row block of A uses
-// it. Row blocks [mb0, mb1) only, so callers can split the rows across threads; each output
-// element is summed in the same order whatever the split (deterministic for any thread count).
-template <typename T>
-inline void gemm_tall_k(size_t M, size_t K, const T* a_src, size_t rs, size_t cs, long ones_row,
-                        const BView<T>& B, T* C, size_t ldc, size_t mb0, size_t mb1,
-                        T* a_pack, size_t kc) {
-  constexpr int MR = kRows<T>;
-  for (size_t k0 = 0; k0 < K; k0 += kc) {
-    const size_t kn = K - k0 < kc ? K - k0 : kc;
-    BView<T> b = B;
-    b.data = B.data + k0 * B.ldb;
-    for (size_t mb = mb0; mb < mb1; ++mb) {
-      const size_t i0 = mb * MR;
-      const int m = int(M - i0 < size_t(MR) ? M - i0 : MR);
-      const long ones = ones_row - long(i0);
-      pack_rows<T>(m, k0, kn, a_src + i0 * rs, rs, cs, int(ones), a_pack);
-      gemm_block<T>(k0 != 0, m, kn, a_pack, 0, b, C + i0 * ldc, ldc);
-    }
-  }
-}
-
 }  // namespace FASTGRU_ISA
 }  // namespace fastgru
