@@ -1,8 +1,9 @@
 // Packed small-GEMM for the GRU: C (m x N) = / += A (m x K) * B (K x N).
 //
-// A is packed k-major for the m rows of one block (A[k*m + i]), so each step of the K loop
-// broadcasts m scalars; B is a BView (packed weights or a plain row-major matrix). The
-// micro-kernel keeps m x (P*NV) vector accumulators in registers over the whole K loop.
+// A is read in place, as m rows of a row-major matrix or as m columns of one whose rows are
+// k; each step of the K loop broadcasts m scalars of it. B is a BView (packed weights or a
+// plain row-major matrix). The micro-kernel keeps m x (P*NV) vector accumulators in
+// registers over the whole K loop.
 // For a single row (matrix-vector, the batch-1 latency path) it runs P=4 panels at once so
 // that enough independent FMA chains hide the FMA latency.
 #pragma once
@@ -82,19 +83,19 @@ inline void block_times_panels(size_t K, const T* A, size_t lda, const BView<T>&
 template <typename T> constexpr int kRows = FASTGRU_MR;
 constexpr int kPanelVectors = FASTGRU_NV;
 
-// C (m x nvec*L) = or += A (m x K) * B, for any 1 <= m <= kRows<T>. lda == 0 means A is
-// packed (pack_rows); otherwise A is m rows of a row-major matrix, lda apart.
-template <typename T, bool ACC>
+// C (m x nvec*L) = or += A (m x K) * B, for any 1 <= m <= kRows<T>. A(i, k) is A[i*lda + k]:
+// m rows of a row-major matrix, read in place; with TRANSPOSED it is A[k*lda + i], the
+// transpose of a row-major matrix with rows k (weight gradients such as Hprev^T * dG).
+template <typename T, bool ACC, bool TRANSPOSED = false>
 inline void gemm_block(int m, size_t K, const T* A, size_t lda, const BView<T>& B, T* C,
                        size_t ldc) {
   constexpr int NV = kPanelVectors;
   switch (m) {
-#define FASTGRU_CASE(M_)                                                                 \
-  case M_:                                                                               \
-    if constexpr (M_ <= kRows<T>) {                                                      \
-      if (lda == 0) return block_times_panels<T, M_, NV, ACC, true>(K, A, 0, B, C, ldc); \
-      return block_times_panels<T, M_, NV, ACC, false>(K, A, lda, B, C, ldc);            \
-    }                                                                                    \
+#define FASTGRU_CASE(M_)                                                                   \
+  case M_:                                                                                 \
+    if constexpr (M_ <= kRows<T>) {                                                        \
+      return block_times_panels<T, M_, NV, ACC, TRANSPOSED>(K, A, lda, B, C, ldc);         \
+    }                                                                                      \
     break;
     FASTGRU_CASE(1) FASTGRU_CASE(2) FASTGRU_CASE(3) FASTGRU_CASE(4)
     FASTGRU_CASE(5) FASTGRU_CASE(6) FASTGRU_CASE(7) FASTGRU_CASE(8)
@@ -113,24 +114,13 @@ inline void gemm_block(bool accumulate, int m, size_t K, const T* A, size_t lda,
   }
 }
 
-// C (m x nvec*L) = or += A * B where A(i, k) = A[k*lda + i]: the transpose of a row-major
-// matrix with rows k, read in place (weight gradients such as Hprev^T * dG need no packing).
 template <typename T>
 inline void gemm_block_transposed(bool accumulate, int m, size_t K, const T* A, size_t lda,
                                   const BView<T>& B, T* C, size_t ldc) {
-  constexpr int NV = kPanelVectors;
-  switch (m) {
-#define FASTGRU_CASE(M_)                                                                     \
-  case M_:                                                                                   \
-    if constexpr (M_ <= kRows<T>) {                                                          \
-      if (accumulate) return block_times_panels<T, M_, NV, true, true>(K, A, lda, B, C, ldc); \
-      return block_times_panels<T, M_, NV, false, true>(K, A, lda, B, C, ldc);               \
-    }                                                                                        \
-    break;
-    FASTGRU_CASE(1) FASTGRU_CASE(2) FASTGRU_CASE(3) FASTGRU_CASE(4)
-    FASTGRU_CASE(5) FASTGRU_CASE(6) FASTGRU_CASE(7) FASTGRU_CASE(8)
-#undef FASTGRU_CASE
-    default: break;
+  if (accumulate) {
+    gemm_block<T, true, true>(m, K, A, lda, B, C, ldc);
+  } else {
+    gemm_block<T, false, true>(m, K, A, lda, B, C, ldc);
   }
 }
 

@@ -31,3 +31,20 @@ def random_gru(rng, batch, steps, input_size, units, reset_after=True, with_h0=T
     bias = rng.uniform(-scale, scale, (2, 3 * units) if reset_after else (3 * units,))
     h0 = rng.uniform(-0.5, 0.5, (batch, units)) if with_h0 else None
     return x, kernel, recurrent, bias, h0
+
+
+class Scale(fastgru.layers.Layer):
+    """A user-defined parameter-free layer: no C++ inference path knows it."""
+
+    def weight_shapes(self, input_size=None):
+        return []
+
+    def build(self, input_shape, rng=None):
+        self.input_size = int(input_shape[-1])
+        self._finish_build([])
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def call(self, x):
+        return 2 * x

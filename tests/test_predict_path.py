@@ -5,6 +5,8 @@ import pytest
 
 import fastgru as fg
 
+from conftest import Scale
+
 
 def layers_forward(model, X):
     """The reference: each layer's Python-side call in turn (the training forward path)."""
@@ -84,23 +86,6 @@ def test_predict_follows_training():
     after = model.predict(X)
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, layers_forward(model, X), rtol=2e-6, atol=2e-6)
-
-
-class Scale(fg.layers.Layer):
-    """A user-defined parameter-free layer: no C++ inference path knows it."""
-
-    def weight_shapes(self, input_size=None):
-        return []
-
-    def build(self, input_shape, rng=None):
-        self.input_size = int(input_shape[-1])
-        self._finish_build([])
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def call(self, x):
-        return 2 * x
 
 
 def test_predict_runs_a_model_with_a_custom_layer_through_the_layers():

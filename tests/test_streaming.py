@@ -3,6 +3,8 @@ import pytest
 
 import fastgru as fg
 
+from conftest import Scale
+
 
 def trained_model(stacked=False, seed=0):
     rng = np.random.default_rng(seed)
@@ -122,23 +124,6 @@ def test_a_stream_keeps_its_weights_and_predict_follows_new_ones():
     np.testing.assert_allclose(y, before[0], rtol=1e-6, atol=1e-6)  # the old weights
     model.layers[-1].set_weights([np.zeros((12, 1)), np.ones(1)])  # one layer, directly
     np.testing.assert_array_equal(model.predict(X[:2]), np.ones((2, 1), np.float32))
-
-
-class Scale(fg.layers.Layer):
-    """A user-defined parameter-free layer: no C++ inference path knows it."""
-
-    def weight_shapes(self, input_size=None):
-        return []
-
-    def build(self, input_shape, rng=None):
-        self.input_size = int(input_shape[-1])
-        self._finish_build([])
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def call(self, x):
-        return 2 * x
 
 
 def test_a_model_with_a_custom_layer_streams_like_predict():
