@@ -81,7 +81,7 @@ struct PackedWeights {
   AlignedBuffer<T> rec_compact;  // K=H, N=compact_width (else empty)
   size_t compact_width = 0;
   static constexpr size_t kCompactVectors = 12;
-  static constexpr size_t kCompactSmallBytes = 24 * 1024;
+  static constexpr size_t kCompactSmallBytes = 32 * 1024;
   AlignedBuffer<T> bias_x;       // 3Hp: input bias, with the recurrent z/r bias folded in
   AlignedBuffer<T> bias_hh;      // Hp:  recurrent h bias (reset_after) or zeros
   // backward: dx = dG*W^T, dh += dG[z,r]*U[z,r]^T + dG_h*U[h]^T

@@ -186,7 +186,7 @@ def test_random_shapes_match_reference_float64(batch, steps, input_size, units, 
         assert_close(getattr(got, name), getattr(expected, name), GRAD_TOLERANCE[np.float64], name)
 
 
-@pytest.mark.parametrize("units", [1, 5, 16, 17, 32, 50, 64, 70])
+@pytest.mark.parametrize("units", [1, 5, 16, 17, 32, 44, 50, 64, 70])
 def test_batch_one_latency_path_matches_the_batched_kernel_and_reference(simd, units):
     # A single row (a window to predict, a stream step) runs its own schedule with an
     # unpadded copy of U for some H (cpp/gru_forward.h, forward_single_row); it must give
