@@ -39,7 +39,9 @@ import numpy as np
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from .callbacks import Callback, History
+from .inference import build_inference_model, has_inference_path
 from .layers import LAYER_CLASSES, GRU, Dense, Layer, check_weight_arrays
+from .streaming import Stream
 
 __all__ = ["Sequential", "load_model"]
 
@@ -370,8 +372,6 @@ class Sequential:
     def stream(self, batch_size: int = 1):
         """A stateful one-reading-at-a-time view for real-time use: ``st.step(x_t)``,
         ``st.reset()``, ``st.state`` (see ``fastgru.streaming.Stream``)."""
-        from .streaming import Stream
-
         return Stream(self, batch_size)
 
     def _inference_model(self):
@@ -380,12 +380,8 @@ class Sequential:
         is not a GRU, or a layer is user-defined): predict and stream then run the layers."""
         key = (self._weights_version, [layer._version for layer in self.layers])
         if self._inference is None or self._inference[0] != key:
-            from .inference import build_inference_model, has_inference_path
-
-            if not has_inference_path(self.layers):
-                return None
-
-            self._inference = (key, build_inference_model(self.layers))
+            runner = build_inference_model(self.layers) if has_inference_path(self.layers) else None
+            self._inference = (key, runner)
         return self._inference[1]
 
     def predict(self, X, batch_size: Optional[int] = None, verbose: int = 0) -> np.ndarray:
