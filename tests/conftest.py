@@ -36,7 +36,7 @@ def random_gru(rng, batch, steps, input_size, units, reset_after=True, with_h0=T
 class Scale(fastgru.layers.Layer):
     """A user-defined parameter-free layer: no C++ inference path knows it."""
 
-    def weight_shapes(self, input_size=None):
+    def weight_shapes(self):
         return []
 
     def build(self, input_shape, rng=None):

@@ -255,8 +255,7 @@ def _cmd_info(args) -> int:
         print(f"numpy {numpy.__version__}, pandas {pandas.__version__}")
     except ImportError:
         pass
-    show_config()
-    print(f"threads: {_threads()}")
+    show_config()  # SIMD path, compiler, OpenMP and threads
     return 0
 
 

@@ -25,13 +25,16 @@ DataFrame); a column name or index predicts that column from all of them; a list
 """
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
+from .callbacks import EarlyStopping, History
+from .layers import GRU, Dense
+from .model import Sequential, save_npz_atomically
+from .optimizers import Adam
 from .preprocessing import (
     MinMaxScaler,
     NotFittedError,
@@ -358,10 +361,6 @@ class GRUForecaster(_ParamsMixin):
         ``data``: a Series or DataFrame (DatetimeIndex or numeric index) or an array
         (N,) / (N, F), oldest first. ``y`` is ignored (scikit-learn signature).
         """
-        from .layers import GRU, Dense
-        from .model import Sequential
-        from .optimizers import Adam
-
         self._check_params()
         prep = self._prepare(data)
         n, n_features = prep.values.shape
@@ -383,11 +382,7 @@ class GRUForecaster(_ParamsMixin):
         X, yw = make_windows(scaled, self.window, horizon=out_steps, target=positions)
         yw = yw.reshape(len(yw), out_steps * len(positions))
 
-        model = Sequential([
-            GRU(int(self.units), reset_after=bool(self.reset_after)),
-            Dense(out_steps * len(positions)),
-        ])
-        model.compile(optimizer=Adam(learning_rate=self.learning_rate), loss=self.loss)
+        model = self._make_model(out_steps * len(positions))
         callbacks = self._callbacks()
         history = model.fit(
             X, yw, epochs=int(self.epochs), batch_size=int(self.batch_size),
@@ -413,11 +408,16 @@ class GRUForecaster(_ParamsMixin):
         self._context = prep.values[-self.window:].copy()
         return self
 
+    def _make_model(self, outputs: int) -> Sequential:
+        """GRU(units) -> Dense(outputs), compiled: what fit trains and load fills."""
+        model = Sequential([GRU(int(self.units), reset_after=bool(self.reset_after)),
+                            Dense(outputs)])
+        model.compile(optimizer=Adam(learning_rate=self.learning_rate), loss=self.loss)
+        return model
+
     def _callbacks(self):
         if self.early_stopping is None or self.early_stopping is False:
             return None
-        from .callbacks import EarlyStopping
-
         monitor = "val_loss" if self.validation_split else "loss"
         if isinstance(self.early_stopping, EarlyStopping):
             return [self.early_stopping]
@@ -678,19 +678,11 @@ class GRUForecaster(_ParamsMixin):
             arrays[f"weight_{i}"] = np.asarray(w)
         for key, value in _scaler_arrays(self.scaler_).items():
             arrays[f"scaler_{key}"] = value
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        with open(path, "wb") as fh:
-            fh.write(buf.getvalue())
+        save_npz_atomically(path, arrays)
 
     @classmethod
     def load(cls, path) -> "GRUForecaster":
         """Load a forecaster written by ``save``; it predicts without refitting."""
-        from .callbacks import History
-        from .layers import GRU, Dense
-        from .model import Sequential
-        from .optimizers import Adam
-
         try:
             archive = np.load(path, allow_pickle=False)
         except FileNotFoundError:
@@ -714,9 +706,7 @@ class GRUForecaster(_ParamsMixin):
         self = cls(**params)
         n_features = int(meta["n_features_in"])
         n_targets = len(meta["positions"])
-        model = Sequential([GRU(int(self.units), reset_after=bool(self.reset_after)),
-                            Dense(int(meta["out_steps"]) * n_targets)])
-        model.compile(optimizer=Adam(learning_rate=self.learning_rate), loss=self.loss)
+        model = self._make_model(int(meta["out_steps"]) * n_targets)
         model.set_weights(weights)  # builds the model from the kernel shapes
         self.model_ = model
         self.history_ = History()

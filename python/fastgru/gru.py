@@ -100,12 +100,6 @@ class PackedGRU:
         x, h0 = self._check_x(x, h0)
         return self._core.forward(x, h0)
 
-    def forward_prepared(self, x, h0):
-        """``forward`` for callers that already hold C-contiguous arrays of ``self.dtype`` with
-        checked shapes (the streaming loop): no second round of Python checks on a path that
-        costs microseconds; the C++ side still checks dtype, order and shape."""
-        return self._core.forward(x, h0)
-
     def forward_train(self, x, h0=None):
         """Return ``(outputs, last_state, tape)``; pass the tape to ``backward``."""
         x, h0 = self._check_x(x, h0)

@@ -9,7 +9,7 @@ Weight layout (what ``get_weights`` returns and ``set_weights`` takes, exactly a
 
 A layer is built lazily from the shape of its first input (only the feature axis matters).
 Inside a ``Sequential`` model the weights become views into one flat parameter buffer (so the
-optimizer updates every parameter with a handful of vectorised NumPy operations); call
+optimizer updates every parameter in one pass); call
 ``set_weights`` rather than writing into the arrays, so a GRU knows to repack its kernels.
 
 Training interface used by ``Sequential`` (not part of the public contract):
@@ -23,6 +23,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._validation import bias_shape
 from .gru import PackedGRU
 
 __all__ = ["Layer", "GRU", "Dense", "get_initializer", "glorot_uniform", "orthogonal"]
@@ -146,7 +147,7 @@ class Layer:
         """The live weight arrays in Keras order (do not write into them; use set_weights)."""
         return list(self._weights)
 
-    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
+    def weight_shapes(self) -> List[tuple]:
         raise NotImplementedError
 
     def get_weights(self) -> List[np.ndarray]:
@@ -281,11 +282,9 @@ class GRU(Layer):
     def bias(self) -> np.ndarray:
         return self._weights[2]
 
-    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
-        i = self.input_size if input_size is None else input_size
+    def weight_shapes(self) -> List[tuple]:
         h = self.units
-        bias = (2, 3 * h) if self.reset_after else (3 * h,)
-        return [(i, 3 * h), (h, 3 * h), bias]
+        return [(self.input_size, 3 * h), (h, 3 * h), bias_shape(h, self.reset_after)]
 
     def build(self, input_shape, rng: Optional[np.random.Generator] = None) -> None:
         if len(input_shape) != 3 and not (len(input_shape) == 2 and input_shape[0] is None):
@@ -425,9 +424,8 @@ class Dense(Layer):
     def bias(self) -> np.ndarray:
         return self._weights[1]
 
-    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
-        i = self.input_size if input_size is None else input_size
-        return [(i, self.units), (self.units,)]
+    def weight_shapes(self) -> List[tuple]:
+        return [(self.input_size, self.units), (self.units,)]
 
     def build(self, input_shape, rng: Optional[np.random.Generator] = None) -> None:
         if len(input_shape) < 2:

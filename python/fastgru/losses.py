@@ -27,11 +27,6 @@ __all__ = [
 EPSILON = 1e-7  # Keras backend epsilon
 
 
-def _log_sigmoid_neg_abs(z):
-    """log(1 + exp(-|z|)) without overflow."""
-    return np.log1p(np.exp(-np.abs(z)))
-
-
 class Loss:
     """Base class. ``loss(y_true, y_pred)`` returns the loss as a float, like Keras."""
 
@@ -154,11 +149,11 @@ class BinaryCrossentropy(Loss):
     def logits_value_and_grad(self, y_true, logits, grad=True):
         z = logits
         n = z.size
-        per = np.maximum(z, 0) - z * y_true + _log_sigmoid_neg_abs(z)
+        e = np.exp(-np.abs(z))  # both the loss and sigmoid(z) below, without overflow
+        per = np.maximum(z, 0) - z * y_true + np.log1p(e)
         value = float(per.sum(dtype=np.float64)) / n
         if not grad:
             return value, None
-        e = np.exp(-np.abs(z))
         s = 1.0 / (1.0 + e)
         p = np.where(z >= 0, s, e * s)
         p -= y_true

@@ -10,8 +10,8 @@ Design notes:
 * The input shape is inferred on the first ``fit`` / ``predict`` / ``set_weights``; only the
   feature count is fixed, the number of timesteps may vary between calls.
 * After the build every weight is a view into one flat parameter buffer and every gradient a
-  view into one flat gradient buffer, so an optimizer step is a dozen vectorised NumPy
-  operations. The per-batch Python work is the layer calls, the loss and that step.
+  view into one flat gradient buffer, so an optimizer step is one pass over one array (a
+  fused C++ pass for Adam). The per-batch Python work is the layer calls, the loss and that step.
 * ``loss`` in ``History`` is the mean of the epoch's batch losses (what Keras prints);
   metrics are sample-weighted means over the epoch; ``val_loss`` and ``evaluate`` are the
   exact (sample-weighted) loss over the whole set.
@@ -134,6 +134,8 @@ class Sequential:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_inference"] = None  # a native object; rebuilt on the next predict
+        # The flat buffers are rebuilt from the layers' weights by __setstate__ (_flatten).
+        state["_params"] = state["_grads"] = state["_backup"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -153,7 +155,7 @@ class Sequential:
         if any(layer is other for other in self.layers):
             raise ValueError("the same layer object cannot appear twice in a model")
         if layer.name is None:
-            base = {"GRU": "gru"}.get(type(layer).__name__, type(layer).__name__.lower())
+            base = type(layer).__name__.lower()
             taken = {l.name for l in self.layers}
             name, i = base, 0
             while name in taken:
@@ -705,20 +707,27 @@ class Sequential:
         arrays = {"__config__": np.array(json.dumps(config))}
         for i, w in enumerate(self.get_weights()):
             arrays[f"weight_{i}"] = w
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".fastgru-", suffix=".tmp", dir=directory)
+        save_npz_atomically(path, arrays)
+
+
+def save_npz_atomically(path, arrays: Dict[str, np.ndarray]) -> None:
+    """``np.savez`` to ``path`` (exactly that name) through a temporary file in the same
+    directory and ``os.replace``: a crash never leaves a half-written file."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastgru-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def load_model(path) -> Sequential:

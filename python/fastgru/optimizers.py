@@ -1,8 +1,8 @@
 """Optimizers with Keras 3's exact update rules, vectorised over one flat parameter buffer.
 
 ``Sequential`` keeps every parameter in one contiguous array (the layers' weights are views
-into it) and every gradient in another, so a step is a dozen NumPy operations however many
-layers there are. The optimizers also work on any single array::
+into it) and every gradient in another, so a step is one pass however many layers there are
+(Adam: one fused C++ pass, rounded as the NumPy expressions below; SGD: NumPy). The optimizers also work on any single array::
 
     opt = Adam(learning_rate=0.01)
     opt.build(params)              # state shaped like params

@@ -490,8 +490,8 @@ def make_windows(values, window: int, horizon: int = 1, target: TargetSpec = Non
           ``(samples, horizon, n_targets)`` always, even for ``horizon == 1``.
 
     ``samples = (N - window - horizon) // stride + 1``. Both arrays are read-only views of
-    ``values`` (``np.shares_memory(X, values)`` is True for a float ndarray); copy them before
-    writing into them.
+    ``values`` (``np.shares_memory(X, values)`` is True for a float ndarray), except ``y`` when
+    ``target`` lists non-adjacent columns (then a copy); copy them before writing into them.
 
     Raises
     ------
