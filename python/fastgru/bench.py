@@ -26,10 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
-import importlib
 import importlib.util
-import inspect
 import json
 import os
 import platform
@@ -263,7 +260,7 @@ def make_workloads(cfg: BenchConfig) -> List[Workload]:
         w = _gru_weights(rng, I, H)
         x = rng.standard_normal((B, T, I)).astype(np.float32)
         d_out = rng.standard_normal((B, T, H)).astype(np.float32)
-        flops = 2.0 * B * T * 3 * H * (I + H)
+        flops = forward_flops(B, T, I, H)
         data = dict(x=x, weights=w, d_out=d_out)
 
         def ref_fwd():
@@ -281,42 +278,51 @@ def make_workloads(cfg: BenchConfig) -> List[Workload]:
     return out
 
 
+def _carried_state_runner(readings, zero_state, step) -> "Runner":
+    """A streaming runner: ``step(reading, h) -> (output, h)`` over ``readings`` in a cycle, the
+    state carried between calls; the check replays all readings in order from ``zero_state()``."""
+    state = {"h": zero_state(), "i": 0}
+
+    def run():
+        i = state["i"] = (state["i"] + 1) % len(readings)
+        y, state["h"] = step(readings[i], state["h"])
+        return y
+
+    def check():
+        state["h"], state["i"] = zero_state(), -1
+        return [np.concatenate([run() for _ in readings])]
+
+    return Runner(run, check)
+
+
+def forward_flops(batch, steps, input_size, units) -> float:
+    """FLOPs of a GRU forward, the two matmuls only: 2*B*T*3H*(I+H) (backward: 2x that)."""
+    return 2.0 * batch * steps * 3 * units * (input_size + units)
+
+
 # ------------------------------------------------------------------------------- fastgru
-def _adam_update(params, grads, state, lr, eps, beta1=0.9, beta2=0.999):
-    """Keras' Adam: w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
-    state["t"] += 1
-    t = state["t"]
-    alpha = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-    for p, g, m, v in zip(params, grads, state["m"], state["v"]):
-        m *= beta1
-        m += (1 - beta1) * g
-        v *= beta2
-        v += (1 - beta2) * g * g
-        p -= (alpha * m / (np.sqrt(v) + eps)).astype(p.dtype)
-
-
 class KernelTrainer:
     """GRU -> Dense(1), MSE, Adam written directly on ``fastgru.PackedGRU``: the kernels with the
     least Python around them (what ``Sequential.fit`` does, minus its bookkeeping)."""
 
     def __init__(self, weights, lr=1e-3, eps=1e-7):
-        self.params = [np.array(w, np.float32) for w in weights]
-        self.lr, self.eps = lr, eps
-        self.state = dict(t=0, m=[np.zeros_like(p) for p in self.params],
-                          v=[np.zeros_like(p) for p in self.params])
-
-    def train_batch(self, xb, yb):
         import fastgru as fg
 
+        self.params = [np.array(w, np.float32) for w in weights]
+        self.packed = fg.PackedGRU(*self.params[:3])
+        self.optimizers = [fg.Adam(learning_rate=lr, epsilon=eps) for _ in self.params]
+
+    def train_batch(self, xb, yb):
         kernel, recurrent, bias, dk, db = self.params
-        packed = fg.PackedGRU(kernel, recurrent, bias)
-        _, h, tape = packed.forward_train(xb)
+        _, h, tape = self.packed.forward_train(xb)
         diff = h @ dk + db - yb
         d_pred = (2.0 / diff.size) * diff
         d_h = d_pred @ dk.T
-        g = packed.backward(tape, d_h_last=d_h)
+        g = self.packed.backward(tape, d_h_last=d_h, need_dx=False)
         grads = [g.dkernel, g.drecurrent_kernel, g.dbias, h.T @ d_pred, d_pred.sum(0)]
-        _adam_update(self.params, grads, self.state, self.lr, self.eps)
+        for opt, p, grad in zip(self.optimizers, self.params, grads):
+            opt.step(p, grad)
+        self.packed.update(kernel, recurrent, bias)
         return float(np.mean(diff * diff))
 
     def fit_epoch(self, X, y, batch, rng=None):
@@ -326,73 +332,28 @@ class KernelTrainer:
             self.train_batch(X[idx], y[idx])
 
     def predict(self, X):
-        import fastgru as fg
-
-        kernel, recurrent, bias, dk, db = self.params
-        return fg.PackedGRU(kernel, recurrent, bias).forward(X)[1] @ dk + db
-
-
-def _fastgru_api(name: str):
-    """``fastgru.<name>``, or from the submodule that defines it; None if not written yet."""
-    import fastgru as fg
-
-    if hasattr(fg, name):
-        return getattr(fg, name)
-    for mod in ("model", "layers", "optimizers"):
-        try:
-            found = getattr(importlib.import_module(f"fastgru.{mod}"), name, None)
-        except ImportError:
-            continue
-        if found is not None:
-            return found
-    return None
+        dk, db = self.params[3:]
+        return self.packed.forward(X)[1] @ dk + db
 
 
 def _fastgru_sequential(units, weights, steps, lr=None):
-    """A fastgru ``Sequential([GRU(units), Dense(1)])`` holding ``weights``; None if the package
-    has no Sequential yet."""
-    Sequential, GRU, Dense = (_fastgru_api(n) for n in ("Sequential", "GRU", "Dense"))
-    if Sequential is None or GRU is None or Dense is None:
-        return None
-    model = Sequential([GRU(units), Dense(1)])
+    """A fastgru ``Sequential([GRU(units), Dense(1)])`` holding ``weights`` (compiled with Adam
+    when ``lr`` is given)."""
+    import fastgru as fg
+
+    model = fg.Sequential([fg.GRU(units), fg.Dense(1)])
     if lr is not None:
-        model.compile(optimizer=_fastgru_api("Adam")(learning_rate=lr), loss="mse")
-    if hasattr(model, "build"):
-        model.build((None, steps, 1))
-    else:
-        _quiet_call(model.predict, np.zeros((1, steps, 1), np.float32))
+        model.compile(optimizer=fg.Adam(learning_rate=lr), loss="mse")
+    model.build((None, steps, 1))
     model.set_weights([np.array(w) for w in weights])
     return model
 
 
-def _quiet(method):
-    """``method`` with verbose=0 when it takes that argument (a Keras-style fit/predict).
-
-    The signature is looked up once, here: inside a timed call it would cost more than a
-    one-window predict itself."""
-    try:
-        if "verbose" in inspect.signature(method).parameters:
-            return functools.partial(method, verbose=0)
-    except (TypeError, ValueError):
-        pass
-    return method
-
-
-def _quiet_call(method, *args, **kwargs):
-    """Call ``_quiet(method)`` once (set-up and checks, not timed loops)."""
-    return _quiet(method)(*args, **kwargs)
-
-
 def _fastgru_adam_eps():
-    opt = _fastgru_api("Adam")
-    if opt is None:
-        return 1e-7
-    for name in ("epsilon", "eps"):
-        try:
-            return float(getattr(opt(learning_rate=1e-3), name))
-        except (AttributeError, TypeError):
-            continue
-    return 1e-7
+    """fastgru's (Keras') Adam epsilon, given to every peer's Adam."""
+    import fastgru as fg
+
+    return float(fg.Adam().epsilon)
 
 
 def fastgru_candidates(w: Workload) -> List[Candidate]:
@@ -409,18 +370,15 @@ def fastgru_candidates(w: Workload) -> List[Candidate]:
 
         def sequential(nt):
             threads(nt)
-            if _fastgru_sequential(units, ws, steps, lr) is None:
-                raise SkipCandidate("fastgru.Sequential not available yet")
 
             def check():
                 m = _fastgru_sequential(units, ws, steps, lr)
-                _quiet_call(m.fit, X[:n], y[:n], epochs=1, batch_size=batch, shuffle=False)
-                return [_quiet_call(m.predict, X[:n])]
+                m.fit(X[:n], y[:n], epochs=1, batch_size=batch, shuffle=False, verbose=0)
+                return [m.predict(X[:n])]
 
             m = _fastgru_sequential(units, ws, steps, lr)
-            fit = _quiet(m.fit)
-            return Runner(lambda: fit(X, y, epochs=1, batch_size=batch,
-                                              shuffle=True), check)
+            return Runner(lambda: m.fit(X, y, epochs=1, batch_size=batch, shuffle=True, verbose=0),
+                          check)
 
         def kernels(nt):
             threads(nt)
@@ -435,7 +393,7 @@ def fastgru_candidates(w: Workload) -> List[Candidate]:
             return Runner(lambda: t.fit_epoch(X, y, batch, rng), check)
 
         c.append(Candidate("fastgru Sequential.fit", "fastgru", sequential))
-        c.append(Candidate("fastgru PackedGRU loop (kernels + NumPy Dense/Adam)", "fastgru", kernels))
+        c.append(Candidate("fastgru PackedGRU loop (kernels + NumPy Dense, fastgru Adam)", "fastgru", kernels))
     elif w.key == "B":
         x, ws = d["x"], d["weights"]
         kernel, recurrent, bias, dk, db = ws
@@ -443,11 +401,7 @@ def fastgru_candidates(w: Workload) -> List[Candidate]:
         def predict(nt):
             threads(nt)
             m = _fastgru_sequential(recurrent.shape[0], ws, x.shape[1])
-            if m is None:
-                raise SkipCandidate("fastgru.Sequential not available yet")
-            predict_one = _quiet(m.predict)
-            f = lambda: predict_one(x)  # noqa: E731
-            return Runner(f, lambda: [np.asarray(f())])
+            return Runner(lambda: m.predict(x), lambda: [m.predict(x)])
 
         def packed(nt):
             threads(nt)
@@ -463,10 +417,7 @@ def fastgru_candidates(w: Workload) -> List[Candidate]:
 
         def stream(nt):
             threads(nt)
-            m = _fastgru_sequential(recurrent.shape[0], ws, 1)
-            if m is None or not hasattr(m, "stream"):
-                raise SkipCandidate("fastgru.Sequential has no stream() yet")
-            st = m.stream()
+            st = _fastgru_sequential(recurrent.shape[0], ws, 1).stream()
 
             def check():
                 st.reset()
@@ -484,20 +435,14 @@ def fastgru_candidates(w: Workload) -> List[Candidate]:
         def packed(nt):
             threads(nt)
             p = fg.PackedGRU(kernel, recurrent, bias)
-            xs = seq.reshape(len(seq), 1, 1, 1)
-            state = {"h": np.zeros((1, recurrent.shape[0]), np.float32), "i": 0}
 
-            def step():
-                i = state["i"] = (state["i"] + 1) % len(seq)
-                _, state["h"] = p.forward(xs[i], state["h"])
-                return state["h"] @ dk + db
+            def step(x, h):
+                _, h = p.forward(x, h)
+                return h @ dk + db, h
 
-            def check():
-                state["h"][:] = 0
-                state["i"] = -1
-                return [np.concatenate([step() for _ in seq])]
-
-            return Runner(step, check)
+            return _carried_state_runner(seq.reshape(len(seq), 1, 1, 1),
+                                         lambda: np.zeros((1, recurrent.shape[0]), np.float32),
+                                         step)
 
         c.append(Candidate("fastgru stream().step", "fastgru", stream))
         c.append(Candidate("fastgru PackedGRU.forward T=1 + NumPy Dense", "fastgru", packed))
@@ -613,21 +558,13 @@ def torch_candidates(w: Workload) -> List[Candidate]:
                     getattr(cell, name).copy_(getattr(gru, name + "_l0"))
                 fc.weight.copy_(torch.from_numpy(ws[3].T.copy()))
                 fc.bias.copy_(torch.from_numpy(ws[4]))
-            xs = [torch.from_numpy(v.reshape(1, -1)) for v in seq]
-            state = {"h": torch.zeros(1, gru.hidden_size), "i": 0}
-
-            def step():
-                i = state["i"] = (state["i"] + 1) % len(xs)
+            def step(x, h):
                 with torch.inference_mode():
-                    state["h"] = cell(xs[i], state["h"])
-                    return fc(state["h"]).numpy()
+                    h = cell(x, h)
+                    return fc(h).numpy(), h
 
-            def check():
-                state["h"] = torch.zeros(1, gru.hidden_size)
-                state["i"] = -1
-                return [np.concatenate([step() for _ in xs])]
-
-            return Runner(step, check)
+            return _carried_state_runner([torch.from_numpy(v.reshape(1, -1)) for v in seq],
+                                         lambda: torch.zeros(1, gru.hidden_size), step)
 
         c.append(Candidate("torch GRUCell+Linear (inference_mode)", "torch", build))
     elif w.key == "D.fwd":
@@ -704,20 +641,12 @@ def onnxruntime_candidates(w: Workload) -> List[Candidate]:
 
         def build(nt):
             s = session(interop.to_onnx_gru(*ws[:3], dense=(ws[3], ws[4])), nt)
-            xs = [v.reshape(1, 1, -1) for v in seq]
-            state = {"h": np.zeros((1, ws[1].shape[0]), np.float32), "i": 0}
+            def step(x, h):
+                y, h = s.run(["prediction", "h_last"], {"x": x, "h0": h})
+                return y, h
 
-            def step():
-                i = state["i"] = (state["i"] + 1) % len(xs)
-                y, state["h"] = s.run(["prediction", "h_last"], {"x": xs[i], "h0": state["h"]})
-                return y
-
-            def check():
-                state["h"] = np.zeros_like(state["h"])
-                state["i"] = -1
-                return [np.concatenate([step() for _ in xs])]
-
-            return Runner(step, check)
+            return _carried_state_runner([v.reshape(1, 1, -1) for v in seq],
+                                         lambda: np.zeros((1, ws[1].shape[0]), np.float32), step)
 
         c.append(Candidate("onnxruntime GRU op, initial_h carried", "onnxruntime", build))
     elif w.key == "D.fwd":
