@@ -1,0 +1,78 @@
+"""Time two builds of fastgru's extension against each other on GRU forward shapes.
+
+    python benchmarks/compare_builds.py OLD/_core*.so NEW/_core*.so [--threads 1]
+        [--shape H,B,I,T ...] [--rounds 3]
+
+Two builds cannot share a process (pybind11 registers each C++ type once per interpreter, so
+the second module silently runs the first one's code): each build runs in its own process,
+the builds take turns for --rounds rounds, and the best time of each is kept. Outputs of the
+two builds are compared too (max |difference|).
+"""
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import timeit
+
+import numpy as np
+
+DEFAULT_SHAPES = ["50,1,1,100", "32,1,1,100", "64,1,1,100", "50,1,1,1", "50,32,1,100"]
+
+
+def _time_one_build(path, threads, shapes):
+    """In a child process: seconds per PackedGRU.forward for each shape, and the outputs."""
+    spec = importlib.util.spec_from_file_location("_core", path)
+    core = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(core)
+    core.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    times, outputs = [], []
+    for units, batch, inputs, steps in shapes:
+        kernel = (rng.standard_normal((inputs, 3 * units)) * 0.3).astype(np.float32)
+        recurrent = (rng.standard_normal((units, 3 * units)) * 0.1).astype(np.float32)
+        bias = (rng.standard_normal((2, 3 * units)) * 0.1).astype(np.float32)
+        x = rng.standard_normal((batch, steps, inputs)).astype(np.float32)
+        h0 = np.zeros((batch, units), np.float32)
+        packed = core.PackedGRU(kernel, recurrent, bias, True)
+        number = max(3, 200_000 // (batch * units * steps))
+        times.append(min(timeit.repeat(lambda: packed.forward(x, h0), number=number,
+                                       repeat=5)) / number)
+        outputs.append(packed.forward(x, h0)[0].ravel().tolist())
+    return {"times": times, "outputs": outputs}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old")
+    parser.add_argument("new")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shape", action="append", help="H,B,I,T (repeatable)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    shapes = [tuple(int(v) for v in s.split(",")) for s in (args.shape or DEFAULT_SHAPES)]
+    if args.child:
+        print(json.dumps(_time_one_build(args.old, args.threads, shapes)))
+        return 0
+    best = {"old": [float("inf")] * len(shapes), "new": [float("inf")] * len(shapes)}
+    outputs = {}
+    for _ in range(args.rounds):
+        for name in ("old", "new"):
+            cmd = [sys.executable, __file__, getattr(args, name), "-", "--child",
+                   "--threads", str(args.threads)]
+            cmd += [a for s in shapes for a in ("--shape", ",".join(map(str, s)))]
+            result = json.loads(subprocess.run(cmd, capture_output=True, text=True,
+                                               check=True).stdout)
+            best[name] = [min(a, b) for a, b in zip(best[name], result["times"])]
+            outputs[name] = result["outputs"]
+    for i, shape in enumerate(shapes):
+        old, new = best["old"][i], best["new"][i]
+        diff = np.max(np.abs(np.subtract(outputs["old"][i], outputs["new"][i])))
+        print(f"H,B,I,T={','.join(map(str, shape))}: old {old * 1e6:.2f} us  new {new * 1e6:.2f} us"
+              f"  old/new {old / new:.2f}  max|diff| {diff:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
