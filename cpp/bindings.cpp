@@ -82,28 +82,41 @@ py::array_t<T> empty(const std::vector<py::ssize_t>& shape) {
   return py::array_t<T>(shape);
 }
 
+std::vector<py::ssize_t> gru_bias_shape(bool reset_after, py::ssize_t H) {
+  return reset_after ? std::vector<py::ssize_t>{2, 3 * H} : std::vector<py::ssize_t>{3 * H};
+}
+
+// Keras-layout GRU weights checked (arrays, 2-D, I and H > 0, dtype, C order, shapes) and
+// packed for the active path.
+template <typename T>
+std::unique_ptr<PackedWeights<T>> checked_packed_gru(const KernelTable& table, py::handle kernel,
+                                                     py::handle recurrent, py::handle bias,
+                                                     bool reset_after, bool for_training) {
+  if (!py::isinstance<py::array>(kernel) || !py::isinstance<py::array>(recurrent)) {
+    throw py::type_error("GRU kernel and recurrent_kernel must be NumPy arrays");
+  }
+  py::array k = py::reinterpret_borrow<py::array>(kernel);
+  py::array rk = py::reinterpret_borrow<py::array>(recurrent);
+  if (rk.ndim() != 2 || k.ndim() != 2) {
+    throw py::value_error("kernel (I, 3H) and recurrent_kernel (H, 3H) must be 2-D arrays");
+  }
+  const py::ssize_t H = rk.shape(0), I = k.shape(0);
+  if (H <= 0 || I <= 0) throw py::value_error("GRU units and input_size must be > 0");
+  auto kernel_arr = checked<T>(kernel, "kernel", {I, 3 * H});
+  auto rec_arr = checked<T>(recurrent, "recurrent_kernel", {H, 3 * H});
+  auto bias_arr = checked<T>(bias, "bias", gru_bias_shape(reset_after, H));
+  return std::make_unique<PackedWeights<T>>(table.geometry<T>(), kernel_arr.data(),
+                                            rec_arr.data(), bias_arr.data(), size_t(I),
+                                            size_t(H), reset_after, for_training);
+}
+
 template <typename T>
 class TypedGRU {
  public:
   TypedGRU(const KernelTable& table, py::handle kernel, py::handle recurrent, py::handle bias,
            bool reset_after)
-      : table_(table) {
-    py::array rk = py::reinterpret_borrow<py::array>(recurrent);
-    py::array k = py::reinterpret_borrow<py::array>(kernel);
-    if (!py::isinstance<py::array>(recurrent) || rk.ndim() != 2 || !py::isinstance<py::array>(kernel) ||
-        k.ndim() != 2) {
-      throw py::value_error("kernel (I, 3H) and recurrent_kernel (H, 3H) must be 2-D arrays");
-    }
-    const py::ssize_t H = rk.shape(0), I = k.shape(0);
-    if (H <= 0 || I <= 0) throw py::value_error("units and input_size must be > 0");
-    auto kernel_arr = checked<T>(kernel, "kernel", {I, 3 * H});
-    auto rec_arr = checked<T>(recurrent, "recurrent_kernel", {H, 3 * H});
-    auto bias_arr = checked<T>(bias, "bias", reset_after ? std::vector<py::ssize_t>{2, 3 * H}
-                                                         : std::vector<py::ssize_t>{3 * H});
-    weights_ = std::make_unique<PackedWeights<T>>(table.geometry<T>(), kernel_arr.data(),
-                                                  rec_arr.data(), bias_arr.data(), size_t(I),
-                                                  size_t(H), reset_after);
-  }
+      : table_(table),
+        weights_(checked_packed_gru<T>(table, kernel, recurrent, bias, reset_after, true)) {}
 
   // New weights of the same shapes, packed into the existing buffers. Not while another
   // thread runs this object's kernels (the GIL is held here, but they run without it).
@@ -112,8 +125,7 @@ class TypedGRU {
     const auto I = py::ssize_t(w.input_size), H = py::ssize_t(w.units);
     auto kernel_arr = checked<T>(kernel, "kernel", {I, 3 * H});
     auto rec_arr = checked<T>(recurrent, "recurrent_kernel", {H, 3 * H});
-    auto bias_arr = checked<T>(bias, "bias", w.reset_after ? std::vector<py::ssize_t>{2, 3 * H}
-                                                           : std::vector<py::ssize_t>{3 * H});
+    auto bias_arr = checked<T>(bias, "bias", gru_bias_shape(w.reset_after, H));
     w.pack(kernel_arr.data(), rec_arr.data(), bias_arr.data());
   }
 
@@ -259,22 +271,8 @@ class TypedInferenceModel {
       const std::string kind = spec[0].cast<std::string>();
       InferenceLayer<T> layer;
       if (kind == "gru") {
-        const bool reset_after = spec[4].cast<bool>();
-        if (!py::isinstance<py::array>(spec[1]) || !py::isinstance<py::array>(spec[2])) {
-          throw py::type_error("GRU kernel and recurrent_kernel must be NumPy arrays");
-        }
-        py::array rk = py::reinterpret_borrow<py::array>(spec[2]);
-        py::array k = py::reinterpret_borrow<py::array>(spec[1]);
-        if (rk.ndim() != 2 || k.ndim() != 2) throw py::value_error("GRU weights must be 2-D");
-        const py::ssize_t H = rk.shape(0), I = k.shape(0);
-        if (H <= 0 || I <= 0) throw py::value_error("GRU units and input_size must be > 0");
-        auto kernel = checked<T>(spec[1], "kernel", {I, 3 * H});
-        auto rec = checked<T>(spec[2], "recurrent_kernel", {H, 3 * H});
-        auto bias = checked<T>(spec[3], "bias", reset_after ? std::vector<py::ssize_t>{2, 3 * H}
-                                                            : std::vector<py::ssize_t>{3 * H});
-        layer.gru = std::make_unique<PackedWeights<T>>(table.geometry<T>(), kernel.data(),
-                                                       rec.data(), bias.data(), size_t(I),
-                                                       size_t(H), reset_after);
+        layer.gru = checked_packed_gru<T>(table, spec[1], spec[2], spec[3], spec[4].cast<bool>(),
+                                          /*for_training=*/false);
         layer.return_sequences = spec[5].cast<bool>();
       } else if (kind == "dense") {
         if (!py::isinstance<py::array>(spec[1])) throw py::type_error("Dense kernel must be a NumPy array");
@@ -353,7 +351,7 @@ class TypedStream {
   }
 
   // x_t: (features,) for a stream of one, or (batch, features). Returns (outputs,) or
-  // (batch, outputs), written into `out` when given (no allocation at all then).
+  // (batch, outputs), written into `out` when given (no new array then).
   py::object step(py::handle x_obj, py::handle out_obj) {
     const size_t I = model_->input_size(), O = model_->output_size();
     py::array_t<T> x;

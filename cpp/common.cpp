@@ -55,7 +55,8 @@ template <typename T>
 void pack_gates(AlignedBuffer<T>& out, size_t other, size_t width, const T* src, size_t ld,
                 size_t gate0, size_t gates, size_t H, size_t Hp, bool transposed) {
   const size_t K = transposed ? gates * Hp : other, N = transposed ? other : gates * Hp;
-  // Where column n of row 0 lives: panel n / width, position n % width.
+  // Where column n of row 0 lives: panel n / width, position n % width. (A table: measured
+  // faster for update() than a walking pointer or inline index arithmetic.)
   std::vector<size_t> at(N);
   for (size_t n = 0, p = 0, j = 0; n < N; ++n) {
     at[n] = p * K * width + j;
@@ -80,8 +81,9 @@ void pack_gates(AlignedBuffer<T>& out, size_t other, size_t width, const T* src,
 
 template <typename T>
 PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T* b, size_t I,
-                                size_t H, bool ra)
-    : input_size(I), units(H), padded_units(round_up(H, g.lanes)), reset_after(ra), geo(g) {
+                                size_t H, bool ra, bool training)
+    : input_size(I), units(H), padded_units(round_up(H, g.lanes)), reset_after(ra), geo(g),
+      for_training(training) {
   const size_t Hp = padded_units, L = g.lanes, PW = panel_width();
   kernel = AlignedBuffer<T>(panel_elements(I, 3 * Hp, L, PW));
   if (ra) {
@@ -99,9 +101,11 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
     rec_zr = AlignedBuffer<T>(panel_elements(H, 2 * Hp, L, PW));
     rec_h = AlignedBuffer<T>(panel_elements(H, Hp, L, PW));
   }
-  kernel_t = AlignedBuffer<T>(panel_elements(3 * Hp, I, L, PW));
-  rec_zr_t = AlignedBuffer<T>(panel_elements(2 * Hp, H, L, PW));
-  rec_h_t = AlignedBuffer<T>(panel_elements(Hp, H, L, PW));
+  if (for_training) {
+    kernel_t = AlignedBuffer<T>(panel_elements(3 * Hp, I, L, PW));
+    rec_zr_t = AlignedBuffer<T>(panel_elements(2 * Hp, H, L, PW));
+    rec_h_t = AlignedBuffer<T>(panel_elements(Hp, H, L, PW));
+  }
   bias_x = AlignedBuffer<T>(3 * Hp);
   bias_hh = AlignedBuffer<T>(Hp);
   pack(W, U, b);
@@ -121,9 +125,11 @@ void PackedWeights<T>::pack(const T* W, const T* U, const T* b) {
     pack_gates(rec_zr, H, PW, U, 3 * H, 0, 2, H, Hp, false);
     pack_gates(rec_h, H, PW, U, 3 * H, 2, 1, H, Hp, false);
   }
-  pack_gates(kernel_t, I, PW, W, 3 * H, 0, 3, H, Hp, true);
-  pack_gates(rec_zr_t, H, PW, U, 3 * H, 0, 2, H, Hp, true);
-  pack_gates(rec_h_t, H, PW, U, 3 * H, 2, 1, H, Hp, true);
+  if (for_training) {
+    pack_gates(kernel_t, I, PW, W, 3 * H, 0, 3, H, Hp, true);
+    pack_gates(rec_zr_t, H, PW, U, 3 * H, 0, 2, H, Hp, true);
+    pack_gates(rec_h_t, H, PW, U, 3 * H, 2, 1, H, Hp, true);
+  }
   for (size_t gate = 0; gate < 3; ++gate) {
     for (size_t u = 0; u < Hp; ++u) {
       const size_t c = gate * H + u;

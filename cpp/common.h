@@ -49,10 +49,9 @@ struct BView {
   size_t nvec = 0;          // columns to compute, in SIMD vectors
 };
 
-// Geometry of one SIMD path: vector lanes per type, micro-kernel rows (MR) and panel width (NV).
+// Geometry of one SIMD path that packing needs: vector lanes per type and panel width (NV).
 struct SimdGeometry {
   int lanes;    // elements per vector
-  int mr;       // rows of the micro-kernel
   int nv;       // vectors per panel
 };
 
@@ -75,8 +74,7 @@ struct PackedWeights {
   AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp (reset_after=False only)
   AlignedBuffer<T> rec_h;        // K=H,  N=Hp  (reset_after=False only)
   // reset_after with 3H <= kCompactVectors vectors (see the constructor for when exactly):
-  // U row-major with the gates unpadded,
-  // rows compact_width = round_up(3H, lanes) apart. The batch-1 latency path streams this
+  // U row-major with the gates unpadded, rows compact_width = round_up(3H, lanes) apart. The batch-1 latency path streams this
   // whole matrix every step, so the padding of each gate would cost load bandwidth there.
   AlignedBuffer<T> rec_compact;  // K=H, N=compact_width (else empty)
   size_t compact_width = 0;
@@ -84,13 +82,15 @@ struct PackedWeights {
   static constexpr size_t kCompactSmallBytes = 32 * 1024;
   AlignedBuffer<T> bias_x;       // 3Hp: input bias, with the recurrent z/r bias folded in
   AlignedBuffer<T> bias_hh;      // Hp:  recurrent h bias (reset_after) or zeros
-  // backward: dx = dG*W^T, dh += dG[z,r]*U[z,r]^T + dG_h*U[h]^T
+  // backward: dx = dG*W^T, dh += dG[z,r]*U[z,r]^T + dG_h*U[h]^T (empty if !for_training)
   AlignedBuffer<T> kernel_t;     // K=3Hp, N=I
   AlignedBuffer<T> rec_zr_t;     // K=2Hp, N=H
   AlignedBuffer<T> rec_h_t;      // K=Hp,  N=H
+  bool for_training = true;
 
+  // for_training=false packs only what the forward reads (the inference model).
   PackedWeights(SimdGeometry geo, const T* kernel, const T* recurrent_kernel, const T* bias,
-                size_t input_size, size_t units, bool reset_after);
+                size_t input_size, size_t units, bool reset_after, bool for_training = true);
   // Repacks new weights of the same shapes into the existing buffers (no allocation).
   void pack(const T* kernel, const T* recurrent_kernel, const T* bias);
 

@@ -14,15 +14,14 @@
 namespace fastgru {
 namespace FASTGRU_ISA {
 
-// A(i, k) is A[k*M + i] when packed (A[k*lda + i] if lda != 0: the columns of a matrix whose
-// rows are k, read in place), else A[i*lda + k] (rows of a row-major matrix, read in place: M
-// row pointers, each a contiguous stream, so the per-step GEMMs need no packing).
-template <typename T, int M, int P, int NV, bool ACC, bool PACKED>
+// A(i, k) is A[i*lda + k] (rows of a row-major matrix, read in place: M row pointers, each a
+// contiguous stream, so the per-step GEMMs need no packing), or with TRANSPOSED A[k*lda + i]
+// (the columns of a matrix whose rows are k).
+template <typename T, int M, int P, int NV, bool ACC, bool TRANSPOSED>
 inline void micro_kernel(size_t K, const T* __restrict A, size_t lda, const T* __restrict B,
                          size_t panel_stride, size_t ldb, T* __restrict C, size_t ldc) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
-  const size_t a_cs = PACKED && lda != 0 ? lda : size_t(M);  // packed: A[k*a_cs + i]
   V acc[M][P * NV];
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) {
@@ -37,7 +36,7 @@ inline void micro_kernel(size_t K, const T* __restrict A, size_t lda, const T* _
     for (int j = 0; j < P * NV; ++j) b[j] = load<T>(B + (j / NV) * panel_stride + k * ldb + (j % NV) * L);
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
-      const V a = splat<T>(PACKED ? A[k * a_cs + i] : A[i * lda + k]);
+      const V a = splat<T>(TRANSPOSED ? A[k * lda + i] : A[i * lda + k]);
 #pragma GCC unroll 16
       for (int j = 0; j < P * NV; ++j) acc[i][j] += a * b[j];
     }
@@ -51,7 +50,7 @@ inline void micro_kernel(size_t K, const T* __restrict A, size_t lda, const T* _
 
 // All panels of B for one block of M rows. Full panels have NV vectors; the last may be
 // narrower (nvec % NV), and C is never written past column nvec * lanes.
-template <typename T, int M, int NV, bool ACC, bool PACKED>
+template <typename T, int M, int NV, bool ACC, bool TRANSPOSED>
 inline void block_times_panels(size_t K, const T* A, size_t lda, const BView<T>& B, T* C,
                                size_t ldc) {
   constexpr int L = Simd<T>::lanes;
@@ -62,20 +61,20 @@ inline void block_times_panels(size_t K, const T* A, size_t lda, const BView<T>&
   const size_t full = B.nvec / NV, tail = B.nvec % NV;
   size_t p = 0;
   for (; p + P <= full; p += P) {
-    micro_kernel<T, M, P, NV, ACC, PACKED>(K, A, lda, B.data + p * B.panel_stride, B.panel_stride, B.ldb,
+    micro_kernel<T, M, P, NV, ACC, TRANSPOSED>(K, A, lda, B.data + p * B.panel_stride, B.panel_stride, B.ldb,
                                    C + p * NV * L, ldc);
   }
   for (; p < full; ++p) {
-    micro_kernel<T, M, 1, NV, ACC, PACKED>(K, A, lda, B.data + p * B.panel_stride, B.panel_stride, B.ldb,
+    micro_kernel<T, M, 1, NV, ACC, TRANSPOSED>(K, A, lda, B.data + p * B.panel_stride, B.panel_stride, B.ldb,
                                    C + p * NV * L, ldc);
   }
   if (tail != 0) {
     const T* b = B.data + full * B.panel_stride;
     T* c = C + full * NV * L;
     if constexpr (NV >= 3) {
-      if (tail == 2) return micro_kernel<T, M, 1, 2, ACC, PACKED>(K, A, lda, b, 0, B.ldb, c, ldc);
+      if (tail == 2) return micro_kernel<T, M, 1, 2, ACC, TRANSPOSED>(K, A, lda, b, 0, B.ldb, c, ldc);
     }
-    micro_kernel<T, M, 1, 1, ACC, PACKED>(K, A, lda, b, 0, B.ldb, c, ldc);
+    micro_kernel<T, M, 1, 1, ACC, TRANSPOSED>(K, A, lda, b, 0, B.ldb, c, ldc);
   }
 }
 
@@ -101,16 +100,6 @@ inline void gemm_block(int m, size_t K, const T* A, size_t lda, const BView<T>& 
     FASTGRU_CASE(5) FASTGRU_CASE(6) FASTGRU_CASE(7) FASTGRU_CASE(8)
 #undef FASTGRU_CASE
     default: break;
-  }
-}
-
-template <typename T>
-inline void gemm_block(bool accumulate, int m, size_t K, const T* A, size_t lda,
-                       const BView<T>& B, T* C, size_t ldc) {
-  if (accumulate) {
-    gemm_block<T, true>(m, K, A, lda, B, C, ldc);
-  } else {
-    gemm_block<T, false>(m, K, A, lda, B, C, ldc);
   }
 }
 

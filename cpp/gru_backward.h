@@ -329,8 +329,9 @@ bool gru_backward(const BackwardArgs<T>& a) {
   const size_t w_col = buf.w_col, chunk = buf.chunk, gs = buf.gate_stride, G = buf.groups;
 
   const double flops = 6.0 * B * steps * 3.0 * H * double(I + H);
+  // Not plan_threads: threads beyond the row blocks still share the weight-gradient columns.
   int threads = a.threads < 1 ? 1 : a.threads;
-  if (flops < 4e6) threads = 1;
+  if (flops < kMinParallelFlops) threads = 1;
   bool ok = true;
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(&& : ok)
   {

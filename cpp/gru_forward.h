@@ -12,17 +12,22 @@
 namespace fastgru {
 namespace FASTGRU_ISA {
 
-// The gates of units [u, u+L) with reset_after, from the input projection xw and the
-// recurrent product hu (3Hp values each, gates z, r, h). Both forward schedules use it, so
-// they compute bit for bit the same.
+// The reset_after gates of units [u, u+L), from the input projection xw (3Hp values, gates
+// z, r, h) and the recurrent product's vectors hu_*. Both forward schedules call these two, so
+// they compute bit for bit the same; the batch-1 one calls them in two passes.
 template <typename T>
-inline void gates_reset_after(const T* xw, vec_t<T> hu_z, vec_t<T> hu_r, vec_t<T> hu_h,
-                              const T* bx, const T* bhh, size_t Hp, size_t u, vec_t<T>* z,
-                              vec_t<T>* r, vec_t<T>* n, vec_t<T>* rec) {
+inline void gates_zr(const T* xw, vec_t<T> hu_z, vec_t<T> hu_r, const T* bx, size_t Hp, size_t u,
+                     vec_t<T>* z, vec_t<T>* r) {
   *z = sigmoid<T>(load<T>(xw + u) + hu_z + load<T>(bx + u));
   *r = sigmoid<T>(load<T>(xw + Hp + u) + hu_r + load<T>(bx + Hp + u));
+}
+
+// The candidate n; *rec gets hu_h + b_hh, which the tape keeps.
+template <typename T>
+inline vec_t<T> gate_n(const T* xw, vec_t<T> hu_h, vec_t<T> r, const T* bx, const T* bhh,
+                       size_t Hp, size_t u, vec_t<T>* rec) {
   *rec = hu_h + load<T>(bhh + u);
-  *n = tanh(load<T>(xw + 2 * Hp + u) + load<T>(bx + 2 * Hp + u) + *r * *rec);
+  return tanh(load<T>(xw + 2 * Hp + u) + load<T>(bx + 2 * Hp + u) + r * *rec);
 }
 
 // Runs rows [r0, r1) of the batch through all steps. Returns false if scratch was unavailable.
@@ -63,10 +68,8 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
       gemm_block<T, false>(m, I, a.x + (b0 * steps + t) * I, steps * I, Wx, C, ldc);
       if (w.reset_after) {
         gemm_block<T, false>(m, H, h_rows, Hp, U, C + 3 * Hp, ldc);
-      } else {
+      } else {  // n needs (r*h)*Uh: h*U[z,r] onto x*W, gates z and r, then one more GEMM
         gemm_block<T, true>(m, H, h_rows, Hp, Uzr, C, ldc);
-      }
-      if (!w.reset_after) {  // n needs (r*h)*Uh: gates z and r first, then one more GEMM
         for (int i = 0; i < m; ++i) {
           T* c = C + i * ldc;
           const T* h = h_rows + i * Hp;
@@ -91,8 +94,8 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
           V z, r, n, rec;
           if (w.reset_after) {
             const T* hu = c + 3 * Hp;
-            gates_reset_after<T>(c, load<T>(hu + u), load<T>(hu + Hp + u), load<T>(hu + 2 * Hp + u),
-                                 bx, bhh, Hp, u, &z, &r, &n, &rec);
+            gates_zr<T>(c, load<T>(hu + u), load<T>(hu + Hp + u), bx, Hp, u, &z, &r);
+            n = gate_n<T>(c, load<T>(hu + 2 * Hp + u), r, bx, bhh, Hp, u, &rec);
           } else {
             z = load<T>(c + u);
             r = load<T>(c + Hp + u);
@@ -171,16 +174,15 @@ bool forward_single_row(const ForwardArgs<T>& a) {
       for (size_t v = 0; v < 4; ++v) {
         if (v < vg) {
           const size_t u = v * L;
-          z[v] = sigmoid<T>(load<T>(x + u) + load<T>(hu + u) + load<T>(bx + u));
-          r[v] = sigmoid<T>(load<T>(x + Hp + u) + load<T>(hu + H + u) + load<T>(bx + Hp + u));
+          gates_zr<T>(x, load<T>(hu + u), load<T>(hu + H + u), bx, Hp, u, &z[v], &r[v]);
         }
       }
 #pragma GCC unroll 4
       for (size_t v = 0; v < 4; ++v) {
         if (v < vg) {
           const size_t u = v * L;
-          const V rec = load<T>(hu + 2 * H + u) + load<T>(bhh + u);
-          const V n = tanh(load<T>(x + 2 * Hp + u) + load<T>(bx + 2 * Hp + u) + r[v] * rec);
+          V rec;
+          const V n = gate_n<T>(x, load<T>(hu + 2 * H + u), r[v], bx, bhh, Hp, u, &rec);
           store<T>(h + u, n + z[v] * (load<T>(h + u) - n));
         }
       }
@@ -208,12 +210,12 @@ bool forward_latency_path(const ForwardArgs<T>& a) {
 template <typename T>
 bool gru_forward(const ForwardArgs<T>& a) {
   const PackedWeights<T>& w = *a.w;
-  const double flops = 2.0 * a.batch * a.steps * 3.0 * w.units * double(w.input_size + w.units);
-  const int threads = plan_threads(a.threads, a.batch, kRows<T>, flops);
   if (a.batch == 1 && w.compact_width != 0 && a.tape.gates == nullptr) {
     DenormalGuard guard;
     return forward_latency_path(a);
   }
+  const double flops = 2.0 * a.batch * a.steps * 3.0 * w.units * double(w.input_size + w.units);
+  const int threads = plan_threads(a.threads, a.batch, kRows<T>, flops);
   if (threads <= 1) {
     DenormalGuard guard;
     return forward_rows(a, 0, a.batch);

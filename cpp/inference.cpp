@@ -102,8 +102,8 @@ InferenceModel<T>::InferenceModel(const KernelTable& table, std::vector<Inferenc
       sequence = layer.return_sequences;
       state_sizes_.push_back(layer.gru->units);
     }
+    timed_.push_back(sequence);
   }
-  sequence_output_ = sequence;
 }
 
 template <typename T>
@@ -119,18 +119,15 @@ bool InferenceModel<T>::predict(const T* x, size_t batch, size_t steps, T* out,
                                 std::vector<T>& scratch) const {
   // Layer i < last writes buffer i % 2 (the last one writes out): each buffer as large as
   // the largest output written there.
+  auto rows = [&](size_t i) { return timed_[i] ? batch * steps : batch; };
   size_t sizes[2] = {0, 0};
-  bool sequence = true;
   for (size_t i = 0; i + 1 < layers_.size(); ++i) {
-    const InferenceLayer<T>& layer = layers_[i];
-    if (layer.gru) sequence = layer.return_sequences;
-    sizes[i % 2] = std::max(sizes[i % 2], (sequence ? batch * steps : batch) * layer.outputs());
+    sizes[i % 2] = std::max(sizes[i % 2], rows(i) * layers_[i].outputs());
   }
   if (scratch.size() < sizes[0] + sizes[1]) scratch.resize(sizes[0] + sizes[1]);
   T* buffers[2] = {scratch.data(), scratch.data() + sizes[0]};
 
   const T* cur = x;
-  sequence = true;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const InferenceLayer<T>& layer = layers_[i];
     T* dst = i + 1 == layers_.size() ? out : buffers[i % 2];
@@ -140,9 +137,8 @@ bool InferenceModel<T>::predict(const T* x, size_t batch, size_t steps, T* out,
                    keep_steps ? nullptr : dst)) {
         return false;
       }
-      sequence = keep_steps;
     } else {
-      layer.dense.forward(cur, sequence ? batch * steps : batch, dst);
+      layer.dense.forward(cur, rows(i), dst);
     }
     cur = dst;
   }

@@ -48,7 +48,7 @@ class InferenceModel {
   size_t input_size() const { return layers_.front().inputs(); }
   size_t output_size() const { return layers_.back().outputs(); }
   // True when predict returns one output per step (no GRU drops the time axis).
-  bool sequence_output() const { return sequence_output_; }
+  bool sequence_output() const { return timed_.back() != 0; }
   // Units of each GRU layer, in order: the shape of a stream's state.
   const std::vector<size_t>& state_sizes() const { return state_sizes_; }
 
@@ -65,7 +65,7 @@ class InferenceModel {
   const KernelTable& table_;
   std::vector<InferenceLayer<T>> layers_;
   std::vector<size_t> state_sizes_;
-  bool sequence_output_ = true;
+  std::vector<char> timed_;  // timed_[i]: layer i's output keeps the time axis
 };
 
 }  // namespace fastgru

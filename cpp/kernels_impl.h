@@ -15,8 +15,8 @@ namespace FASTGRU_ISA {
 extern const KernelTable kernel_table;
 const KernelTable kernel_table = {
     FASTGRU_ISA_NAME,
-    {Simd<float>::lanes, FASTGRU_MR, FASTGRU_NV},
-    {Simd<double>::lanes, FASTGRU_MR, FASTGRU_NV},
+    {Simd<float>::lanes, FASTGRU_NV},
+    {Simd<double>::lanes, FASTGRU_NV},
     {&gru_forward<float>, &gru_backward<float>},
     {&gru_forward<double>, &gru_backward<double>},
 };

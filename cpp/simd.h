@@ -43,11 +43,11 @@ template <typename T>
 inline void store(T* p, vec_t<T> v) {
   __builtin_memcpy(p, &v, sizeof v);
 }
-// s - 0 is s for every s, -0.0 included (s + 0 would turn -0.0 into +0.0).
 template <typename T>
 inline void copy_row(T* dst, const T* src, size_t n) {
   __builtin_memcpy(dst, src, n * sizeof(T));
 }
+// s - 0 is s for every s, -0.0 included (s + 0 would turn -0.0 into +0.0).
 template <typename T>
 inline vec_t<T> splat(T s) {
   return s - vec_t<T>{};
