@@ -39,6 +39,13 @@ def result_dtype(*arrays: Optional[np.ndarray]) -> np.dtype:
     return np.dtype(dtype)
 
 
+def check_positive_int(name: str, value) -> int:
+    """``value`` as an int if it is an integer >= 1 (not a bool), else a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
 def bias_shape(units: int, reset_after: bool) -> tuple:
     return (2, 3 * units) if reset_after else (3 * units,)
 

@@ -33,6 +33,8 @@ from typing import Optional
 
 import numpy as np
 
+from ._validation import check_positive_int
+
 __all__ = ["load_daily_temperatures", "make_daily_temperatures", "daily_temperatures_path"]
 
 _N_DAYS = 8000
@@ -59,9 +61,7 @@ def make_daily_temperatures(n_days: int = _N_DAYS, start: str = _START,
     """
     import pandas as pd
 
-    if isinstance(n_days, bool) or not isinstance(n_days, (int, np.integer)) or n_days < 1:
-        raise ValueError(f"n_days must be a positive integer; got {n_days!r}")
-    n = int(n_days)
+    n = check_positive_int("n_days", n_days)
     rng = np.random.default_rng(seed)
     e1 = rng.standard_normal(n)
     e2 = rng.standard_normal(n)

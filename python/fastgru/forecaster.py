@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
+from ._validation import check_positive_int
 from .callbacks import EarlyStopping, History
 from .layers import GRU, Dense
 from .model import Sequential, save_npz_atomically
@@ -69,12 +70,6 @@ def _mae(a, b) -> float:
 
 
 _METRIC_FNS = {"rmse": _rmse, "mae": _mae}
-
-
-def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
 
 
 @dataclass
@@ -184,10 +179,10 @@ class GRUForecaster(_ParamsMixin):
     # ------------------------------------------------------------------------------ checks
 
     def _check_params(self):
-        _check_int("window", self.window)
-        _check_int("horizon", self.horizon)
-        _check_int("epochs", self.epochs)
-        _check_int("batch_size", self.batch_size)
+        check_positive_int("window", self.window)
+        check_positive_int("horizon", self.horizon)
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size)
         if self.strategy not in _STRATEGIES:
             raise ValueError(f"strategy must be one of {_STRATEGIES}; got {self.strategy!r}")
         if self.fillna not in _FILLNA:
@@ -503,7 +498,7 @@ class GRUForecaster(_ParamsMixin):
         (steps, n_targets) when the series it starts from is an array.
         """
         self._check_fitted()
-        steps = self.horizon if steps is None else _check_int("steps", steps)
+        steps = self.horizon if steps is None else check_positive_int("steps", steps)
         if data is None:
             context, last, freq, pandas = (self._context, self._last_index, self.freq_,
                                            self._pandas)
@@ -578,7 +573,7 @@ class GRUForecaster(_ParamsMixin):
         available = n - self.window
         if test_size is None:
             test_size = available
-        test_size = _check_int("test_size", test_size)
+        test_size = check_positive_int("test_size", test_size)
         if test_size > available:
             raise ValueError(
                 f"test_size={test_size} needs {self.window + test_size} rows (window="
@@ -617,7 +612,7 @@ class GRUForecaster(_ParamsMixin):
             if not 0.0 < test_size < 1.0:
                 raise ValueError(f"a fractional test_size must be in (0, 1); got {test_size}")
             test_size = max(1, int(round(n * test_size)))
-        test_size = _check_int("test_size", test_size)
+        test_size = check_positive_int("test_size", test_size)
         if test_size >= n:
             raise ValueError(f"test_size={test_size} leaves no rows to train on (data has {n})")
         if refit:

@@ -23,7 +23,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import bias_shape
+from ._validation import bias_shape, check_positive_int
 from .gru import PackedGRU
 
 __all__ = ["Layer", "GRU", "Dense", "get_initializer", "glorot_uniform", "orthogonal"]
@@ -257,9 +257,7 @@ class GRU(Layer):
         name: Optional[str] = None,
     ):
         super().__init__(name=name, dtype=dtype, seed=seed)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"units must be a positive int; got {units!r}")
-        self.units = int(units)
+        self.units = check_positive_int("units", units)
         self.return_sequences = bool(return_sequences)
         self.reset_after = bool(reset_after)
         self.kernel_initializer = kernel_initializer
@@ -401,9 +399,7 @@ class Dense(Layer):
         name: Optional[str] = None,
     ):
         super().__init__(name=name, dtype=dtype, seed=seed)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"units must be a positive int; got {units!r}")
-        self.units = int(units)
+        self.units = check_positive_int("units", units)
         act = "linear" if activation is None else activation
         if not isinstance(act, str) or act.lower() not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected None or one of {_ACTIVATIONS}")

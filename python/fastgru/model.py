@@ -38,6 +38,7 @@ import numpy as np
 
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
+from ._validation import check_positive_int
 from .callbacks import Callback, History
 from .inference import build_inference_model, has_inference_path
 from .layers import LAYER_CLASSES, GRU, Dense, Layer, check_weight_arrays
@@ -355,12 +356,6 @@ class Sequential:
         pred_shape = self._output_shape(X.shape)
         return self.loss.prepare_targets(y, pred_shape, self.dtype)
 
-    @staticmethod
-    def _check_positive_int(name, value):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"{name} must be a positive int; got {value!r}")
-        return int(value)
-
     # -- forward ----------------------------------------------------------------------
     def _forward(self, X: np.ndarray, logits: bool = False) -> np.ndarray:
         a = X
@@ -397,7 +392,7 @@ class Sequential:
                 and X.size and runner is not None):
             X = self._check_x(X)
         forward = self._forward if runner is None else runner.predict
-        chunk = _PREDICT_CHUNK if batch_size is None else self._check_positive_int("batch_size", batch_size)
+        chunk = _PREDICT_CHUNK if batch_size is None else check_positive_int("batch_size", batch_size)
         if len(X) <= chunk:
             return forward(X)
         return np.concatenate([forward(X[i:i + chunk]) for i in range(0, len(X), chunk)])
@@ -437,7 +432,7 @@ class Sequential:
         self._require_built("evaluate")
         X = self._check_x(X)
         y = self._check_y(y, X)
-        chunk = _PREDICT_CHUNK if batch_size is None else self._check_positive_int("batch_size", batch_size)
+        chunk = _PREDICT_CHUNK if batch_size is None else check_positive_int("batch_size", batch_size)
         logs = self._evaluate_arrays(X, y, chunk)
         if verbose:
             print(" - ".join(f"{k}: {_fmt(v)}" for k, v in logs.items()))
@@ -514,8 +509,8 @@ class Sequential:
         len(y)``, NaN/inf in X or y, or a ``validation_split`` outside [0, 1).
         """
         self._require_compiled("fit")
-        epochs = self._check_positive_int("epochs", epochs)
-        batch_size = self._check_positive_int("batch_size", batch_size)
+        epochs = check_positive_int("epochs", epochs)
+        batch_size = check_positive_int("batch_size", batch_size)
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
         X = self._check_x(X)

@@ -20,6 +20,8 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ._validation import check_positive_int
+
 __all__ = ["NotFittedError", "MinMaxScaler", "StandardScaler", "make_windows"]
 
 
@@ -501,10 +503,8 @@ def make_windows(values, window: int, horizon: int = 1, target: TargetSpec = Non
     KeyError
         if a target column name is not found.
     """
-    for name, val in (("window", window), ("horizon", horizon), ("stride", stride)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-            raise ValueError(f"{name} must be a positive integer; got {val!r}")
-    window, horizon, stride = int(window), int(horizon), int(stride)
+    window, horizon, stride = (check_positive_int(name, val) for name, val in
+                               (("window", window), ("horizon", horizon), ("stride", stride)))
 
     index = columns = None
     if _is_pandas(values):

@@ -15,6 +15,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from ._validation import check_positive_int
 from .inference import STREAM_CLASSES
 from .layers import GRU
 
@@ -31,8 +32,7 @@ class Stream:
     def __init__(self, model, batch_size: int = 1):
         if not getattr(model, "built", False):
             raise RuntimeError("stream() needs a built model: fit it, predict once or set_weights first")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+        batch_size = check_positive_int("batch_size", batch_size)
         if not isinstance(model.layers[0], GRU):
             raise ValueError("stream() needs a model whose first layer is a GRU")
         self._grus = [layer for layer in model.layers if isinstance(layer, GRU)]
