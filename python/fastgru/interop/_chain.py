@@ -72,11 +72,16 @@ def dense_spec(kernel, bias=None, activation: str = "linear") -> DenseSpec:
     bias = np.zeros(kernel.shape[1], kernel.dtype) if bias is None else np.asarray(bias)
     if bias.shape != (kernel.shape[1],):
         raise ValueError(f"a Dense bias must have shape ({kernel.shape[1]},); got {bias.shape}")
+    return DenseSpec(kernel, bias, check_activation(activation))
+
+
+def check_activation(activation: str) -> str:
+    """``activation`` if a fastgru Dense layer has it, else NotImplementedError naming it."""
     if activation not in ACTIVATIONS:
         raise NotImplementedError(
             f"activation {activation!r} is not supported; fastgru Dense layers have {ACTIVATIONS}"
         )
-    return DenseSpec(kernel, bias, activation)
+    return activation
 
 
 def last_features(chain: Sequence[Spec]) -> int:
@@ -89,10 +94,7 @@ def with_activation(chain: Sequence[Spec], activation: str) -> List[Spec]:
     """The chain followed by ``activation``: it becomes the activation of a final linear Dense,
     or else (after a GRU, or after another activation) an identity Dense carrying it, which
     computes exactly ``activation(x)``."""
-    if activation not in ACTIVATIONS:
-        raise NotImplementedError(
-            f"activation {activation!r} is not supported; fastgru Dense layers have {ACTIVATIONS}"
-        )
+    check_activation(activation)
     chain = list(chain)
     if activation == "linear":
         return chain
