@@ -393,7 +393,8 @@ def fastgru_candidates(w: Workload) -> List[Candidate]:
             return Runner(lambda: t.fit_epoch(X, y, batch, rng), check)
 
         c.append(Candidate("fastgru Sequential.fit", "fastgru", sequential))
-        c.append(Candidate("fastgru PackedGRU loop (kernels + NumPy Dense, fastgru Adam)", "fastgru", kernels))
+        c.append(Candidate("fastgru PackedGRU loop (kernels + NumPy Dense, fastgru Adam)",
+                           "fastgru", kernels))
     elif w.key == "B":
         x, ws = d["x"], d["weights"]
         kernel, recurrent, bias, dk, db = ws
