@@ -91,11 +91,13 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
     // Worth it where it drops padding, or where U is small (H = 44, 48: 1.3x faster on
     // AVX-512); measured slower than the padded panels for H = 60..64, where U nearly fills
     // a 48 KiB L1 either way.
-    const size_t width = round_up(3 * H, L);
-    if (width <= kCompactVectors * L &&
-        (width < 3 * Hp || H * width * sizeof(T) <= kCompactSmallBytes)) {
-      compact_width = width;
-      rec_compact = AlignedBuffer<T>(H * compact_width);
+    const size_t width = fastgru::grouped_width(H, L);
+    if (width <= kGroupedVectors * L &&
+        (width < 3 * Hp || H * width * sizeof(T) <= kGroupedSmallBytes)) {
+      grouped_width = width;
+      rec_grouped = AlignedBuffer<T>(H * width);
+      kernel_grouped = AlignedBuffer<T>(I * width);
+      bias_grouped = AlignedBuffer<T>(width);
     }
   } else {
     rec_zr = AlignedBuffer<T>(panel_elements(H, 2 * Hp, L, PW));
@@ -118,9 +120,6 @@ void PackedWeights<T>::pack(const T* W, const T* U, const T* b) {
   pack_gates(kernel, I, PW, W, 3 * H, 0, 3, H, Hp, false);
   if (ra) {
     pack_gates(rec, H, PW, U, 3 * H, 0, 3, H, Hp, false);
-    for (size_t k = 0; k < H && compact_width != 0; ++k) {
-      std::memcpy(rec_compact.data() + k * compact_width, U + k * 3 * H, 3 * H * sizeof(T));
-    }
   } else {  // (r*h) meets U[h] only after z and r are known: two products
     pack_gates(rec_zr, H, PW, U, 3 * H, 0, 2, H, Hp, false);
     pack_gates(rec_h, H, PW, U, 3 * H, 2, 1, H, Hp, false);
@@ -142,6 +141,20 @@ void PackedWeights<T>::pack(const T* W, const T* U, const T* b) {
     }
   }
   for (size_t u = 0; u < Hp; ++u) bias_hh.data()[u] = (ra && u < H) ? b[3 * H + 2 * H + u] : T(0);
+  if (grouped_width != 0) pack_grouped(W, U);
+}
+
+template <typename T>
+void PackedWeights<T>::pack_grouped(const T* W, const T* U) {
+  const size_t I = input_size, H = units, Hp = padded_units, N = grouped_width;
+  for (size_t gate = 0; gate < 3; ++gate) {
+    for (size_t u = 0; u < H; ++u) {
+      const size_t c = grouped_column(gate, u, H, size_t(geo.lanes)), src = gate * H + u;
+      for (size_t k = 0; k < H; ++k) rec_grouped.data()[k * N + c] = U[k * 3 * H + src];
+      for (size_t k = 0; k < I; ++k) kernel_grouped.data()[k * N + c] = W[k * 3 * H + src];
+      bias_grouped.data()[c] = bias_x.data()[gate * Hp + u];
+    }
+  }
 }
 
 template <typename T>

@@ -57,6 +57,22 @@ struct SimdGeometry {
 
 inline size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
+// The unit-grouped layout of PackedWeights::rec_grouped for H units and L lanes: the column
+// of gate (0 z, 1 r, 2 n) of unit u, and the row width. Full groups of L units take a vector
+// per gate; the t = H % L units left share vectors when they fit (the latency path shifts r
+// and n down to lane 0), which saves the padding's loads on every step.
+inline size_t grouped_column(size_t gate, size_t u, size_t H, size_t L) {
+  const size_t full = H / L, t = H % L, group = u / L;
+  if (group < full || 2 * t > L) return 3 * group * L + gate * L + u % L;
+  const size_t base = 3 * full * L, i = u - full * L;
+  if (gate < 2) return base + gate * t + i;
+  return 3 * t <= L ? base + 2 * t + i : base + L + i;
+}
+inline size_t grouped_width(size_t H, size_t L) {
+  const size_t t = H % L;
+  return 3 * (H / L) * L + (t == 0 ? 0 : 2 * t > L ? 3 * L : 3 * t <= L ? L : 2 * L);
+}
+
 // Groups of batch rows with their own partial weight gradients in gru_backward (at most).
 constexpr size_t kBackwardGroups = 2;
 
@@ -73,13 +89,17 @@ struct PackedWeights {
   AlignedBuffer<T> rec;          // K=H,  N=3Hp (reset_after only: one GEMM for all three gates)
   AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp (reset_after=False only)
   AlignedBuffer<T> rec_h;        // K=H,  N=Hp  (reset_after=False only)
-  // reset_after with 3H <= kCompactVectors vectors (see the constructor for when exactly):
-  // U row-major with the gates unpadded, rows compact_width = round_up(3H, lanes) apart. The batch-1 latency path streams this
-  // whole matrix every step, so the padding of each gate would cost load bandwidth there.
-  AlignedBuffer<T> rec_compact;  // K=H, N=compact_width (else empty)
-  size_t compact_width = 0;
-  static constexpr size_t kCompactVectors = 12;
-  static constexpr size_t kCompactSmallBytes = 32 * 1024;
+  // The batch-1 latency path (reset_after, grouped_width <= kGroupedVectors vectors; see the
+  // constructor for when exactly) keeps all of h*U in registers, so it wants every gate of a
+  // unit in a fixed register and no padding to stream: columns grouped by units, a vector per
+  // gate for each L units [z r n], then the last H % L units packed [z r n] into one vector
+  // (3t <= L) or [z r][n] into two (2t <= L), else padded to [z][r][n] (grouped_column()).
+  AlignedBuffer<T> rec_grouped;     // K=H, N=grouped_width, row-major (else empty)
+  AlignedBuffer<T> kernel_grouped;  // K=I, N=grouped_width, row-major
+  AlignedBuffer<T> bias_grouped;    // grouped_width: bias_x in that layout
+  size_t grouped_width = 0;
+  static constexpr size_t kGroupedVectors = 12;
+  static constexpr size_t kGroupedSmallBytes = 32 * 1024;
   AlignedBuffer<T> bias_x;       // 3Hp: input bias, with the recurrent z/r bias folded in
   AlignedBuffer<T> bias_hh;      // Hp:  recurrent h bias (reset_after) or zeros
   // backward: dx = dG*W^T, dh += dG[z,r]*U[z,r]^T + dG_h*U[h]^T (empty if !for_training)
@@ -110,6 +130,9 @@ struct PackedWeights {
            kBackwardGroups * ((input_size + units) * 3 * Hp + 4 * Hp);
   }
   BView<T> view(const AlignedBuffer<T>& packed, size_t k, size_t n) const;
+
+ private:
+  void pack_grouped(const T* kernel, const T* recurrent_kernel);  // after bias_x
 };
 
 // Buffers that the training forward fills and backward reads, all (B, T, width) row-major.

@@ -12,22 +12,18 @@
 namespace fastgru {
 namespace FASTGRU_ISA {
 
-// The reset_after gates of units [u, u+L), from the input projection xw (3Hp values, gates
-// z, r, h) and the recurrent product's vectors hu_*. Both forward schedules call these two, so
-// they compute bit for bit the same; the batch-1 one calls them in two passes.
+// The reset_after gates of L units: z or r from the input projection, the recurrent
+// product and the bias; the candidate n, where *rec gets hu_h + b_hh, which the tape keeps.
+// Both forward schedules call these two, so they compute bit for bit the same.
 template <typename T>
-inline void gates_zr(const T* xw, vec_t<T> hu_z, vec_t<T> hu_r, const T* bx, size_t Hp, size_t u,
-                     vec_t<T>* z, vec_t<T>* r) {
-  *z = sigmoid<T>(load<T>(xw + u) + hu_z + load<T>(bx + u));
-  *r = sigmoid<T>(load<T>(xw + Hp + u) + hu_r + load<T>(bx + Hp + u));
+inline vec_t<T> gate_zr(vec_t<T> xw, vec_t<T> hu, vec_t<T> b) {
+  return sigmoid<T>(xw + hu + b);
 }
-
-// The candidate n; *rec gets hu_h + b_hh, which the tape keeps.
 template <typename T>
-inline vec_t<T> gate_n(const T* xw, vec_t<T> hu_h, vec_t<T> r, const T* bx, const T* bhh,
-                       size_t Hp, size_t u, vec_t<T>* rec) {
-  *rec = hu_h + load<T>(bhh + u);
-  return tanh(load<T>(xw + 2 * Hp + u) + load<T>(bx + 2 * Hp + u) + r * *rec);
+inline vec_t<T> gate_n(vec_t<T> xw, vec_t<T> b, vec_t<T> hu, vec_t<T> bhh, vec_t<T> r,
+                       vec_t<T>* rec) {
+  *rec = hu + bhh;
+  return tanh(xw + b + r * *rec);
 }
 
 // Runs rows [r0, r1) of the batch through all steps. Returns false if scratch was unavailable.
@@ -94,8 +90,10 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
           V z, r, n, rec;
           if (w.reset_after) {
             const T* hu = c + 3 * Hp;
-            gates_zr<T>(c, load<T>(hu + u), load<T>(hu + Hp + u), bx, Hp, u, &z, &r);
-            n = gate_n<T>(c, load<T>(hu + 2 * Hp + u), r, bx, bhh, Hp, u, &rec);
+            z = gate_zr<T>(load<T>(c + u), load<T>(hu + u), load<T>(bx + u));
+            r = gate_zr<T>(load<T>(c + Hp + u), load<T>(hu + Hp + u), load<T>(bx + Hp + u));
+            n = gate_n<T>(load<T>(c + 2 * Hp + u), load<T>(bx + 2 * Hp + u),
+                          load<T>(hu + 2 * Hp + u), load<T>(bhh + u), r, &rec);
           } else {
             z = load<T>(c + u);
             r = load<T>(c + Hp + u);
@@ -121,36 +119,45 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
   return true;
 }
 
-// Inference on one batch row, reset_after, 3H within PackedWeights::kCompactVectors vectors:
-// the latency path of a single window or a stream step. Each step streams all of U, so it
-// reads the unpadded copy (rec_compact) and keeps the NA accumulators of h*U in registers;
-// the input projections of kChunkSteps steps come from one GEMM. Lanes of h past H pick up
-// values of the next gate; only the first H are ever read (the product runs over k < H).
+// Inference on one batch row, reset_after, grouped_width = NA vectors: the latency path of
+// a single window or a stream step. Each step streams all of U, so it reads the unit-grouped
+// copy (PackedWeights::rec_grouped: no padding) and keeps h*U in NA registers, where each
+// gate of L units sits in its own register: the gates read the product from there, with a
+// lane shift for a packed tail, never through memory. Groups: FG = NA / 3 with a register
+// per gate, then a tail of NA % 3 registers, [z r n] or [z r][n], for the last H - FG*L units.
+// The input projections of kChunkSteps steps are computed ahead, in the same layout.
 template <typename T, int NA>
 bool forward_single_row(const ForwardArgs<T>& a) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
-  constexpr int MR = kRows<T>;
-  constexpr size_t kChunkSteps = 16;
+  constexpr int FG = NA / 3, TAIL = NA % 3;
+  constexpr size_t NC = size_t(NA) * L, kChunkSteps = 16;
   const PackedWeights<T>& w = *a.w;
-  const size_t I = w.input_size, H = w.units, Hp = w.padded_units, G = 3 * Hp, steps = a.steps;
-  const size_t NC = w.compact_width;
-  T* h = static_cast<T*>(thread_scratch(sizeof(T) * (Hp + NC + L + kChunkSteps * G)));
+  const size_t I = w.input_size, H = w.units, Hp = w.padded_units, steps = a.steps;
+  T* h = static_cast<T*>(thread_scratch(sizeof(T) * (Hp + kChunkSteps * NC)));
   if (h == nullptr) return false;
-  T* hu = h + Hp;             // h*U, compact: gate g of unit u at g*H + u (L spare lanes)
-  T* xw = hu + NC + L;        // (step of the chunk, 3Hp), padded gates
+  T* xw = h + Hp;  // (step of the chunk, NC)
   for (size_t u = 0; u < Hp; ++u) h[u] = (a.h0 != nullptr && u < H) ? a.h0[u] : T(0);
-  for (size_t c = NC; c < NC + L; ++c) hu[c] = T(0);
 
-  const BView<T> Wx = w.view(w.kernel, I, G);
-  const T* Uc = w.rec_compact.data();
-  const T* bx = w.bias_x.data();
+  const T* Ug = w.rec_grouped.data();
+  const T* Wg = w.kernel_grouped.data();
+  const T* bg = w.bias_grouped.data();
   const T* bhh = w.bias_hh.data();
+  // A packed tail's r starts at lane t, and its n at lane 2t ([z r n]) or in the next register.
+  const size_t t = H - size_t(FG) * L, tail = size_t(FG) * 3 * L;
+  const ivec_t<T> r_shift = shift_index<T>(t), n_shift = shift_index<T>(2 * t);
+  const V tail_bn = TAIL == 1 ? shift_down<T>(load<T>(bg + tail), n_shift)
+                              : TAIL == 2 ? load<T>(bg + tail + L) : V{};
   for (size_t t0 = 0; t0 < steps; t0 += kChunkSteps) {
     const size_t tc = steps - t0 < kChunkSteps ? steps - t0 : kChunkSteps;
-    for (size_t s0 = 0; s0 < tc; s0 += MR) {
-      const int ms = int(tc - s0 < size_t(MR) ? tc - s0 : MR);
-      gemm_block<T, false>(ms, I, a.x + (t0 + s0) * I, I, Wx, xw + s0 * G, G);
+    for (size_t s = 0; s < tc; ++s) {
+      const T* xs = a.x + (t0 + s) * I;
+#pragma GCC unroll 16
+      for (int j = 0; j < NA; ++j) {
+        V acc{};
+        for (size_t k = 0; k < I; ++k) acc += splat<T>(xs[k]) * load<T>(Wg + k * NC + j * L);
+        store<T>(xw + s * NC + j * L, acc);
+      }
     }
     for (size_t s = 0; s < tc; ++s) {
       V acc[NA];
@@ -158,33 +165,40 @@ bool forward_single_row(const ForwardArgs<T>& a) {
       for (int j = 0; j < NA; ++j) acc[j] = V{};
       for (size_t k = 0; k < H; ++k) {
         const V hk = splat<T>(h[k]);
-        const T* row = Uc + k * NC;
+        const T* row = Ug + k * NC;
 #pragma GCC unroll 16
         for (int j = 0; j < NA; ++j) acc[j] += hk * load<T>(row + j * L);
       }
+      // The gates in two passes: first all the independent sigmoids, then the tanh that
+      // needs r, so the core has whole passes of independent work to overlap.
+      const T* x = xw + s * NC;
+      V z[FG + 1], r[FG + 1];
 #pragma GCC unroll 16
-      for (int j = 0; j < NA; ++j) store<T>(hu + j * L, acc[j]);
-      // The gates in two passes over the (at most 4) vectors of units: first the 2*VG
-      // independent sigmoids, then the tanh that needs r, so the core has whole passes of
-      // independent work to overlap (one vector at a time is a chain of latencies).
-      const T* x = xw + s * G;
-      const size_t vg = Hp / L;
-      V z[4], r[4];
-#pragma GCC unroll 4
-      for (size_t v = 0; v < 4; ++v) {
-        if (v < vg) {
-          const size_t u = v * L;
-          gates_zr<T>(x, load<T>(hu + u), load<T>(hu + H + u), bx, Hp, u, &z[v], &r[v]);
-        }
+      for (int g = 0; g < FG; ++g) {
+        const size_t c = size_t(3 * g) * L;
+        z[g] = gate_zr<T>(load<T>(x + c), acc[3 * g], load<T>(bg + c));
+        r[g] = gate_zr<T>(load<T>(x + c + L), acc[3 * g + 1], load<T>(bg + c + L));
       }
-#pragma GCC unroll 4
-      for (size_t v = 0; v < 4; ++v) {
-        if (v < vg) {
-          const size_t u = v * L;
-          V rec;
-          const V n = gate_n<T>(x, load<T>(hu + 2 * H + u), r[v], bx, bhh, Hp, u, &rec);
-          store<T>(h + u, n + z[v] * (load<T>(h + u) - n));
-        }
+      if (TAIL != 0) {  // z in lanes [0, t), r in [t, 2t): one sigmoid for both
+        z[FG] = gate_zr<T>(load<T>(x + tail), acc[(3 * FG) % NA], load<T>(bg + tail));
+        r[FG] = shift_down<T>(z[FG], r_shift);
+      }
+#pragma GCC unroll 16
+      for (int g = 0; g < FG; ++g) {
+        const size_t c = size_t(3 * g) * L, u = size_t(g) * L;
+        V rec;
+        const V n = gate_n<T>(load<T>(x + c + 2 * L), load<T>(bg + c + 2 * L), acc[3 * g + 2],
+                              load<T>(bhh + u), r[g], &rec);
+        store<T>(h + u, n + z[g] * (load<T>(h + u) - n));
+      }
+      if (TAIL != 0) {
+        const size_t u = size_t(FG) * L;
+        const V xn = TAIL == 1 ? shift_down<T>(load<T>(x + tail), n_shift) : load<T>(x + tail + L);
+        const V hn = TAIL == 1 ? shift_down<T>(acc[(3 * FG) % NA], n_shift)
+                               : acc[(3 * FG + 1) % NA];
+        V rec;
+        const V n = gate_n<T>(xn, tail_bn, hn, load<T>(bhh + u), r[FG], &rec);
+        store<T>(h + u, n + z[FG] * (load<T>(h + u) - n));
       }
       if (a.out != nullptr) copy_row(a.out + (t0 + s) * H, h, H);
     }
@@ -195,7 +209,7 @@ bool forward_single_row(const ForwardArgs<T>& a) {
 
 template <typename T>
 bool forward_latency_path(const ForwardArgs<T>& a) {
-  switch (a.w->compact_width / Simd<T>::lanes) {
+  switch (a.w->grouped_width / Simd<T>::lanes) {
 #define FASTGRU_CASE(NA_) \
   case NA_:               \
     return forward_single_row<T, NA_>(a);
@@ -210,7 +224,7 @@ bool forward_latency_path(const ForwardArgs<T>& a) {
 template <typename T>
 bool gru_forward(const ForwardArgs<T>& a) {
   const PackedWeights<T>& w = *a.w;
-  if (a.batch == 1 && w.compact_width != 0 && a.tape.gates == nullptr) {
+  if (a.batch == 1 && w.grouped_width != 0 && a.tape.gates == nullptr) {
     DenormalGuard guard;
     return forward_latency_path(a);
   }

@@ -77,6 +77,43 @@ inline vec_t<T> copy_sign(vec_t<T> magnitude, vec_t<T> sign_from) {
   return (vec_t<T>)(((ivec_t<T>)magnitude & ~sign) | ((ivec_t<T>)sign_from & sign));
 }
 
+// Lane shifts by a count known only at run time (the latency path's packed gate tails):
+// lane i of shift_down(v, shift_index<T>(s)) is lane i + s of v; lanes past the end are
+// unspecified. One permute where the ISA has a variable one, lane by lane elsewhere.
+template <typename T>
+inline ivec_t<T> shift_index(size_t s) {
+  typedef decltype(ivec_t<T>{}[0]) Lane;
+  ivec_t<T> index{};
+  for (int i = 0; i < Simd<T>::lanes; ++i) {
+#if FASTGRU_VEC_BYTES == 32 && defined(__AVX2__)
+    if constexpr (sizeof(T) == 8) {  // AVX2 has no variable double permute: move float pairs
+      const uint64_t lo = 2 * (i + s) % 8, hi = lo + 1;
+      index[i] = Lane(lo | hi << 32);
+      continue;
+    }
+#endif
+    index[i] = Lane((i + s) % Simd<T>::lanes);
+  }
+  return index;
+}
+
+template <typename T>
+inline vec_t<T> shift_down(vec_t<T> v, ivec_t<T> index) {
+#if FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    return (vec_t<T>)_mm512_permutexvar_ps((__m512i)index, (__m512)v);
+  } else {
+    return (vec_t<T>)_mm512_permutexvar_pd((__m512i)index, (__m512d)v);
+  }
+#elif FASTGRU_VEC_BYTES == 32 && defined(__AVX2__)
+  return (vec_t<T>)_mm256_permutevar8x32_ps((__m256)v, (__m256i)index);
+#else
+  vec_t<T> out{};
+  for (int i = 0; i < Simd<T>::lanes; ++i) out[i] = v[index[i]];
+  return out;
+#endif
+}
+
 // exp with Cody-Waite range reduction, Cephes polynomials: about 1 ulp in each precision.
 // Inputs are clamped to the range where 2^n stays a normal number (enough for sigmoid/tanh).
 inline vec_t<float> exp(vec_t<float> x) {

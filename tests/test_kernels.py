@@ -187,17 +187,26 @@ def test_random_shapes_match_reference_float64(batch, steps, input_size, units, 
         assert_close(getattr(got, name), getattr(expected, name), GRAD_TOLERANCE[np.float64], name)
 
 
-@pytest.mark.parametrize("units", [1, 5, 16, 17, 32, 44, 50, 64, 70])
-def test_batch_one_latency_path_matches_the_batched_kernel_and_reference(simd, units):
-    # A single row (a window to predict, a stream step) runs its own schedule with an
-    # unpadded copy of U for some H (cpp/gru_forward.h, forward_single_row); it must give
-    # what the batched kernel gives for that row, and what the reference gives.
+# Units that give each layout of the latency path's grouped U (cpp/common.h, grouped_column)
+# for 16, 8, 4 and 2 lanes: whole groups only, a tail of 3t <= L lanes ([z r n]), of
+# 2t <= L < 3t ([z r][n]), a padded last group, and sizes past the path (64, 70).
+LATENCY_UNITS = [1, 2, 3, 4, 5, 7, 8, 11, 12, 16, 17, 20, 23, 32, 40, 44, 50, 64, 70]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("units", LATENCY_UNITS)
+def test_batch_one_latency_path_matches_the_batched_kernel_and_reference(simd, units, dtype):
+    # A single row (a window to predict, a stream step) runs its own schedule with U grouped
+    # by units for some H (cpp/gru_forward.h, forward_single_row); it must give what the
+    # batched kernel gives for that row, and what the reference gives.
     rng = np.random.default_rng(units)
-    x, kernel, recurrent, bias, h0 = (a.astype(np.float32) for a in
+    x, kernel, recurrent, bias, h0 = (a.astype(dtype) for a in
                                       random_gru(rng, 2, 40, 3, units, True))
     alone, h_alone = fastgru.gru_forward(x[:1], kernel, recurrent, bias, h0[:1])
     batched, h_batched = fastgru.gru_forward(x, kernel, recurrent, bias, h0)
-    np.testing.assert_allclose(alone, batched[:1], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(h_alone, h_batched[:1], rtol=1e-6, atol=1e-6)
+    same = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(alone, batched[:1], **same)
+    np.testing.assert_allclose(h_alone, h_batched[:1], **same)
     ref, _ = reference.gru_forward(x[:1], kernel, recurrent, bias, h0[:1])
-    assert_close(alone, ref, TOLERANCE[np.float32], f"batch 1, H={units}")
+    assert_close(alone, ref, TOLERANCE[dtype], f"batch 1, H={units}")
+
