@@ -210,3 +210,26 @@ def test_batch_one_latency_path_matches_the_batched_kernel_and_reference(simd, u
     ref, _ = reference.gru_forward(x[:1], kernel, recurrent, bias, h0[:1])
     assert_close(alone, ref, TOLERANCE[dtype], f"batch 1, H={units}")
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_gates_saturate_on_huge_inputs_and_nan_propagates(simd, dtype, batch):
+    # The vector exp clamps its argument (cpp/simd.h): pre-activations of +-1e4 and +-1e30
+    # must saturate the gates exactly as the float64 reference does, and a NaN that reaches
+    # a gate must come out as NaN, on the latency path (batch 1) and the batched one.
+    rng = np.random.default_rng(7)
+    x, kernel, recurrent, bias, h0 = (a.astype(dtype) for a in
+                                      random_gru(rng, batch, 6, 2, 50, True))
+    x[:, 1] = 1e4
+    x[:, 2] = -1e30
+    x[:, 3, 0] = 1e30
+    with np.errstate(over="ignore"):
+        ref, _ = reference.gru_forward(x.astype(np.float64), kernel, recurrent, bias, h0)
+    out, _ = fastgru.gru_forward(x, kernel, recurrent, bias, h0)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+
+    recurrent = recurrent.copy()
+    recurrent[3, 7] = np.nan  # reaches every unit one step after h[3] is nonzero
+    out, h = fastgru.gru_forward(x, kernel, recurrent, bias, h0)
+    assert np.isnan(out[:, 1:]).all() and np.isnan(h).all()
