@@ -61,6 +61,11 @@ def test_predict_takes_lists_other_dtypes_strided_arrays_and_chunks():
     wide[..., ::2] = X
     np.testing.assert_allclose(model.predict(wide[..., ::2]), expected, rtol=2e-6, atol=2e-6)
     np.testing.assert_array_equal(model.predict(X, batch_size=2), model.predict(X))
+    # float32 but not C-contiguous: C++ refuses it as is, predict converts it
+    wide32 = wide.astype(np.float32)
+    np.testing.assert_allclose(model.predict(wide32[..., ::2]), expected, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(model.predict(np.asfortranarray(X.astype(np.float32))), expected,
+                               rtol=2e-6, atol=2e-6)
 
 
 def test_predict_rejects_bad_input_clearly():
@@ -86,6 +91,35 @@ def test_predict_follows_training():
     after = model.predict(X)
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, layers_forward(model, X), rtol=2e-6, atol=2e-6)
+
+
+def test_predict_sees_every_weight_write_and_only_rebuilds_for_its_own():
+    # predict keeps a C++ copy of the weights and checks a global write counter before each
+    # layer's version (Sequential._inference_model): every way of writing weights must reach
+    # it, and another model's writes must not make it rebuild.
+    model = random_model(MODELS["gru-dense"]("float32"), 1)
+    other = random_model(MODELS["gru-dense"]("float32"), 1, seed=1)
+    X = np.random.default_rng(5).standard_normal((3, 7, 1)).astype(np.float32)
+    model.predict(X)
+    runner = model._inference_model()
+
+    other.layers[1].set_weights([w + 1 for w in other.layers[1].get_weights()])
+    other.compile(optimizer=fg.Adam(1e-2), loss="mse")
+    other.fit(X, X[:, -1], epochs=1, batch_size=3, verbose=0)
+    assert model._inference_model() is runner
+    np.testing.assert_allclose(model.predict(X), layers_forward(model, X), rtol=2e-6, atol=2e-6)
+
+    writes = [
+        lambda: model.layers[1].set_weights([w * 2 for w in model.layers[1].get_weights()]),
+        lambda: model.layers[0].set_weights([w * 0.5 for w in model.layers[0].get_weights()]),
+        lambda: model.set_weights([w + 0.1 for w in model.get_weights()]),
+    ]
+    for write in writes:
+        before = model.predict(X)
+        write()
+        after = model.predict(X)
+        assert not np.allclose(before, after)
+        np.testing.assert_allclose(after, layers_forward(model, X), rtol=2e-6, atol=2e-6)
 
 
 def test_predict_runs_a_model_with_a_custom_layer_through_the_layers():

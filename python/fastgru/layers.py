@@ -177,9 +177,14 @@ class Layer:
             raise RuntimeError(f"layer {self.name!r} is not built yet")
         return int(sum(w.size for w in self._weights))
 
+    # Counts weight writes of every layer (and optimizer steps, see Sequential.fit): a model
+    # whose C++ copy was made at the current count needs no look at each layer's _version.
+    _writes_anywhere = 0
+
     def _weights_changed(self) -> None:
         """Called whenever the weights were written (optimizer step, set_weights)."""
         self._version += 1
+        Layer._writes_anywhere += 1
 
     def _bind(self, weight_views: Sequence[np.ndarray], grad_views: Sequence[np.ndarray]) -> None:
         """Adopt views of a model's flat buffers: copy current values in, then use the views."""

@@ -127,7 +127,7 @@ class Sequential:
         self._grads: Optional[np.ndarray] = None
         self._segments: List[Tuple[int, int]] = []
         self._weights_version = 0  # bumped by every optimizer step in fit
-        self._inference = None  # (weights key, C++ inference model) for predict and stream
+        self._inference = None  # (write count, weights key, C++ model) for predict and stream
         for layer in layers or []:
             self.add(layer)
 
@@ -375,22 +375,33 @@ class Sequential:
         """The C++ model that predict and stream run (see fastgru.inference), rebuilt when the
         weights have changed since it was made; None when C++ cannot run the layers (the first
         is not a GRU, or a layer is user-defined): predict and stream then run the layers."""
+        writes = Layer._writes_anywhere
+        cached = self._inference
+        if cached is not None and cached[0] == writes:  # no weights written anywhere since
+            return cached[2]
         key = (self._weights_version, [layer._version for layer in self.layers])
-        if self._inference is None or self._inference[0] != key:
+        if cached is None or cached[1] != key:
             runner = build_inference_model(self.layers) if has_inference_path(self.layers) else None
-            self._inference = (key, runner)
-        return self._inference[1]
+        else:
+            runner = cached[2]
+        self._inference = (writes, key, runner)
+        return runner
 
     def predict(self, X, batch_size: Optional[int] = None, verbose: int = 0) -> np.ndarray:
         """Model outputs for ``X`` (in chunks of ``batch_size`` samples; None = large chunks)."""
         self._require_built("predict")
         runner = self._inference_model()
-        # An array that needs no conversion goes straight to C++ (which checks it again and
-        # rejects NaN/inf): a one-window call costs microseconds, so no Python work it can skip.
-        if not (type(X) is np.ndarray and X.ndim == 3 and X.dtype == self.layers[0].dtype
-                and X.flags.c_contiguous and X.shape[2] == self.layers[0].input_size
-                and X.size and runner is not None):
-            X = self._check_x(X)
+        # An array of the model's dtype goes straight to C++, which checks shape, layout and
+        # values (NaN/inf) itself: a one-window call costs microseconds, so no Python work
+        # it can skip. What C++ refuses comes back through the checks below, which convert
+        # it or say what is wrong.
+        if (runner is not None and batch_size is None and type(X) is np.ndarray
+                and X.dtype == self.layers[0].dtype and X.ndim == 3 and len(X) <= _PREDICT_CHUNK):
+            try:
+                return runner.predict(X)
+            except (TypeError, ValueError):
+                pass
+        X = self._check_x(X)
         forward = self._forward if runner is None else runner.predict
         chunk = _PREDICT_CHUNK if batch_size is None else check_positive_int("batch_size", batch_size)
         if len(X) <= chunk:
@@ -597,6 +608,7 @@ class Sequential:
                 np.copyto(backup, params)
                 opt_step(params, grads)
                 self._weights_version += 1
+                Layer._writes_anywhere += 1
                 for g in grus:
                     g._weights_stepped()
                 batch_losses.append(value)
