@@ -17,7 +17,7 @@ namespace FASTGRU_ISA {
 // Both forward schedules call these two, so they compute bit for bit the same.
 template <typename T>
 inline vec_t<T> gate_zr(vec_t<T> xw, vec_t<T> hu, vec_t<T> b) {
-  return sigmoid<T>(xw + hu + b);
+  return sigmoid<T>(hu + (xw + b));  // xw + b is off the chain of steps
 }
 template <typename T>
 inline vec_t<T> gate_n(vec_t<T> xw, vec_t<T> b, vec_t<T> hu, vec_t<T> bhh, vec_t<T> r,
