@@ -195,22 +195,38 @@ inline vec_t<double> exp_scaled(vec_t<double> x) {
   return exp(x * double(S));
 }
 
-// 1/x from the hardware estimate refined by Newton steps where the ISA has one (a divide is
-// the slowest instruction in the gate epilogue): about 1 ulp; a plain divide elsewhere.
-inline vec_t<float> reciprocal(vec_t<float> x) {
+// 1/x to at least 14 bits from the hardware estimate (a divide is the slowest instruction in
+// the gate epilogue): AVX-512's as is, SSE's and AVX's 12 bits after one Newton step; a plain
+// divide where the ISA has none.
+inline vec_t<float> reciprocal_estimate(vec_t<float> x) {
   typedef vec_t<float> V;
 #if FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)
-  V r = (V)_mm512_rcp14_ps((__m512)x);  // 14 bits
+  return (V)_mm512_rcp14_ps((__m512)x);
 #elif FASTGRU_VEC_BYTES == 32 && defined(__AVX__)
-  V r = (V)_mm256_rcp_ps((__m256)x);  // 12 bits
-  r = r + r * (1.0f - x * r);
+  const V r = (V)_mm256_rcp_ps((__m256)x);
+  return r + r * (1.0f - x * r);
 #elif FASTGRU_VEC_BYTES == 16 && defined(__SSE2__)
-  V r = (V)_mm_rcp_ps((__m128)x);
-  r = r + r * (1.0f - x * r);
+  const V r = (V)_mm_rcp_ps((__m128)x);
+  return r + r * (1.0f - x * r);
 #else
   return 1.0f / x;
 #endif
+}
+
+// 1/x to about 1 ulp: the estimate and one Newton step.
+inline vec_t<float> reciprocal(vec_t<float> x) {
+  const vec_t<float> r = reciprocal_estimate(x);
   return r + r * (1.0f - x * r);
+}
+
+// p / q to about 1 ulp: the quotient from the reciprocal estimate, then one Newton step on
+// the quotient itself (as many operations as a refined reciprocal times p, more accurate).
+// It ends in an add, never a bare product, so no caller's expression can fuse it into a
+// multiply-add one way here and another way there.
+inline vec_t<float> divide(vec_t<float> p, vec_t<float> q) {
+  const vec_t<float> r = reciprocal_estimate(q);
+  const vec_t<float> y = p * r;
+  return y + r * (p - q * y);
 }
 
 inline vec_t<double> reciprocal(vec_t<double> x) {
@@ -231,21 +247,34 @@ inline vec_t<T> sigmoid(vec_t<T> x) {
   return reciprocal(T(1) + exp_scaled<-1>(x));
 }
 
-// tanh: a Cephes odd polynomial/rational below |x| = 0.625 (keeps relative accuracy near 0),
-// 1 - 2 / (exp(2|x|) + 1) above, sign restored.
+// tanh, float: x P(x^2) / Q(x^2), an odd rational minimax fit of degrees 13/6 on |x| <= 7.905
+// (where tanh rounds to +-1), the coefficients of Eigen's generic_fast_tanh_float (also
+// XLA's and ONNX Runtime's MLAS tanh). One short chain and no exp; odd by construction, so
+// small arguments keep their relative accuracy.
 inline vec_t<float> tanh(vec_t<float> x) {
   typedef vec_t<float> V;
-  const V a = abs<float>(x);
-  const V big = copy_sign<float>(1.0f - 2.0f * reciprocal(exp_scaled<2>(a) + 1.0f), x);
+  const float bound = 7.90531110763549805f;
+#if FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)
+  // max/min return their second operand when one is NaN: NaN passes in two instructions
+  x = (V)_mm512_min_ps(_mm512_set1_ps(bound), _mm512_max_ps(_mm512_set1_ps(-bound), (__m512)x));
+#else
+  x = clamp<float>(x, -bound, bound);
+#endif
   const V z = x * x;
-  V p = z * -5.70498872745e-3f + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  const V small = p * z * x + x;
-  return select<float>(a < 0.625f, small, big);
+  V p = z * -2.76076847742355e-16f + 2.00018790482477e-13f;
+  p = p * z - 8.60467152213735e-11f;
+  p = p * z + 5.12229709037114e-08f;
+  p = p * z + 1.48572235717979e-05f;
+  p = p * z + 6.37261928875436e-04f;
+  p = p * z + 4.89352455891786e-03f;
+  V q = z * 1.19825839466702e-06f + 1.18534705686654e-04f;
+  q = q * z + 2.26843463243900e-03f;
+  q = q * z + 4.89352518554385e-03f;
+  return divide(x * p, q);  // q >= 4.89e-3: finite, positive
 }
 
+// tanh, double: a Cephes odd polynomial/rational below |x| = 0.625 (keeps relative accuracy
+// near 0), 1 - 2 / (exp(2|x|) + 1) above, sign restored.
 inline vec_t<double> tanh(vec_t<double> x) {
   typedef vec_t<double> V;
   const V a = abs<double>(x);
