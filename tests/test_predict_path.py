@@ -122,6 +122,22 @@ def test_predict_sees_every_weight_write_and_only_rebuilds_for_its_own():
         np.testing.assert_allclose(after, layers_forward(model, X), rtol=2e-6, atol=2e-6)
 
 
+def test_predict_follows_a_changed_activation_or_return_sequences():
+    # The C++ copy holds these too: changing them after predict must not leave it stale.
+    model = random_model([fg.GRU(6, return_sequences=True), fg.GRU(5), fg.Dense(3)], 2)
+    X = np.random.default_rng(6).standard_normal((4, 9, 2)).astype(np.float32)
+    linear = model.predict(X)
+    model.layers[-1].activation = "sigmoid"
+    np.testing.assert_allclose(model.predict(X), 1 / (1 + np.exp(-linear)), rtol=1e-5, atol=1e-6)
+    model.layers[1].return_sequences = True
+    assert model.predict(X).shape == (4, 9, 3)
+    np.testing.assert_allclose(model.predict(X), layers_forward(model, X), rtol=2e-6, atol=2e-6)
+    with pytest.raises(ValueError, match="unknown activation"):
+        model.layers[-1].activation = "swish"
+    with pytest.raises(ValueError, match="reset_after cannot change"):
+        model.layers[0].reset_after = False
+
+
 def test_predict_runs_a_model_with_a_custom_layer_through_the_layers():
     model = random_model([fg.GRU(4, return_sequences=True), Scale(), fg.GRU(3), fg.Dense(2)], 2)
     X = np.random.default_rng(5).standard_normal((3, 6, 2)).astype(np.float32)

@@ -183,6 +183,11 @@ class Layer:
 
     def _weights_changed(self) -> None:
         """Called whenever the weights were written (optimizer step, set_weights)."""
+        self._config_changed()
+
+    def _config_changed(self) -> None:
+        """Called when anything a model's C++ copy of this layer holds has changed (weights,
+        an activation, return_sequences): the next predict or stream rebuilds it."""
         self._version += 1
         Layer._writes_anywhere += 1
 
@@ -263,8 +268,8 @@ class GRU(Layer):
     ):
         super().__init__(name=name, dtype=dtype, seed=seed)
         self.units = check_positive_int("units", units)
-        self.return_sequences = bool(return_sequences)
-        self.reset_after = bool(reset_after)
+        self.return_sequences = return_sequences
+        self._reset_after = bool(reset_after)
         self.kernel_initializer = kernel_initializer
         self.recurrent_initializer = recurrent_initializer
         self.bias_initializer = bias_initializer
@@ -272,6 +277,28 @@ class GRU(Layer):
             get_initializer(init)  # fail early on a bad name
         self._packed: Optional[PackedGRU] = None
         self._tape = None
+
+    @property
+    def return_sequences(self) -> bool:
+        return self._return_sequences
+
+    @return_sequences.setter
+    def return_sequences(self, value: bool) -> None:
+        self._return_sequences = bool(value)
+        self._config_changed()
+
+    @property
+    def reset_after(self) -> bool:
+        return self._reset_after
+
+    @reset_after.setter
+    def reset_after(self, value: bool) -> None:
+        if self.built and bool(value) != self._reset_after:
+            raise ValueError(
+                f"GRU layer {self.name!r}: reset_after cannot change once the layer is built "
+                "(it changes the bias shape and what the weights mean); make a new layer"
+            )
+        self._reset_after = bool(value)
 
     @property
     def kernel(self) -> np.ndarray:
@@ -405,10 +432,7 @@ class Dense(Layer):
     ):
         super().__init__(name=name, dtype=dtype, seed=seed)
         self.units = check_positive_int("units", units)
-        act = "linear" if activation is None else activation
-        if not isinstance(act, str) or act.lower() not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected None or one of {_ACTIVATIONS}")
-        self.activation = act.lower()
+        self.activation = activation
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
         get_initializer(kernel_initializer)
@@ -416,6 +440,18 @@ class Dense(Layer):
         self._x = None
         self._y = None
         self._logits = False
+
+    @property
+    def activation(self) -> str:
+        return self._activation
+
+    @activation.setter
+    def activation(self, value: Optional[str]) -> None:
+        act = "linear" if value is None else value
+        if not isinstance(act, str) or act.lower() not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation {value!r}; expected None or one of {_ACTIVATIONS}")
+        self._activation = act.lower()
+        self._config_changed()
 
     @property
     def kernel(self) -> np.ndarray:
