@@ -134,3 +134,29 @@ def test_adam_fused_step_rounds_exactly_as_the_numpy_path(dtype, amsgrad):
         opt_b.step(numpy_path, strided)
     np.testing.assert_array_equal(fused, numpy_path)
     np.testing.assert_array_equal(opt_a.v, opt_b.v)
+
+
+def test_step_refuses_arrays_its_state_was_not_built_for():
+    # A silent rebuild would drop the moments and restart the bias correction.
+    opt = Adam(0.01)
+    p = np.zeros(4)
+    opt.step(p, np.ones(4))
+    with pytest.raises(ValueError, match="built for 4 values of dtype float64"):
+        opt.step(np.zeros(5), np.ones(5))
+    with pytest.raises(ValueError, match="call build"):
+        opt.step(np.zeros(4, np.float32), np.ones(4, np.float32))
+    assert opt.iterations == 1
+    opt.build(np.zeros(5))
+    opt.step(np.zeros(5), np.ones(5))
+    assert opt.iterations == 1
+
+
+def test_one_optimizer_moves_between_models_of_different_sizes():
+    import fastgru as fg
+    opt = Adam(0.01)
+    X = np.random.default_rng(0).standard_normal((8, 5, 1)).astype(np.float32)
+    for units in (3, 4):
+        model = fg.Sequential([fg.GRU(units), fg.Dense(1)])
+        model.compile(optimizer=opt, loss="mse")
+        model.fit(X, X[:, -1], epochs=1, batch_size=4, verbose=0)
+    assert opt.iterations == 2

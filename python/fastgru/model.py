@@ -544,7 +544,7 @@ class Sequential:
                 )
             X, X_val = X[:split], X[split:]
             y, y_val = y[:split], y[split:]
-        if not self.optimizer.built or self.optimizer._size != self._params.size:
+        if not self.optimizer.built_for(self._params):
             self.optimizer.build(self._params, self._segments)
 
         history = History()

@@ -83,6 +83,10 @@ class Optimizer:
     def built(self) -> bool:
         return self._size is not None
 
+    def built_for(self, params: np.ndarray) -> bool:
+        """True when the state was built for arrays of this size and dtype."""
+        return self._size == params.size and self._dtype == params.dtype
+
     def _clip(self, grads: np.ndarray) -> np.ndarray:
         if self.clipnorm is not None:
             c = self.clipnorm
@@ -102,8 +106,15 @@ class Optimizer:
 
     def step(self, params: np.ndarray, grads: np.ndarray) -> None:
         """Update ``params`` in place from ``grads`` (clipped in place when clipping is on)."""
-        if self._size is None or params.size != self._size or params.dtype != self._dtype:
+        if self._size is None:
             self.build(params)
+        elif not self.built_for(params):
+            # Rebuilding here would silently drop the moments and the step count.
+            raise ValueError(
+                f"params has {params.size} values of dtype {params.dtype}, but this optimizer's "
+                f"state was built for {self._size} values of dtype {self._dtype}; call "
+                "build(params) to start over with new state"
+            )
         if self.clipnorm is not None or self.global_clipnorm is not None:
             grads = self._clip(grads)
         self._update(params, grads)
