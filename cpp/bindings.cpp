@@ -485,8 +485,14 @@ void adam_step(py::handle p, py::handle g, py::handle m, py::handle v, py::handl
   auto vs = checked<T>(v, "v", shape);
   py::array_t<T> vh_keep;
   T* vh = v_hat.is_none() ? nullptr : (vh_keep = checked<T>(v_hat, "v_hat", shape)).mutable_data();
-  adam_update<T>(size_t(params.size()), params.mutable_data(), grads.data(), ms.mutable_data(),
-                 vs.mutable_data(), vh, T(alpha), T(c1), T(c2), T(eps));
+  // Pointers taken with the GIL (mutable_data() reads the flags), the update without it.
+  const size_t n = size_t(params.size());
+  T* pd = params.mutable_data();
+  const T* gd = grads.data();
+  T* md = ms.mutable_data();
+  T* vd = vs.mutable_data();
+  py::gil_scoped_release release;
+  adam_update<T>(n, pd, gd, md, vd, vh, T(alpha), T(c1), T(c2), T(eps));
 }
 
 py::dict config() {
