@@ -125,18 +125,18 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
 // gate of L units sits in its own register: the gates read the product from there, with a
 // lane shift for a packed tail, never through memory. Groups: FG = NA / 3 with a register
 // per gate, then a tail of NA % 3 registers, [z r n] or [z r][n], for the last H - FG*L units.
-// The input projections of kChunkSteps steps are computed ahead, in the same layout.
+// The input projection x*W is in the same layout, computed one step ahead.
 template <typename T, int NA>
 bool forward_single_row(const ForwardArgs<T>& a) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
   constexpr int FG = NA / 3, TAIL = NA % 3;
-  constexpr size_t NC = size_t(NA) * L, kChunkSteps = 16;
+  constexpr size_t NC = size_t(NA) * L;
   const PackedWeights<T>& w = *a.w;
   const size_t I = w.input_size, H = w.units, Hp = w.padded_units, steps = a.steps;
-  T* h = static_cast<T*>(thread_scratch(sizeof(T) * (Hp + kChunkSteps * NC)));
+  T* h = static_cast<T*>(thread_scratch(sizeof(T) * (Hp + 2 * NC)));
   if (h == nullptr) return false;
-  T* xw = h + Hp;  // (step of the chunk, NC)
+  T* xw = h + Hp;  // x*W of two steps, NC each
   for (size_t u = 0; u < Hp; ++u) h[u] = (a.h0 != nullptr && u < H) ? a.h0[u] : T(0);
 
   const T* Ug = w.rec_grouped.data();
@@ -148,60 +148,65 @@ bool forward_single_row(const ForwardArgs<T>& a) {
   const ivec_t<T> r_shift = shift_index<T>(t), n_shift = shift_index<T>(2 * t);
   const V tail_bn = TAIL == 1 ? shift_down<T>(load<T>(bg + tail), n_shift)
                               : TAIL == 2 ? load<T>(bg + tail + L) : V{};
-  for (size_t t0 = 0; t0 < steps; t0 += kChunkSteps) {
-    const size_t tc = steps - t0 < kChunkSteps ? steps - t0 : kChunkSteps;
-    for (size_t s = 0; s < tc; ++s) {
-      const T* xs = a.x + (t0 + s) * I;
+  // x*W of step s into xw row s % 2; computed a step ahead, while the product of the step
+  // before waits on L1 and leaves the arithmetic ports half idle.
+  auto project_input = [&](size_t s) __attribute__((always_inline)) {
+    const T* xs = a.x + s * I;
+    V p[NA];
 #pragma GCC unroll 16
-      for (int j = 0; j < NA; ++j) {
-        V acc{};
-        for (size_t k = 0; k < I; ++k) acc += splat<T>(xs[k]) * load<T>(Wg + k * NC + j * L);
-        store<T>(xw + s * NC + j * L, acc);
-      }
+    for (int j = 0; j < NA; ++j) p[j] = V{};
+    for (size_t k = 0; k < I; ++k) {
+      const V xk = splat<T>(xs[k]);
+#pragma GCC unroll 16
+      for (int j = 0; j < NA; ++j) p[j] += xk * load<T>(Wg + k * NC + j * L);
     }
-    for (size_t s = 0; s < tc; ++s) {
-      V acc[NA];
 #pragma GCC unroll 16
-      for (int j = 0; j < NA; ++j) acc[j] = V{};
-      for (size_t k = 0; k < H; ++k) {
-        const V hk = splat<T>(h[k]);
-        const T* row = Ug + k * NC;
+    for (int j = 0; j < NA; ++j) store<T>(xw + (s % 2) * NC + j * L, p[j]);
+  };
+  if (steps > 0) project_input(0);
+  for (size_t step = 0; step < steps; ++step) {
+    if (step + 1 < steps) project_input(step + 1);
+    V acc[NA];
 #pragma GCC unroll 16
-        for (int j = 0; j < NA; ++j) acc[j] += hk * load<T>(row + j * L);
-      }
-      // The gates in two passes: first all the independent sigmoids, then the tanh that
-      // needs r, so the core has whole passes of independent work to overlap.
-      const T* x = xw + s * NC;
-      V z[FG + 1], r[FG + 1];
+    for (int j = 0; j < NA; ++j) acc[j] = V{};
+    for (size_t k = 0; k < H; ++k) {
+      const V hk = splat<T>(h[k]);
+      const T* row = Ug + k * NC;
 #pragma GCC unroll 16
-      for (int g = 0; g < FG; ++g) {
-        const size_t c = size_t(3 * g) * L;
-        z[g] = gate_zr<T>(load<T>(x + c), acc[3 * g], load<T>(bg + c));
-        r[g] = gate_zr<T>(load<T>(x + c + L), acc[3 * g + 1], load<T>(bg + c + L));
-      }
-      if (TAIL != 0) {  // z in lanes [0, t), r in [t, 2t): one sigmoid for both
-        z[FG] = gate_zr<T>(load<T>(x + tail), acc[(3 * FG) % NA], load<T>(bg + tail));
-        r[FG] = shift_down<T>(z[FG], r_shift);
-      }
-#pragma GCC unroll 16
-      for (int g = 0; g < FG; ++g) {
-        const size_t c = size_t(3 * g) * L, u = size_t(g) * L;
-        V rec;
-        const V n = gate_n<T>(load<T>(x + c + 2 * L), load<T>(bg + c + 2 * L), acc[3 * g + 2],
-                              load<T>(bhh + u), r[g], &rec);
-        store<T>(h + u, n + z[g] * (load<T>(h + u) - n));
-      }
-      if (TAIL != 0) {
-        const size_t u = size_t(FG) * L;
-        const V xn = TAIL == 1 ? shift_down<T>(load<T>(x + tail), n_shift) : load<T>(x + tail + L);
-        const V hn = TAIL == 1 ? shift_down<T>(acc[(3 * FG) % NA], n_shift)
-                               : acc[(3 * FG + 1) % NA];
-        V rec;
-        const V n = gate_n<T>(xn, tail_bn, hn, load<T>(bhh + u), r[FG], &rec);
-        store<T>(h + u, n + z[FG] * (load<T>(h + u) - n));
-      }
-      if (a.out != nullptr) copy_row(a.out + (t0 + s) * H, h, H);
+      for (int j = 0; j < NA; ++j) acc[j] += hk * load<T>(row + j * L);
     }
+    // The gates in two passes: first all the independent sigmoids, then the tanh that
+    // needs r, so the core has whole passes of independent work to overlap.
+    const T* x = xw + (step % 2) * NC;
+    V z[FG + 1], r[FG + 1];
+#pragma GCC unroll 16
+    for (int g = 0; g < FG; ++g) {
+      const size_t c = size_t(3 * g) * L;
+      z[g] = gate_zr<T>(load<T>(x + c), acc[3 * g], load<T>(bg + c));
+      r[g] = gate_zr<T>(load<T>(x + c + L), acc[3 * g + 1], load<T>(bg + c + L));
+    }
+    if (TAIL != 0) {  // z in lanes [0, t), r in [t, 2t): one sigmoid for both
+      z[FG] = gate_zr<T>(load<T>(x + tail), acc[(3 * FG) % NA], load<T>(bg + tail));
+      r[FG] = shift_down<T>(z[FG], r_shift);
+    }
+#pragma GCC unroll 16
+    for (int g = 0; g < FG; ++g) {
+      const size_t c = size_t(3 * g) * L, u = size_t(g) * L;
+      V rec;
+      const V n = gate_n<T>(load<T>(x + c + 2 * L), load<T>(bg + c + 2 * L), acc[3 * g + 2],
+                            load<T>(bhh + u), r[g], &rec);
+      store<T>(h + u, n + z[g] * (load<T>(h + u) - n));
+    }
+    if (TAIL != 0) {
+      const size_t u = size_t(FG) * L;
+      const V xn = TAIL == 1 ? shift_down<T>(load<T>(x + tail), n_shift) : load<T>(x + tail + L);
+      const V hn = TAIL == 1 ? shift_down<T>(acc[(3 * FG) % NA], n_shift)
+                             : acc[(3 * FG + 1) % NA];
+      V rec;
+      const V n = gate_n<T>(xn, tail_bn, hn, load<T>(bhh + u), r[FG], &rec);
+      store<T>(h + u, n + z[FG] * (load<T>(h + u) - n));
+    }
+    if (a.out != nullptr) copy_row(a.out + step * H, h, H);
   }
   if (a.h_last != nullptr) copy_row(a.h_last, h, H);
   return true;
