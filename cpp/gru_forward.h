@@ -125,7 +125,7 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
 // gate of L units sits in its own register: the gates read the product from there, with a
 // lane shift for a packed tail, never through memory. Groups: FG = NA / 3 with a register
 // per gate, then a tail of NA % 3 registers, [z r n] or [z r][n], for the last H - FG*L units.
-// The input projection x*W is in the same layout, computed one step ahead.
+// The input projection x*W + b is in the same layout, computed one step ahead.
 template <typename T, int NA>
 bool forward_single_row(const ForwardArgs<T>& a) {
   typedef vec_t<T> V;
@@ -146,10 +146,9 @@ bool forward_single_row(const ForwardArgs<T>& a) {
   // A packed tail's r starts at lane t, and its n at lane 2t ([z r n]) or in the next register.
   const size_t t = H - size_t(FG) * L, tail = size_t(FG) * 3 * L;
   const ivec_t<T> r_shift = shift_index<T>(t), n_shift = shift_index<T>(2 * t);
-  const V tail_bn = TAIL == 1 ? shift_down<T>(load<T>(bg + tail), n_shift)
-                              : TAIL == 2 ? load<T>(bg + tail + L) : V{};
-  // x*W of step s into xw row s % 2; computed a step ahead, while the product of the step
-  // before waits on L1 and leaves the arithmetic ports half idle.
+  // x*W + b of step s into xw row s % 2 (so the gates below add a zero bias: the same
+  // values as the batched kernel's x*W, then + b); computed a step ahead, while the product
+  // of the step before waits on L1 and leaves the arithmetic ports half idle.
   auto project_input = [&](size_t s) __attribute__((always_inline)) {
     const T* xs = a.x + s * I;
     V p[NA];
@@ -161,7 +160,7 @@ bool forward_single_row(const ForwardArgs<T>& a) {
       for (int j = 0; j < NA; ++j) p[j] += xk * load<T>(Wg + k * NC + j * L);
     }
 #pragma GCC unroll 16
-    for (int j = 0; j < NA; ++j) store<T>(xw + (s % 2) * NC + j * L, p[j]);
+    for (int j = 0; j < NA; ++j) store<T>(xw + (s % 2) * NC + j * L, p[j] + load<T>(bg + j * L));
   };
   if (steps > 0) project_input(0);
   for (size_t step = 0; step < steps; ++step) {
@@ -182,19 +181,19 @@ bool forward_single_row(const ForwardArgs<T>& a) {
 #pragma GCC unroll 16
     for (int g = 0; g < FG; ++g) {
       const size_t c = size_t(3 * g) * L;
-      z[g] = gate_zr<T>(load<T>(x + c), acc[3 * g], load<T>(bg + c));
-      r[g] = gate_zr<T>(load<T>(x + c + L), acc[3 * g + 1], load<T>(bg + c + L));
+      z[g] = gate_zr<T>(load<T>(x + c), acc[3 * g], V{});
+      r[g] = gate_zr<T>(load<T>(x + c + L), acc[3 * g + 1], V{});
     }
     if (TAIL != 0) {  // z in lanes [0, t), r in [t, 2t): one sigmoid for both
-      z[FG] = gate_zr<T>(load<T>(x + tail), acc[(3 * FG) % NA], load<T>(bg + tail));
+      z[FG] = gate_zr<T>(load<T>(x + tail), acc[(3 * FG) % NA], V{});
       r[FG] = shift_down<T>(z[FG], r_shift);
     }
 #pragma GCC unroll 16
     for (int g = 0; g < FG; ++g) {
       const size_t c = size_t(3 * g) * L, u = size_t(g) * L;
       V rec;
-      const V n = gate_n<T>(load<T>(x + c + 2 * L), load<T>(bg + c + 2 * L), acc[3 * g + 2],
-                            load<T>(bhh + u), r[g], &rec);
+      const V n = gate_n<T>(load<T>(x + c + 2 * L), V{}, acc[3 * g + 2], load<T>(bhh + u), r[g],
+                            &rec);
       store<T>(h + u, n + z[g] * (load<T>(h + u) - n));
     }
     if (TAIL != 0) {
@@ -203,7 +202,7 @@ bool forward_single_row(const ForwardArgs<T>& a) {
       const V hn = TAIL == 1 ? shift_down<T>(acc[(3 * FG) % NA], n_shift)
                              : acc[(3 * FG + 1) % NA];
       V rec;
-      const V n = gate_n<T>(xn, tail_bn, hn, load<T>(bhh + u), r[FG], &rec);
+      const V n = gate_n<T>(xn, V{}, hn, load<T>(bhh + u), r[FG], &rec);
       store<T>(h + u, n + z[FG] * (load<T>(h + u) - n));
     }
     if (a.out != nullptr) copy_row(a.out + step * H, h, H);
