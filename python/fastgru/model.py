@@ -389,18 +389,23 @@ class Sequential:
 
     def predict(self, X, batch_size: Optional[int] = None, verbose: int = 0) -> np.ndarray:
         """Model outputs for ``X`` (in chunks of ``batch_size`` samples; None = large chunks)."""
-        self._require_built("predict")
-        runner = self._inference_model()
-        # An array of the model's dtype goes straight to C++, which checks shape, layout and
-        # values (NaN/inf) itself: a one-window call costs microseconds, so no Python work
-        # it can skip. What C++ refuses comes back through the checks below, which convert
-        # it or say what is wrong.
+        # A one-window call costs microseconds, so this path does no Python work it can skip:
+        # the C++ copy as cached when no weight was written anywhere since (_inference_model
+        # checks the same first), and an array of the model's dtype straight to C++, which
+        # checks shape, layout and values (NaN/inf) itself. What C++ refuses comes back
+        # through the checks below, which convert it or say what is wrong.
+        cached = self._inference
+        if cached is not None and cached[0] == Layer._writes_anywhere:
+            runner = cached[2]
+        else:
+            runner = self._inference_model() if self.built else None
         if (runner is not None and batch_size is None and type(X) is np.ndarray
                 and X.dtype == self.layers[0].dtype and X.ndim == 3 and len(X) <= _PREDICT_CHUNK):
             try:
                 return runner.predict(X)
             except (TypeError, ValueError):
                 pass
+        self._require_built("predict")
         X = self._check_x(X)
         forward = self._forward if runner is None else runner.predict
         chunk = _PREDICT_CHUNK if batch_size is None else check_positive_int("batch_size", batch_size)
