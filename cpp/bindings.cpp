@@ -46,8 +46,10 @@ py::array_t<T> checked(py::handle obj, const char* name, const std::vector<py::s
   if (!(arr.flags() & py::array::c_style)) {
     throw py::value_error(std::string(name) + " must be C-contiguous");
   }
-  std::vector<py::ssize_t> got(arr.shape(), arr.shape() + arr.ndim());
-  if (got != shape) {
+  bool same = size_t(arr.ndim()) == shape.size();
+  for (size_t i = 0; same && i < shape.size(); ++i) same = arr.shape(py::ssize_t(i)) == shape[i];
+  if (!same) {
+    const std::vector<py::ssize_t> got(arr.shape(), arr.shape() + arr.ndim());
     throw py::value_error(std::string(name) + " must have shape " + shape_str(shape) + "; got " +
                           shape_str(got));
   }
