@@ -151,12 +151,20 @@ def test_step_refuses_arrays_its_state_was_not_built_for():
     assert opt.iterations == 1
 
 
-def test_one_optimizer_moves_between_models_of_different_sizes():
+@pytest.mark.parametrize("other", [dict(units=4), dict(units=3, dtype="float64")],
+                         ids=["other-size", "same-size-other-dtype"])
+def test_one_optimizer_moves_between_models(other):
+    # fit starts the optimizer over for a model whose flat buffer it was not built for (size
+    # or dtype), also for a model that is already built and was fitted with it before.
     import fastgru as fg
     opt = Adam(0.01)
-    X = np.random.default_rng(0).standard_normal((8, 5, 1)).astype(np.float32)
-    for units in (3, 4):
-        model = fg.Sequential([fg.GRU(units), fg.Dense(1)])
+    X = np.random.default_rng(0).standard_normal((8, 5, 1))
+    models = []
+    for spec in (dict(units=3), other):
+        dtype = spec.get("dtype", "float32")
+        model = fg.Sequential([fg.GRU(spec["units"], dtype=dtype), fg.Dense(1, dtype=dtype)])
         model.compile(optimizer=opt, loss="mse")
+        models.append(model)
+    for model in models + models[:1]:
         model.fit(X, X[:, -1], epochs=1, batch_size=4, verbose=0)
     assert opt.iterations == 2

@@ -122,6 +122,35 @@ def test_predict_sees_every_weight_write_and_only_rebuilds_for_its_own():
         np.testing.assert_allclose(after, layers_forward(model, X), rtol=2e-6, atol=2e-6)
 
 
+def test_predict_after_a_diverged_fit_sees_the_restored_weights():
+    # A callback's predict mid-fit caches the C++ copy; the rollback after divergence rewrites
+    # the weights outside the optimizer step and must reach it too. Divergence is forced by
+    # poisoning a weight after batch 1 (a NaN loss at batch 2, then the restore of the
+    # weights from before batch 1's step, which the cache has never seen).
+    model = random_model(MODELS["gru-dense"]("float32"), 1)
+    X = np.random.default_rng(7).standard_normal((32, 10, 1)).astype(np.float32)
+
+    def predict_then_poison(batch, logs):
+        model.predict(X)
+        if batch == 1:
+            model.layers[1].bias[0] = np.nan
+
+    watch = fg.callbacks.LambdaCallback(on_train_batch_end=predict_then_poison)
+    model.compile(optimizer=fg.Adam(1e-2), loss="mse")
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        model.fit(X, X[:, -1], epochs=1, batch_size=8, verbose=0, seed=0, callbacks=[watch])
+    after = model.predict(X)
+    assert np.isfinite(after).all()
+    np.testing.assert_allclose(after, layers_forward(model, X), rtol=2e-6, atol=2e-6)
+
+
+def test_a_built_models_layers_cannot_be_swapped_in_place():
+    # The flat weight buffer, the optimizer state and the C++ copy belong to the built layers.
+    model = random_model(MODELS["gru-dense"]("float32"), 1)
+    with pytest.raises(TypeError):
+        model.layers[1] = fg.Dense(1)
+
+
 def test_predict_follows_a_changed_activation_or_return_sequences():
     # The C++ copy holds these too: changing them after predict must not leave it stale.
     model = random_model([fg.GRU(6, return_sequences=True), fg.GRU(5), fg.Dense(3)], 2)

@@ -162,3 +162,27 @@ def test_a_fitted_model_pickles_and_deep_copies_and_keeps_training(copy_model):
     clone.fit(X, y, epochs=1, batch_size=16, verbose=0, seed=1)  # the weights still train
     np.testing.assert_array_equal(clone.predict(X), model.predict(X))
     assert np.shares_memory(clone.layers[0].kernel, clone._params)
+
+
+def test_layers_pickled_before_activation_and_return_sequences_became_properties_load():
+    # Older pickles keep activation / return_sequences / reset_after under the public names.
+    model = fg.Sequential([fg.GRU(4, return_sequences=True, seed=1), fg.GRU(3, seed=2),
+                           fg.Dense(2, activation="tanh", seed=3)])
+    model.build((None, 6, 2))
+    X = np.random.default_rng(0).standard_normal((2, 6, 2)).astype(np.float32)
+    expected = model.predict(X)
+    state = model.__getstate__()
+    old_layers = []
+    for layer in model.layers:
+        layer_state = layer.__getstate__()
+        for public, private in layer._renamed_state.items():
+            if private in layer_state:
+                layer_state[public] = layer_state.pop(private)
+        old = type(layer).__new__(type(layer))
+        old.__setstate__(layer_state)
+        old_layers.append(old)
+    restored = fg.Sequential.__new__(fg.Sequential)
+    restored.__setstate__(dict(state, layers=tuple(old_layers)))
+    clone = pickle.loads(pickle.dumps(restored))
+    assert clone.layers[2].activation == "tanh" and clone.layers[0].return_sequences
+    np.testing.assert_allclose(clone.predict(X), expected, rtol=1e-6, atol=1e-7)

@@ -141,6 +141,17 @@ class Layer:
             state[name] = None
         return state
 
+    # Attributes that became properties (kept in the private names); pickles made before keep
+    # them under the public ones.
+    _renamed_state = {"activation": "_activation", "return_sequences": "_return_sequences",
+                      "reset_after": "_reset_after"}
+
+    def __setstate__(self, state: dict) -> None:
+        for old, new in self._renamed_state.items():
+            if old in state and new not in state:
+                state[new] = state.pop(old)
+        self.__dict__.update(state)
+
     # -- weights -------------------------------------------------------------------------
     @property
     def weights(self) -> List[np.ndarray]:

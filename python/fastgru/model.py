@@ -115,7 +115,7 @@ class Sequential:
 
     def __init__(self, layers: Optional[Sequence[Layer]] = None, name: str = "sequential"):
         self.name = name
-        self.layers: List[Layer] = []
+        self.layers: Sequence[Layer] = []  # a tuple once built
         self.built = False
         self.input_shape: Optional[tuple] = None
         self.optimizer: Optional[optimizers_mod.Optimizer] = None
@@ -200,6 +200,9 @@ class Sequential:
             else:
                 layer.build(shape, rng=rng)
             shape = layer.compute_output_shape(shape)
+        # A tuple from now on: the flat weight buffer, the optimizer state and the C++ copy
+        # all belong to these layers, so replacing one in place would leave them stale.
+        self.layers = tuple(self.layers)
         self._flatten()
         # only the feature count is fixed: samples and timesteps may vary between calls
         self.input_shape = (None,) * (len(input_shape) - 1) + (input_shape[-1],)
@@ -611,11 +614,13 @@ class Sequential:
                     diverged = True
                     break
                 np.copyto(backup, params)
-                opt_step(params, grads)
-                self._weights_version += 1
-                Layer._writes_anywhere += 1
-                for g in grus:
-                    g._weights_stepped()
+                try:
+                    opt_step(params, grads)
+                finally:  # even on Ctrl-C mid-step: the packed and C++ copies must follow
+                    self._weights_version += 1
+                    Layer._writes_anywhere += 1
+                    for g in grus:
+                        g._weights_stepped()
                 batch_losses.append(value)
                 if metric_fns:
                     pred = last._activate(out.copy()) if fused else out
