@@ -131,6 +131,9 @@ class TypedGRU {
     w.pack(kernel_arr.data(), rec_arr.data(), bias_arr.data());
   }
 
+  // Vectors of h*U the batch-1 latency path keeps in registers; 0 where it does not apply.
+  int latency_vectors() const { return int(weights_->grouped_width / weights_->geo.lanes); }
+
   py::tuple forward(py::handle x_obj, py::handle h0_obj, bool training) const {
     const PackedWeights<T>& w = *weights_;
     const auto [B, steps] = input_dims(x_obj, w);
@@ -244,6 +247,7 @@ class PackedGRU {
     }
   }
   std::string simd() const { return table_.name; }
+  int latency_vectors() const { return f32_ ? f32_->latency_vectors() : f64_->latency_vectors(); }
 
  private:
   const KernelTable& table_;
@@ -537,7 +541,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("h_rec"), py::arg("d_out"), py::arg("d_h_last"), py::arg("need_dx") = true)
       .def("update", &PackedGRU::update, py::arg("kernel"), py::arg("recurrent_kernel"),
            py::arg("bias"))
-      .def_property_readonly("simd", &PackedGRU::simd);
+      .def_property_readonly("simd", &PackedGRU::simd)
+      .def_property_readonly("latency_vectors", &PackedGRU::latency_vectors);
   bind_inference<float>(m, "InferenceModelFloat32", "StreamFloat32");
   bind_inference<double>(m, "InferenceModelFloat64", "StreamFloat64");
   m.def("adam_step", [](py::array p, py::handle g, py::handle m, py::handle v, py::handle v_hat,

@@ -144,7 +144,7 @@ bool forward_single_row(const ForwardArgs<T>& a) {
   const T* bg = w.bias_grouped.data();
   const T* bhh = w.bias_hh.data();
   // A packed tail's r starts at lane t, and its n at lane 2t ([z r n]) or in the next register.
-  const size_t t = H - size_t(FG) * L, tail = size_t(FG) * 3 * L;
+  const size_t t = TAIL != 0 ? H - size_t(FG) * L : 0, tail = size_t(FG) * 3 * L;
   const ivec_t<T> r_shift = shift_index<T>(t), n_shift = shift_index<T>(2 * t);
   // x*W + b of step s into xw row s % 2 (so the gates below add a zero bias: the same
   // values as the batched kernel's x*W, then + b); computed a step ahead, while the product

@@ -193,6 +193,25 @@ def test_random_shapes_match_reference_float64(batch, steps, input_size, units, 
 LATENCY_UNITS = [1, 2, 3, 4, 5, 7, 8, 11, 12, 16, 17, 20, 23, 32, 40, 44, 50, 64, 70]
 
 
+@pytest.mark.parametrize("units, vectors", [(50, 10), (48, 9), (44, 9), (5, 1), (8, 2),
+                                             (64, 0), (70, 0), (256, 0)])
+def test_the_latency_path_is_taken_where_it_pays(units, vectors):
+    # The batch-1 kernel keeps h*U in registers for U up to 12 AVX-512 float vectors a row
+    # (PackedWeights' constructor); H = 50 needs 10 ([z r n] x 3 groups of 16 + a packed tail).
+    from fastgru import _core
+    if "avx512" not in _core.config()["simd_supported"]:
+        pytest.skip("the vector counts are for 16 lanes")
+    previous = _core.config()["simd"]
+    _core.set_simd("avx512")
+    try:
+        rng = np.random.default_rng(0)
+        packed = _core.PackedGRU(*(a.astype(np.float32) for a in random_gru(
+            rng, 1, 1, 1, units, True)[1:4]), True)
+        assert packed.latency_vectors == vectors
+    finally:
+        _core.set_simd(previous)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("units", LATENCY_UNITS)
 def test_batch_one_latency_path_matches_the_batched_kernel_and_reference(simd, units, dtype):
