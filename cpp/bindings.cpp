@@ -132,7 +132,7 @@ class TypedGRU {
   }
 
   // Vectors of h*U the batch-1 latency path keeps in registers; 0 where it does not apply.
-  int latency_vectors() const { return int(weights_->grouped_width / weights_->geo.lanes); }
+  int latency_vectors() const { return int(weights_->grouped_vectors()); }
 
   py::tuple forward(py::handle x_obj, py::handle h0_obj, bool training) const {
     const PackedWeights<T>& w = *weights_;

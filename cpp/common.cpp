@@ -91,7 +91,7 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
     // Worth it where it drops padding, or where U is small (H = 44, 48: 1.3x faster on
     // AVX-512); measured slower than the padded panels for H = 60..64, where U nearly fills
     // a 48 KiB L1 either way.
-    const size_t width = fastgru::grouped_width(H, L);
+    const size_t width = grouped_row_width(H, L);
     if (width <= kGroupedVectors * L &&
         (width < 3 * Hp || H * width * sizeof(T) <= kGroupedSmallBytes)) {
       grouped_width = width;

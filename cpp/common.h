@@ -68,7 +68,7 @@ inline size_t grouped_column(size_t gate, size_t u, size_t H, size_t L) {
   if (gate < 2) return base + gate * t + i;
   return 3 * t <= L ? base + 2 * t + i : base + L + i;
 }
-inline size_t grouped_width(size_t H, size_t L) {
+inline size_t grouped_row_width(size_t H, size_t L) {
   const size_t t = H % L;
   return 3 * (H / L) * L + (t == 0 ? 0 : 2 * t > L ? 3 * L : 3 * t <= L ? L : 2 * L);
 }
@@ -98,6 +98,7 @@ struct PackedWeights {
   AlignedBuffer<T> kernel_grouped;  // K=I, N=grouped_width, row-major
   AlignedBuffer<T> bias_grouped;    // grouped_width: bias_x in that layout
   size_t grouped_width = 0;
+  size_t grouped_vectors() const { return grouped_width / size_t(geo.lanes); }
   static constexpr size_t kGroupedVectors = 12;
   static constexpr size_t kGroupedSmallBytes = 32 * 1024;
   AlignedBuffer<T> bias_x;       // 3Hp: input bias, with the recurrent z/r bias folded in
@@ -111,7 +112,8 @@ struct PackedWeights {
   // for_training=false packs only what the forward reads (the inference model).
   PackedWeights(SimdGeometry geo, const T* kernel, const T* recurrent_kernel, const T* bias,
                 size_t input_size, size_t units, bool reset_after, bool for_training = true);
-  // Repacks new weights of the same shapes into the existing buffers (no allocation).
+  // Repacks new weights of the same shapes into the existing buffers (no new buffers; a small
+  // index table per pack_gates call).
   void pack(const T* kernel, const T* recurrent_kernel, const T* bias);
 
   size_t panel_width() const { return size_t(geo.nv) * geo.lanes; }
@@ -122,12 +124,19 @@ struct PackedWeights {
     const size_t c = (size_t(512) << 10) / (sizeof(T) * batch * row);
     return c < 1 ? 1 : (c > steps ? steps : c);
   }
-  // Elements of scratch gru_backward needs: two chunks of rows (the input part rounded up to
-  // 64 bytes), and per group of batch rows the padded weight gradients and bias sums.
+  // Elements of scratch gru_backward needs (BackwardBuffers cuts it with the two below): two
+  // chunk buffers of `rows` rows, each 5Hp values a row (d_gates and the states) and the
+  // inputs rounded up to whole vectors, then per group of batch rows the padded weight
+  // gradients and bias sums.
+  size_t backward_chunk_elements(size_t rows) const {
+    return rows * 5 * padded_units + round_up(rows * input_size, 64 / sizeof(T));
+  }
+  size_t backward_group_elements() const {
+    return (input_size + units) * 3 * padded_units + 4 * padded_units;
+  }
   size_t backward_workspace(size_t batch, size_t steps) const {
-    const size_t Hp = padded_units, rows = backward_chunk(batch, steps) * batch;
-    return 2 * (rows * 5 * Hp + round_up(rows * input_size, 64 / sizeof(T))) +
-           kBackwardGroups * ((input_size + units) * 3 * Hp + 4 * Hp);
+    return 2 * backward_chunk_elements(backward_chunk(batch, steps) * batch) +
+           kBackwardGroups * backward_group_elements();
   }
   BView<T> view(const AlignedBuffer<T>& packed, size_t k, size_t n) const;
 

@@ -4,8 +4,8 @@
 // k; each step of the K loop broadcasts m scalars of it. B is a BView (packed weights or a
 // plain row-major matrix). The micro-kernel keeps m x (P*NV) vector accumulators in
 // registers over the whole K loop.
-// For a single row (matrix-vector, the batch-1 latency path) it runs P=4 panels at once so
-// that enough independent FMA chains hide the FMA latency.
+// For a single row (matrix-vector: a batch of one where forward_single_row does not apply) it
+// runs P=4 panels at once so that enough independent FMA chains hide the FMA latency.
 #pragma once
 
 #include "common.h"

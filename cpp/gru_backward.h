@@ -67,20 +67,20 @@ struct BackwardBuffers {
       const size_t r = blocks * g / groups * mr;
       group_lo[g] = r < batch ? r : batch;
     }
-    const size_t rows = chunk * batch;
-    T* p = base;
-    for (ChunkBuffers<T>& c : chunks) {  // 5Hp + I a row, the x part rounded to 64 bytes
-      c.d_gates = p;
+    // Sizes from PackedWeights::backward_workspace's own helpers; inside a chunk, d_gates
+    // and the states take 5Hp a row either way (4Hp + h_prev, or 3Hp + h_prev + h_rec).
+    const size_t rows = chunk * batch, chunk_elements = w.backward_chunk_elements(rows);
+    for (size_t i = 0; i < 2; ++i) {
+      ChunkBuffers<T>& c = chunks[i];
+      c.d_gates = base + i * chunk_elements;
       c.h_prev = c.d_gates + rows * gate_stride;
       c.h_rec = w.reset_after ? nullptr : c.h_prev + rows * Hp;
       c.x = c.h_prev + rows * (w.reset_after ? 1 : 2) * Hp;
-      p = c.x + round_up(rows * I, 64 / sizeof(T));
     }
     for (size_t g = 0; g < groups; ++g) {
-      grads[g].d_kernel = p;
-      grads[g].d_rec = p + I * 3 * Hp;
+      grads[g].d_kernel = base + 2 * chunk_elements + g * w.backward_group_elements();
+      grads[g].d_rec = grads[g].d_kernel + I * 3 * Hp;
       grads[g].d_sums = grads[g].d_rec + w.units * 3 * Hp;
-      p = grads[g].d_sums + 4 * Hp;
     }
   }
 

@@ -213,7 +213,8 @@ bool forward_single_row(const ForwardArgs<T>& a) {
 
 template <typename T>
 bool forward_latency_path(const ForwardArgs<T>& a) {
-  switch (a.w->grouped_width / Simd<T>::lanes) {
+  static_assert(PackedWeights<T>::kGroupedVectors == 12, "one case per vector count below");
+  switch (a.w->grouped_vectors()) {
 #define FASTGRU_CASE(NA_) \
   case NA_:               \
     return forward_single_row<T, NA_>(a);

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #if defined(__SSE2__)
-#include <immintrin.h>  // only the reciprocal estimate below; always-inline, so no ODR hazard
+#include <immintrin.h>  // estimates, permutes, AVX-512's range/scalef; always-inline, no ODR hazard
 #endif
 
 #if !defined(FASTGRU_ISA) || !defined(FASTGRU_VEC_BYTES)
@@ -156,18 +156,16 @@ inline vec_t<double> exp(vec_t<double> x) {
   return e * (V)((ni + 1023) << 52);
 }
 
-// exp(S * x) for S = -1 (sigmoid) or 2 (float64 tanh). On AVX-512 float, S folds into the
-// range reduction of a shorter exp: 2^(m/16) e^r with m = round(16 S x log2(e)), |r| <=
-// ln2/32; 2^(j/16), j = m mod 16, from a table that fits one register, and e^r - 1 = r +
-// r^2/2 + r^3/6 (error below r^4/24 = 1e-8), about 1 ulp in all (sigmoid: at most 3.2 ulp over
-// every float, against 2.5 with the Cephes exp, the worst near x = -16.6 where it is 1e-7).
-// Every step of a GRU waits on r's sigmoid before the candidate's tanh, so the chain's length
-// is what counts: 8 dependent operations here against 14. |S x| is clamped to 87 (one
-// vrangeps) so 2^(m/16) stays normal; NaN lanes are put back by the last instruction's mask
-// (vrangeps would turn them into numbers).
-template <int S>
-inline vec_t<float> exp_scaled(vec_t<float> x) {
-  static_assert(S == -1 || S == 2, "exp_scaled: S is -1 or 2");
+// exp(-x), what sigmoid needs. On AVX-512 float the sign folds into the range reduction of a
+// shorter exp: 2^(m/16) e^r with m = round(-16 x log2(e)), |r| <= ln2/32; 2^(j/16), j = m mod
+// 16, from a table that fits one register, and e^r - 1 = r + r^2/2 + r^3/6 (error below
+// r^4/24 = 1e-8), about 1 ulp in all (sigmoid: at most 3.2 ulp over every float, against 2.5
+// with the Cephes exp, the worst near x = -16.6 where it is 1e-7). Every step of a GRU waits
+// on r's sigmoid before the candidate's tanh, so the chain's length is what counts: 8
+// dependent operations here against 14. |x| is clamped to 87 (one vrangeps) so 2^(m/16)
+// stays normal; NaN lanes are put back by the last instruction's mask (vrangeps would turn
+// them into numbers).
+inline vec_t<float> exp_neg(vec_t<float> x) {
 #if FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__) && defined(__AVX512DQ__)
   typedef vec_t<float> V;
   const __m512 table = _mm512_setr_ps(
@@ -177,29 +175,29 @@ inline vec_t<float> exp_scaled(vec_t<float> x) {
   const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
   const __mmask16 number = _mm512_cmp_ps_mask((__m512)x, (__m512)x, _CMP_ORD_Q);
   const V nan_or_x = x;
-  x = (V)_mm512_range_ps((__m512)x, _mm512_set1_ps(87.0f / (S < 0 ? -S : S)), 0x02);  // min |.|
-  const V sx = x * float(S);  // exact
-  const V t = x * float(S * 16 * 1.44269504088896341) + magic;  // m in the low mantissa bits
+  x = (V)_mm512_range_ps((__m512)x, _mm512_set1_ps(87.0f), 0x02);  // min |.|, sign of x
+  const V t = x * float(-16 * 1.44269504088896341) + magic;  // m in the low mantissa bits
   const V m = t - magic;
-  V r = sx - m * (0.693359375f / 16);
+  V r = -x - m * (0.693359375f / 16);
   r = r - m * (-2.12194440e-4f / 16);
   const V scale = (V)_mm512_permutexvar_ps((__m512i)t, table);  // lane j of m mod 16
   const V e = r + (r * r) * (r * (1.0f / 6.0f) + 0.5f);             // e^r - 1
   return (V)_mm512_mask_scalef_ps((__m512)nan_or_x, number, (__m512)(scale * e + scale),
                                   (__m512)(m * (1.0f / 16)));  // times 2^floor(m / 16)
 #else
-  return exp(x * float(S));
+  return exp(-x);
 #endif
 }
 
-template <int S>
-inline vec_t<double> exp_scaled(vec_t<double> x) {
-  return exp(x * double(S));
-}
+inline vec_t<double> exp_neg(vec_t<double> x) { return exp(-x); }
 
 // 1/x to at least 14 bits from the hardware estimate (a divide is the slowest instruction in
 // the gate epilogue): AVX-512's as is, SSE's and AVX's 12 bits after one Newton step; a plain
 // divide where the ISA has none.
+#if (FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)) || \
+    (FASTGRU_VEC_BYTES == 32 && defined(__AVX__)) || (FASTGRU_VEC_BYTES == 16 && defined(__SSE2__))
+#define FASTGRU_RECIPROCAL_ESTIMATE 1
+#endif
 inline vec_t<float> reciprocal_estimate(vec_t<float> x) {
   typedef vec_t<float> V;
 #if FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)
@@ -215,10 +213,14 @@ inline vec_t<float> reciprocal_estimate(vec_t<float> x) {
 #endif
 }
 
-// 1/x to about 1 ulp: the estimate and one Newton step.
+// 1/x to about 1 ulp: the estimate and one Newton step (the divide itself where it is exact).
 inline vec_t<float> reciprocal(vec_t<float> x) {
+#ifdef FASTGRU_RECIPROCAL_ESTIMATE
   const vec_t<float> r = reciprocal_estimate(x);
   return r + r * (1.0f - x * r);
+#else
+  return 1.0f / x;
+#endif
 }
 
 // p / q to about 1 ulp: the quotient from the reciprocal estimate, then one Newton step on
@@ -246,7 +248,7 @@ inline vec_t<double> reciprocal(vec_t<double> x) {
 // Inputs of reciprocal() here are in [1, 1 + e^88]: finite, positive, never denormal.
 template <typename T>
 inline vec_t<T> sigmoid(vec_t<T> x) {
-  return reciprocal(T(1) + exp_scaled<-1>(x));
+  return reciprocal(T(1) + exp_neg(x));
 }
 
 // tanh, float: x P(x^2) / Q(x^2), an odd rational minimax fit of degrees 13/6, clamped where
@@ -286,7 +288,7 @@ inline vec_t<float> tanh(vec_t<float> x) {
 inline vec_t<double> tanh(vec_t<double> x) {
   typedef vec_t<double> V;
   const V a = abs<double>(x);
-  const V big = copy_sign<double>(1.0 - 2.0 * reciprocal(exp_scaled<2>(a) + 1.0), x);
+  const V big = copy_sign<double>(1.0 - 2.0 * reciprocal(exp(a + a) + 1.0), x);
   const V z = x * x;
   V p = z * -9.64399179425052238628e-1 - 9.92877231001918586564e1;
   p = p * z - 1.61468768441708447952e3;

@@ -23,11 +23,11 @@ inline RowRange rows_of_thread(size_t rows, int mr, int thread, int team) {
   return {r0 < rows ? r0 : rows, r1 < rows ? r1 : rows};
 }
 
-// Threads worth starting: none beyond the row blocks there are, and one for small work, where
-// starting a team costs more than it saves (the batch-1 latency path stays single-threaded).
 // Below this many FLOPs one thread beats starting a team (measured on the seed shapes).
 constexpr double kMinParallelFlops = 4e6;
 
+// Threads worth starting: none beyond the row blocks there are, and one for small work, where
+// starting a team costs more than it saves.
 inline int plan_threads(int requested, size_t rows, int mr, double flops) {
   const size_t blocks = (rows + mr - 1) / mr;
   int n = requested < 1 ? 1 : requested;
