@@ -342,7 +342,10 @@ def test_from_torch_chain_gives_a_model_equal_to_torch_and_back(torch, name):
     seq = _randomize(torch.nn.Sequential(*modules), torch, seed=len(name))
     model = fg.from_torch(seq)
     assert isinstance(model, fg.Sequential)
-    assert fg.from_torch(list(seq)).get_weights()[0].shape == model.get_weights()[0].shape
+    from_list = fg.from_torch(list(seq)).get_weights()
+    assert len(from_list) == len(model.get_weights())
+    for got, want in zip(from_list, model.get_weights()):
+        np.testing.assert_array_equal(got, want)
     regressor = fg.to_torch(model)
     assert isinstance(regressor, fg.TorchGRURegressor) and not regressor.training
     again = fg.from_torch(regressor)
@@ -355,6 +358,21 @@ def test_from_torch_chain_gives_a_model_equal_to_torch_and_back(torch, name):
             np.testing.assert_allclose(regressor(torch.from_numpy(x)).numpy(), want,
                                        rtol=0, atol=F32_TOL)
         np.testing.assert_allclose(again.predict(x), got, rtol=0, atol=0)
+
+
+def test_a_nested_regressor_keeps_its_return_sequences_or_is_refused(torch):
+    # Its parts do not carry the flag: converting it inside a chain with the other value
+    # would build a model that computes something else.
+    model = _fastgru_model([fg.GRU(4, return_sequences=True), fg.Dense(2)], 3)
+    regressor = fg.to_torch(model)
+    x = _inputs(3, seed=5)[0]
+    with torch.no_grad():
+        want = regressor(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(fg.from_torch(torch.nn.Sequential(regressor),
+                                             return_sequences=True).predict(x), want,
+                               rtol=0, atol=F32_TOL)
+    with pytest.raises(NotImplementedError, match="return_sequences=True inside a chain"):
+        fg.from_torch(torch.nn.Sequential(regressor))
 
 
 def test_from_torch_return_sequences_applies_the_head_to_every_step(torch):
@@ -520,6 +538,7 @@ def test_to_onnx_runs_in_onnx_runtime_like_predict_and_from_onnx_reads_it_back(o
     assert [next(a.i for a in n.attribute if a.name == "linear_before_reset") for n in grus] == \
         [int(l.reset_after) for l in model.layers if isinstance(l, fg.GRU)]
     back = fg.from_onnx(path)
+    assert len(back.get_weights()) == len(model.get_weights())
     for got, want in zip(back.get_weights(), model.get_weights()):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
     for x in _inputs(features, seed=len(name)):  # one session: batch and time are dynamic

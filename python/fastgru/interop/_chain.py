@@ -16,9 +16,10 @@ from typing import List, Sequence, Union
 
 import numpy as np
 
+from ..layers import _ACTIVATIONS
 from ._layout import check_keras_weights
 
-ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "softmax")
+ACTIVATIONS = _ACTIVATIONS  # what a fastgru Dense layer can apply
 
 
 @dataclass

@@ -38,7 +38,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .._validation import bias_shape
+from .._validation import check_weights
 
 __all__ = [
     "Weights",
@@ -60,21 +60,9 @@ def _zr_swap(a: np.ndarray, units: int, axis: int) -> np.ndarray:
 
 
 def check_keras_weights(kernel, recurrent_kernel, bias, reset_after=True) -> Weights:
-    """The three Keras-layout arrays as NumPy arrays, every shape checked."""
-    kernel, recurrent_kernel, bias = (np.asarray(a) for a in (kernel, recurrent_kernel, bias))
-    if recurrent_kernel.ndim != 2 or recurrent_kernel.shape[1] != 3 * recurrent_kernel.shape[0]:
-        raise ValueError(
-            f"recurrent_kernel must have shape (units, 3*units); got {recurrent_kernel.shape}"
-        )
-    units = recurrent_kernel.shape[0]
-    if kernel.ndim != 2 or kernel.shape[1] != 3 * units:
-        raise ValueError(f"kernel must have shape (input_size, {3 * units}); got {kernel.shape}")
-    if bias.shape != bias_shape(units, reset_after):
-        raise ValueError(
-            f"bias must have shape {bias_shape(units, reset_after)} for "
-            f"reset_after={reset_after}; got {bias.shape}"
-        )
-    return kernel, recurrent_kernel, bias
+    """The three Keras-layout arrays as NumPy arrays, every shape checked (the package's own
+    check, ``fastgru._validation.check_weights``)."""
+    return check_weights(kernel, recurrent_kernel, bias, bool(reset_after))
 
 
 def to_numpy(a) -> np.ndarray:

@@ -295,6 +295,19 @@ def _norm_axis(axis: int, rank: int, what: str) -> int:
     return axis % rank
 
 
+def _slice_args(ins, attrs, opset):
+    """A Slice node's starts, ends, axes and steps: inputs from opset 10, attributes before."""
+    if opset >= 10:
+        starts, ends = _int_list(ins[1], "Slice starts"), _int_list(ins[2], "Slice ends")
+        axes = _int_list(ins[3], "Slice axes") if len(ins) > 3 and ins[3] is not None \
+            else list(range(len(starts)))
+        steps = _int_list(ins[4], "Slice steps") if len(ins) > 4 and ins[4] is not None \
+            else [1] * len(starts)
+        return starts, ends, axes, steps
+    starts, ends = list(attrs["starts"]), list(attrs["ends"])
+    return starts, ends, list(attrs.get("axes", range(len(starts)))), [1] * len(starts)
+
+
 def _int_list(value, what: str) -> List[int]:
     return [int(v) for v in np.asarray(_const(value, what)).reshape(-1)]
 
@@ -483,16 +496,7 @@ def _data_node(node, ins, attrs, opset: int) -> List[Any]:
         raise _Unsupported(f"Gather of index {index} along axis {axis} ({label!r}); fastgru reads "
                            "the last time step (index -1) only")
     if op == "Slice":
-        if opset >= 10:
-            starts, ends = _int_list(ins[1], "Slice starts"), _int_list(ins[2], "Slice ends")
-            axes = _int_list(ins[3], "Slice axes") if len(ins) > 3 and ins[3] is not None \
-                else list(range(len(starts)))
-            steps = _int_list(ins[4], "Slice steps") if len(ins) > 4 and ins[4] is not None \
-                else [1] * len(starts)
-        else:
-            starts, ends = attrs["starts"], attrs["ends"]
-            axes = attrs.get("axes", list(range(len(starts))))
-            steps = [1] * len(starts)
+        starts, ends, axes, steps = _slice_args(ins, attrs, opset)
         chain, labels = x.chain, list(x.axes)
         for start, end, axis, step in zip(starts, ends, axes, steps):
             axis = _norm_axis(axis, rank, "Slice")
@@ -582,11 +586,7 @@ def _stack_node(node, ins, attrs, opset: int) -> List[Any]:
             part = stack.parts[int(idx.reshape(-1)[0]) % n]
             return _data_node(node, [part, _Const(np.zeros_like(idx))], attrs, opset)
     else:
-        starts, ends = _int_list(ins[1], "Slice starts"), _int_list(ins[2], "Slice ends")
-        axes = _int_list(ins[3], "Slice axes") if len(ins) > 3 and ins[3] is not None \
-            else list(range(len(starts)))
-        steps = _int_list(ins[4], "Slice steps") if len(ins) > 4 and ins[4] is not None \
-            else [1] * len(starts)
+        starts, ends, axes, steps = _slice_args(ins, attrs, opset)
         if len(axes) == 1 and _norm_axis(axes[0], rank, "Slice") == stack.axis and steps == [1]:
             picked = range(n)[slice(starts[0], ends[0])]
             if len(picked) == 1:

@@ -78,16 +78,23 @@ def _gru_specs(module) -> List[GRUSpec]:
     return [GRUSpec(*torch_gru_weights_to_keras(module, k)) for k in range(num_layers)]
 
 
-def _flat_modules(modules) -> list:
-    """A chain's modules with nested ``nn.Sequential`` / ``TorchGRURegressor`` spelled out."""
+def _flat_modules(modules, return_sequences: bool) -> list:
+    """A chain's modules with nested ``nn.Sequential`` / ``TorchGRURegressor`` spelled out. A
+    regressor's own return_sequences must be the chain's (its parts do not carry it)."""
     import torch
 
     out = []
     for m in modules:
         if isinstance(m, torch.nn.Sequential):
-            out += _flat_modules(list(m))
+            out += _flat_modules(list(m), return_sequences)
         elif isinstance(m, _regressor_class()):
-            out += _flat_modules(_regressor_parts(m))
+            if bool(m.return_sequences) != bool(return_sequences):
+                raise NotImplementedError(
+                    f"a TorchGRURegressor with return_sequences={m.return_sequences} inside a "
+                    f"chain converted with return_sequences={return_sequences}: convert the "
+                    "regressor itself, or pass its return_sequences"
+                )
+            out += _flat_modules(_regressor_parts(m), return_sequences)
         else:
             out.append(m)
     return out
@@ -103,7 +110,7 @@ def _regressor_parts(module) -> list:
 def _torch_chain(modules, return_sequences: bool) -> List[Spec]:
     import torch
 
-    modules = _flat_modules(modules)
+    modules = _flat_modules(modules, return_sequences)
     gru_ids = [i for i, m in enumerate(modules) if isinstance(m, (torch.nn.GRU, torch.nn.GRUCell))]
     last_gru = gru_ids[-1] if gru_ids else len(modules)
     chain: List[Spec] = []
