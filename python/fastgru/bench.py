@@ -424,7 +424,6 @@ def fastgru_candidates(w: Workload) -> List[Candidate]:
                 st.reset()
                 return [np.concatenate([np.asarray(st.step(v)).reshape(1, -1) for v in seq])]
 
-            check()
             state = {"i": 0}
 
             def step():

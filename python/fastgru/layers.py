@@ -188,12 +188,16 @@ class Layer:
             raise RuntimeError(f"layer {self.name!r} is not built yet")
         return int(sum(w.size for w in self._weights))
 
-    # Counts weight writes of every layer (and optimizer steps, see Sequential.fit): a model
-    # whose C++ copy was made at the current count needs no look at each layer's _version.
+    # Counts weight writes of every layer (optimizer steps included): a model whose C++ copy
+    # was made at the current count needs no look at each layer's _version.
     _writes_anywhere = 0
 
     def _weights_changed(self) -> None:
         """Called whenever the weights were written (optimizer step, set_weights)."""
+        self._config_changed()
+
+    def _weights_stepped(self) -> None:
+        """The optimizer rewrote the weights in place (views of the model's flat buffer)."""
         self._config_changed()
 
     def _config_changed(self) -> None:
@@ -279,7 +283,7 @@ class GRU(Layer):
     ):
         super().__init__(name=name, dtype=dtype, seed=seed)
         self.units = check_positive_int("units", units)
-        self.return_sequences = return_sequences
+        self._return_sequences = bool(return_sequences)  # not the setter: nothing to rebuild yet
         self._reset_after = bool(reset_after)
         self.kernel_initializer = kernel_initializer
         self.recurrent_initializer = recurrent_initializer
@@ -356,6 +360,7 @@ class GRU(Layer):
     def _weights_stepped(self) -> None:
         """The optimizer rewrote the weights in place: repack them into the cached buffers
         (cheaper than a new ``PackedGRU`` after every batch)."""
+        self._config_changed()
         if self._packed is not None:
             self._packed.update_prepared(*self._weights)
 
@@ -426,6 +431,13 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 _ACTIVATIONS = ("linear", "sigmoid", "softmax", "tanh", "relu")
 
 
+def _activation_name(value: Optional[str]) -> str:
+    act = "linear" if value is None else value
+    if not isinstance(act, str) or act.lower() not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {value!r}; expected None or one of {_ACTIVATIONS}")
+    return act.lower()
+
+
 class Dense(Layer):
     """Fully connected layer ``activation(x @ kernel + bias)`` on the last axis (Keras)."""
 
@@ -443,7 +455,7 @@ class Dense(Layer):
     ):
         super().__init__(name=name, dtype=dtype, seed=seed)
         self.units = check_positive_int("units", units)
-        self.activation = activation
+        self._activation = _activation_name(activation)  # not the setter: nothing to rebuild yet
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
         get_initializer(kernel_initializer)
@@ -458,10 +470,7 @@ class Dense(Layer):
 
     @activation.setter
     def activation(self, value: Optional[str]) -> None:
-        act = "linear" if value is None else value
-        if not isinstance(act, str) or act.lower() not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {value!r}; expected None or one of {_ACTIVATIONS}")
-        self._activation = act.lower()
+        self._activation = _activation_name(value)
         self._config_changed()
 
     @property

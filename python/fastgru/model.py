@@ -126,7 +126,6 @@ class Sequential:
         self._params: Optional[np.ndarray] = None
         self._grads: Optional[np.ndarray] = None
         self._segments: List[Tuple[int, int]] = []
-        self._weights_version = 0  # bumped by every optimizer step in fit
         self._inference = None  # (write count, weights key, C++ model) for predict and stream
         for layer in layers or []:
             self.add(layer)
@@ -228,7 +227,6 @@ class Sequential:
             layer._bind(wviews, gviews)
         self._params, self._grads = params, grads
         self._backup = params.copy()
-        self._grus = [l for l in self.layers if isinstance(l, GRU)]
 
     def _output_shape(self, input_shape) -> tuple:
         shape = tuple(input_shape)
@@ -382,7 +380,7 @@ class Sequential:
         cached = self._inference
         if cached is not None and cached[0] == writes:  # no weights written anywhere since
             return cached[2]
-        key = (self._weights_version, [layer._version for layer in self.layers])
+        key = [layer._version for layer in self.layers]
         if cached is None or cached[1] != key:
             runner = build_inference_model(self.layers) if has_inference_path(self.layers) else None
         else:
@@ -587,7 +585,7 @@ class Sequential:
         last = self.layers[-1]
         params, grads, backup = self._params, self._grads, self._backup
         opt_step = self.optimizer.step
-        grus = self._grus
+        layers = self.layers
         Xs, ys = (np.empty_like(X), np.empty_like(y)) if shuffle else (X, y)
         np.copyto(backup, params)
         isfinite = math.isfinite
@@ -617,10 +615,8 @@ class Sequential:
                 try:
                     opt_step(params, grads)
                 finally:  # even on Ctrl-C mid-step: the packed and C++ copies must follow
-                    self._weights_version += 1
-                    Layer._writes_anywhere += 1
-                    for g in grus:
-                        g._weights_stepped()
+                    for layer in layers:
+                        layer._weights_stepped()
                 batch_losses.append(value)
                 if metric_fns:
                     pred = last._activate(out.copy()) if fused else out
