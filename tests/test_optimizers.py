@@ -168,3 +168,21 @@ def test_one_optimizer_moves_between_models(other):
     for model in models + models[:1]:
         model.fit(X, X[:, -1], epochs=1, batch_size=4, verbose=0)
     assert opt.iterations == 2
+
+
+@pytest.mark.parametrize("make, state_arrays", [(lambda: Adam(0.01), 2),
+                                                (lambda: SGD(0.01, momentum=0.9, nesterov=True), 1)],
+                         ids=["adam", "sgd-nesterov"])
+def test_a_pickled_optimizer_carries_its_state_but_not_its_scratch(make, state_arrays):
+    import pickle
+    rng = np.random.default_rng(3)
+    opt, p = make(), np.ones(1000)
+    opt.step(p, rng.standard_normal(1000))
+    g = rng.standard_normal((1000, 2))[:, 0]  # strided: the NumPy update, which uses scratch
+    opt.step(p, g)
+    size = len(pickle.dumps(opt))
+    assert 8 * 1000 * state_arrays < size < 8 * 1000 * (state_arrays + 0.5)
+    clone, q = pickle.loads(pickle.dumps(opt)), p.copy()
+    opt.step(p, g)
+    clone.step(q, g)
+    np.testing.assert_array_equal(q, p)

@@ -28,7 +28,7 @@ parameters' dtype, as Keras casts everything to the variable dtype.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -73,11 +73,29 @@ class Optimizer:
         self._size = params.size
         self._dtype = params.dtype
         self._segments = list(segments) if segments is not None else [(0, params.size)]
-        self._tmp = np.empty_like(params)
+        self._scratch_arrays: List[np.ndarray] = []
         self._build_state(params)
 
     def _build_state(self, params):
         pass
+
+    def _scratch(self, params: np.ndarray, count: int) -> List[np.ndarray]:
+        """``count`` arrays shaped like ``params`` for the NumPy update, made on first use
+        (the fused Adam step needs none) and never pickled."""
+        while len(self._scratch_arrays) < count:
+            self._scratch_arrays.append(np.empty_like(params))
+        return self._scratch_arrays[:count]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_scratch_arrays"] = []
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for old in ("_tmp", "_tmp2"):  # pickles made before _scratch
+            state.pop(old, None)
+        state.setdefault("_scratch_arrays", [])
+        self.__dict__.update(state)
 
     @property
     def built(self) -> bool:
@@ -159,7 +177,6 @@ class Adam(Optimizer):
         self.m = np.zeros_like(params)
         self.v = np.zeros_like(params)
         self.v_hat = np.zeros_like(params) if self.amsgrad else None
-        self._tmp2 = np.empty_like(params)
 
     def _update(self, params, grads):
         dt = params.dtype.type
@@ -168,7 +185,7 @@ class Adam(Optimizer):
         alpha = dt(self.learning_rate) * np.sqrt(one - dt(self.beta_2) ** t) / (
             one - dt(self.beta_1) ** t
         )
-        m, v, tmp, tmp2 = self.m, self.v, self._tmp, self._tmp2
+        m, v = self.m, self.v
         if (grads.dtype == params.dtype and grads.shape == params.shape
                 and grads.flags.c_contiguous and params.flags.c_contiguous):
             # the same operations in one pass, fused in C++ (identical rounding; a NumPy call
@@ -178,6 +195,7 @@ class Adam(Optimizer):
                             float(dt(1 - self.beta_1)), float(dt(1 - self.beta_2)),
                             float(dt(self.epsilon)))
             return
+        tmp, tmp2 = self._scratch(params, 2)
         np.subtract(grads, m, out=tmp)
         tmp *= dt(1 - self.beta_1)
         m += tmp
@@ -214,11 +232,11 @@ class SGD(Optimizer):
 
     def _build_state(self, params):
         self.m = np.zeros_like(params) if self.momentum != 0 else None
-        self._tmp2 = np.empty_like(params) if self.momentum != 0 and self.nesterov else None
 
     def _update(self, params, grads):
         dt = params.dtype.type
-        tmp = self._tmp
+        scratch = self._scratch(params, 2 if self.m is not None and self.nesterov else 1)
+        tmp = scratch[0]
         np.multiply(grads, dt(self.learning_rate), out=tmp)  # g * lr
         if self.m is None:
             params -= tmp
@@ -227,7 +245,7 @@ class SGD(Optimizer):
         m *= dt(self.momentum)
         m -= tmp
         if self.nesterov:
-            buf = self._tmp2
+            buf = scratch[1]
             np.multiply(m, dt(self.momentum), out=buf)
             buf -= tmp
             params += buf
