@@ -126,18 +126,23 @@ def torch_to_keras(weight_ih, weight_hh, bias_ih=None, bias_hh=None) -> Weights:
     return kernel, recurrent_kernel, bias
 
 
+def require_reset_after(reset_after, what: str = "a GRU") -> None:
+    """ValueError unless ``reset_after``: PyTorch's GRU has only that variant."""
+    if not reset_after:
+        raise ValueError(
+            f"{what} has reset_after=False, which has no PyTorch equivalent: torch.nn.GRU always "
+            "applies the reset gate after the recurrent matmul (Keras reset_after=True). Retrain "
+            "with reset_after=True, or export to ONNX (to_onnx supports both variants)."
+        )
+
+
 def keras_to_torch(kernel, recurrent_kernel, bias, reset_after=True):
     """Keras ``(kernel, recurrent_kernel, bias)`` -> PyTorch ``(weight_ih, weight_hh, bias_ih, bias_hh)``.
 
     NumPy arrays out. ``reset_after=False`` raises ValueError: PyTorch's GRU applies the reset
     gate after the recurrent matmul only, so that variant cannot be expressed in it.
     """
-    if not reset_after:
-        raise ValueError(
-            "a reset_after=False GRU has no PyTorch equivalent: torch.nn.GRU always applies the "
-            "reset gate after the recurrent matmul (Keras reset_after=True). Retrain with "
-            "reset_after=True, or export to ONNX (to_onnx supports both variants)."
-        )
+    require_reset_after(reset_after)
     kernel, recurrent_kernel, bias = check_keras_weights(kernel, recurrent_kernel, bias, True)
     units = recurrent_kernel.shape[0]
     weight_ih = np.ascontiguousarray(_zr_swap(kernel.T, units, axis=0))

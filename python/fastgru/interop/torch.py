@@ -24,7 +24,7 @@ import numpy as np
 from ._chain import DenseSpec, GRUSpec, Spec, build_sequential, chain_of, dense_spec, \
     gru_layer, set_sequence_flags, with_activation
 from ._layout import Weights, check_keras_weights, is_triple, keras_to_torch, layer_weights, \
-    to_numpy, torch_to_keras
+    require_reset_after, to_numpy, torch_to_keras
 
 __all__ = ["torch_gru_weights_to_keras", "from_torch", "to_torch", "TorchGRURegressor"]
 
@@ -246,12 +246,7 @@ def _model_to_torch(model, dtype):
         )
     grus, head = chain[:n_grus], chain[n_grus:]
     for k, spec in enumerate(grus):
-        if not spec.reset_after:
-            raise ValueError(
-                f"GRU layer {k} has reset_after=False, which has no PyTorch equivalent: "
-                "torch.nn.GRU always applies the reset gate after the recurrent matmul. Retrain "
-                "with reset_after=True, or export to ONNX (to_onnx supports both variants)."
-            )
+        require_reset_after(spec.reset_after, f"GRU layer {k}")
     if dtype is None:
         dtype = torch.float64 if chain[0].kernel.dtype == np.float64 else torch.float32
     triples = [tuple(s.weights) for s in grus]
@@ -288,8 +283,7 @@ def to_torch(model_or_layers, dtype=None):
     triples = []
     for item in items:
         (kernel, recurrent_kernel, bias), reset_after = layer_weights(item)
-        if not reset_after:
-            keras_to_torch(kernel, recurrent_kernel, bias, reset_after=False)  # raises
+        require_reset_after(reset_after)
         triples.append((kernel, recurrent_kernel, bias))
     return _torch_gru(triples, dtype)
 
