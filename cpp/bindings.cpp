@@ -64,16 +64,15 @@ const T* optional_data(py::handle obj, const char* name, const std::vector<py::s
   return keep->data();
 }
 
-// Batch and steps of x, checked against the packed weights.
-template <typename T>
-std::pair<size_t, size_t> input_dims(py::handle x, const PackedWeights<T>& w) {
+// Batch and steps of a (batch, time, input_size) input called `name`: 3-D, neither empty.
+std::pair<size_t, size_t> input_dims(py::handle x, size_t input_size, const char* name = "x") {
   py::array arr = py::reinterpret_borrow<py::array>(x);
   if (!py::isinstance<py::array>(x) || arr.ndim() != 3) {
-    throw py::value_error("x must be a 3-D array (batch, time, input_size=" +
-                          std::to_string(w.input_size) + ")");
+    throw py::value_error(std::string(name) + " must be a 3-D array (batch, time, input_size=" +
+                          std::to_string(input_size) + ")");
   }
   if (arr.shape(0) <= 0 || arr.shape(1) <= 0) {
-    throw py::value_error("x must have batch > 0 and time > 0; got shape " +
+    throw py::value_error(std::string(name) + " must have batch > 0 and time > 0; got shape " +
                           shape_str({arr.shape(0), arr.shape(1), arr.shape(2)}));
   }
   return {size_t(arr.shape(0)), size_t(arr.shape(1))};
@@ -136,7 +135,7 @@ class TypedGRU {
 
   py::tuple forward(py::handle x_obj, py::handle h0_obj, bool training) const {
     const PackedWeights<T>& w = *weights_;
-    const auto [B, steps] = input_dims(x_obj, w);
+    const auto [B, steps] = input_dims(x_obj, w.input_size);
     const auto sB = py::ssize_t(B), sT = py::ssize_t(steps), sH = py::ssize_t(w.units);
     const auto sHp = py::ssize_t(w.padded_units);
     auto x = checked<T>(x_obj, "x", {sB, sT, py::ssize_t(w.input_size)});
@@ -167,7 +166,7 @@ class TypedGRU {
                      py::handle h_rec_obj, py::handle d_out_obj, py::handle d_h_last_obj,
                      bool need_dx) const {
     const PackedWeights<T>& w = *weights_;
-    const auto [B, steps] = input_dims(x_obj, w);
+    const auto [B, steps] = input_dims(x_obj, w.input_size);
     const auto sB = py::ssize_t(B), sT = py::ssize_t(steps), sH = py::ssize_t(w.units);
     const auto sI = py::ssize_t(w.input_size), sHp = py::ssize_t(w.padded_units);
     auto x = checked<T>(x_obj, "x", {sB, sT, sI});
@@ -311,13 +310,8 @@ class TypedInferenceModel {
 
   py::array predict(py::handle x_obj) {
     const size_t I = model_->input_size(), O = model_->output_size();
-    py::array arr = py::reinterpret_borrow<py::array>(x_obj);
-    if (!py::isinstance<py::array>(x_obj) || arr.ndim() != 3 || arr.shape(0) <= 0 ||
-        arr.shape(1) <= 0) {
-      throw py::value_error("X must be a non-empty 3-D array (samples, timesteps, features=" +
-                            std::to_string(I) + ")");
-    }
-    const auto B = arr.shape(0), steps = arr.shape(1);
+    const auto [batch, time] = input_dims(x_obj, I, "X");
+    const auto B = py::ssize_t(batch), steps = py::ssize_t(time);
     auto x = checked<T>(x_obj, "X", {B, steps, py::ssize_t(I)});
     auto out = model_->sequence_output() ? py::array_t<T>({B, steps, py::ssize_t(O)})
                                          : py::array_t<T>({B, py::ssize_t(O)});
