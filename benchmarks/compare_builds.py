@@ -1,7 +1,12 @@
 """Time two builds of fastgru's extension against each other on GRU forward shapes.
 
     python benchmarks/compare_builds.py OLD/_core*.so NEW/_core*.so [--threads 1]
-        [--shape H,B,I,T ...] [--rounds 3]
+        [--shape H,B,I,T ...] [--rounds 3] [--train]
+
+With --train it times the training kernels instead: forward_train + backward (dx, dh0 and
+every weight gradient, for a given dL/d(outputs) and dL/d(last state)), by default on the seed
+epoch's batch (H,B,I,T = 50,32,1,100), with reset_after=True and False, and compares all
+their outputs.
 
 Two builds cannot share a process (pybind11 registers each C++ type once per interpreter, so
 the second module silently runs the first one's code): each build runs in its own process,
@@ -18,27 +23,45 @@ import timeit
 import numpy as np
 
 DEFAULT_SHAPES = ["50,1,1,100", "32,1,1,100", "64,1,1,100", "50,1,1,1", "50,32,1,100"]
+DEFAULT_TRAIN_SHAPES = ["50,32,1,100", "50,7,1,100", "64,32,8,50"]
 
 
-def _time_one_build(path, threads, shapes):
-    """In a child process: seconds per PackedGRU.forward for each shape, and the outputs."""
+def _cases(shapes, train):
+    """(H, B, I, T, reset_after) for each shape: training covers both variants."""
+    return [(*shape, reset_after) for shape in shapes
+            for reset_after in ((True, False) if train else (True,))]
+
+
+def _time_one_build(path, threads, shapes, train=False):
+    """In a child process: seconds per PackedGRU.forward (with ``train``: forward_train +
+    backward) for each shape, and the outputs."""
     spec = importlib.util.spec_from_file_location("_core", path)
     core = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(core)
     core.set_num_threads(threads)
     rng = np.random.default_rng(0)
     times, outputs = [], []
-    for units, batch, inputs, steps in shapes:
+    for units, batch, inputs, steps, reset_after in _cases(shapes, train):
         kernel = (rng.standard_normal((inputs, 3 * units)) * 0.3).astype(np.float32)
         recurrent = (rng.standard_normal((units, 3 * units)) * 0.1).astype(np.float32)
-        bias = (rng.standard_normal((2, 3 * units)) * 0.1).astype(np.float32)
+        bias = (rng.standard_normal((2, 3 * units) if reset_after else (3 * units,)) * 0.1
+                ).astype(np.float32)
         x = rng.standard_normal((batch, steps, inputs)).astype(np.float32)
         h0 = np.zeros((batch, units), np.float32)
-        packed = core.PackedGRU(kernel, recurrent, bias, True)
+        packed = core.PackedGRU(kernel, recurrent, bias, reset_after)
         number = max(3, 200_000 // (batch * units * steps))
-        times.append(min(timeit.repeat(lambda: packed.forward(x, h0), number=number,
-                                       repeat=5)) / number)
-        outputs.append(packed.forward(x, h0)[0].ravel().tolist())
+        if train:
+            d_out = rng.standard_normal((batch, steps, units)).astype(np.float32)
+            d_h_last = rng.standard_normal((batch, units)).astype(np.float32)
+
+            def call():
+                out, h_last, *tape = packed.forward_train(x, h0)
+                return [out, h_last, *packed.backward(x, *tape, d_out, d_h_last, True)]
+        else:
+            def call():
+                return packed.forward(x, h0)[:1]
+        times.append(min(timeit.repeat(call, number=number, repeat=5)) / number)
+        outputs.append(np.concatenate([a.ravel() for a in call()]).tolist())
     return {"times": times, "outputs": outputs}
 
 
@@ -49,28 +72,34 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shape", action="append", help="H,B,I,T (repeatable)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--train", action="store_true",
+                        help="time forward_train + backward instead of forward")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    shapes = [tuple(int(v) for v in s.split(",")) for s in (args.shape or DEFAULT_SHAPES)]
+    default = DEFAULT_TRAIN_SHAPES if args.train else DEFAULT_SHAPES
+    shapes = [tuple(int(v) for v in s.split(",")) for s in (args.shape or default)]
     if args.child:
-        print(json.dumps(_time_one_build(args.old, args.threads, shapes)))
+        print(json.dumps(_time_one_build(args.old, args.threads, shapes, args.train)))
         return 0
-    best = {"old": [float("inf")] * len(shapes), "new": [float("inf")] * len(shapes)}
+    cases = _cases(shapes, args.train)
+    best = {"old": [float("inf")] * len(cases), "new": [float("inf")] * len(cases)}
     outputs = {}
     for _ in range(args.rounds):
         for name in ("old", "new"):
             cmd = [sys.executable, __file__, getattr(args, name), "-", "--child",
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads)] + (["--train"] if args.train else [])
             cmd += [a for s in shapes for a in ("--shape", ",".join(map(str, s)))]
             result = json.loads(subprocess.run(cmd, capture_output=True, text=True,
                                                check=True).stdout)
             best[name] = [min(a, b) for a, b in zip(best[name], result["times"])]
             outputs[name] = result["outputs"]
-    for i, shape in enumerate(shapes):
+    for i, case in enumerate(cases):
         old, new = best["old"][i], best["new"][i]
         diff = np.max(np.abs(np.subtract(outputs["old"][i], outputs["new"][i])))
-        print(f"H,B,I,T={','.join(map(str, shape))}: old {old * 1e6:.2f} us  new {new * 1e6:.2f} us"
-              f"  old/new {old / new:.2f}  max|diff| {diff:.1e}")
+        same = "bit-identical" if outputs["old"][i] == outputs["new"][i] else "DIFFERENT"
+        label = ",".join(map(str, case[:4])) + ("" if case[4] else " reset_after=False")
+        print(f"H,B,I,T={label}: old {old * 1e6:.2f} us  new {new * 1e6:.2f} us"
+              f"  old/new {old / new:.2f}  max|diff| {diff:.1e} ({same})")
     return 0
 
 
