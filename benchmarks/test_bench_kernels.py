@@ -24,14 +24,6 @@ def matmul_gflops(threads):
     return bench.matmul_baseline(bench.BenchConfig(), threads)["gflops"]
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    previous = fastgru.get_num_threads()
-    fastgru.set_num_threads(request.param)
-    yield request.param
-    fastgru.set_num_threads(previous)
-
-
 @pytest.fixture
 def one_thread():
     """The batch-1 rows: one row is never split across threads; say so by running on one."""

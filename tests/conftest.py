@@ -14,14 +14,6 @@ def simd(request):
     _core.set_simd(previous)
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    previous = fastgru.get_num_threads()
-    fastgru.set_num_threads(request.param)
-    yield request.param
-    fastgru.set_num_threads(previous)
-
-
 def random_gru(rng, batch, steps, input_size, units, reset_after=True, with_h0=True):
     """Inputs and weights at the scale a trained model has (PyTorch's uniform init)."""
     scale = 1.0 / np.sqrt(units)

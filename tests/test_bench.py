@@ -11,7 +11,8 @@ from fastgru import bench
 
 
 def _quick_cfg(**kwargs) -> bench.BenchConfig:
-    cfg = bench.BenchConfig(quick=True, threads=[1], **bench.sizes_for(True))
+    """Tiny sizes, one thread, everything in this process (fast; isolation has its own tests)."""
+    cfg = bench.BenchConfig(quick=True, threads=[1], isolate=False, **bench.sizes_for(True))
     for key, value in kwargs.items():
         setattr(cfg, key, value)
     return cfg
@@ -63,7 +64,7 @@ def test_a_peer_that_agrees_is_timed_with_ratio_to_fastgru():
 
 def test_main_exits_1_and_says_mismatch_loudly(monkeypatch, capsys):
     wrong = _fake_peer("wrong", lambda w: [np.asarray(w.reference()[0]) * 2 + 1])
-    monkeypatch.setattr(bench, "PEERS", [wrong])
+    monkeypatch.setattr(bench.peers, "PEERS", [wrong])
     assert bench.main(["--quick", "--workloads", "B", "--threads", "1"]) == 1
     captured = capsys.readouterr()
     assert "MISMATCH" in captured.err
@@ -72,7 +73,7 @@ def test_main_exits_1_and_says_mismatch_loudly(monkeypatch, capsys):
 
 def test_a_missing_peer_is_skipped_with_a_note(monkeypatch, capsys, tmp_path):
     ghost = _fake_peer("ghost", lambda w: w.reference(), module="fastgru_no_such_peer_module")
-    monkeypatch.setattr(bench, "PEERS", [ghost])
+    monkeypatch.setattr(bench.peers, "PEERS", [ghost])
     path = tmp_path / "out.json"
     assert bench.main(["--quick", "--workloads", "B", "--threads", "1", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
@@ -93,7 +94,7 @@ def test_a_peer_that_raises_is_an_error_row_and_the_run_goes_on():
 
 
 def test_json_report_structure(monkeypatch, tmp_path):
-    monkeypatch.setattr(bench, "PEERS", [])
+    monkeypatch.setattr(bench.peers, "PEERS", [])
     path = tmp_path / "report.json"
     code = bench.main(["--quick", "--workloads", "A,B,C,D", "--threads", "1",
                        "--repeats", "2", "--json", str(path)])
@@ -119,7 +120,10 @@ def test_real_peers_agree_with_fastgru_on_every_workload():
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    report = bench.run_benchmarks(_quick_cfg(peers=["torch", "onnxruntime"]))
+    report = bench.run_benchmarks(_quick_cfg(peers=["torch", "onnxruntime"], isolate=True,
+                                             threads=[1, 2]))
+    pids = {(r["library"], r["threads"]): r["pid"] for r in report["results"]}
+    assert len(pids) == 6 and len(set(pids.values())) == 6  # a process per library and count
     peers = [r for r in report["results"] if r["library"] != "fastgru"]
     assert {r["workload"] for r in peers if r["library"] == "torch"} == {
         "A", "B", "C", "D.fwd", "D.fwd+bwd"}
@@ -158,9 +162,9 @@ def test_time_budget_stops_repetitions_but_keeps_one():
 
 
 def test_threads_option_parses_all_and_dedupes():
-    assert bench._parse_threads("1,all,1") == [1] + ([bench._cores()] if bench._cores() > 1 else [])
+    assert bench.cli.parse_threads("1,all,1") == [1] + ([bench.harness.cores()] if bench.harness.cores() > 1 else [])
     with pytest.raises(argparse.ArgumentTypeError, match=">= 1"):
-        bench._parse_threads("0")
+        bench.cli.parse_threads("0")
 
 
 def test_unknown_workload_is_an_error():

@@ -1,0 +1,258 @@
+"""The harness's vocabulary and its one-row machinery: what a workload, a candidate and a peer
+are; how a call is timed; how a result is checked against fastgru's; one implementation's row.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+ALL_WORKLOADS = ("A", "B", "C", "D")
+UNIT_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6}
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    workloads: Sequence[str] = ALL_WORKLOADS
+    threads: Sequence[int] = (1,)
+    repeats: int = 7
+    epoch_repeats: int = 3
+    warmup: int = 3
+    quick: bool = False
+    peers: Optional[Sequence[str]] = None  # None: every installed peer
+    min_rep_seconds: float = 0.05
+    max_seconds: Optional[float] = 120.0  # time budget per implementation and thread count
+    seed: int = 0
+    # One child process per library and thread count, so that no library's thread pool (left
+    # spinning after its calls) slows another's rows. False: everything in this process.
+    isolate: bool = True
+    rounds: int = 1  # the whole set of child runs, repeated and interleaved; samples pooled
+    # sizes (set by sizes_for(quick))
+    a_windows: int = 7900
+    a_steps: int = 100
+    a_units: int = 50
+    a_batch: int = 32
+    bc_steps: int = 100
+    bc_units: int = 50
+    d_batch: int = 256
+    d_steps: int = 100
+    d_inputs: int = 32
+    d_units: int = 256
+    matmul_n: int = 2048
+    check_steps: int = 20  # stream length used by the C agreement check
+    check_batches: int = 3  # training batches used by the A agreement check
+
+
+def sizes_for(quick: bool) -> Dict[str, Any]:
+    if not quick:
+        return {}
+    return dict(a_windows=96, a_steps=8, a_units=6, a_batch=32, bc_steps=8, bc_units=6,
+                d_batch=4, d_steps=5, d_inputs=3, d_units=8, matmul_n=128, check_steps=5,
+                repeats=3, epoch_repeats=2, warmup=1, min_rep_seconds=0.002)
+
+
+@dataclasses.dataclass
+class Runner:
+    """A prepared implementation: ``run()`` is what is timed; ``check()`` returns the arrays
+    that are compared with fastgru's (same order in every implementation of a workload)."""
+
+    run: Callable[[], Any]
+    check: Callable[[], Sequence[np.ndarray]]
+    note: str = ""
+
+
+@dataclasses.dataclass
+class Candidate:
+    name: str  # e.g. "torch nn.GRU (inference_mode)"
+    library: str  # "fastgru", "torch", "onnxruntime", "tensorflow", ...
+    build: Callable[[int], Runner]  # threads -> Runner
+
+
+@dataclasses.dataclass
+class Workload:
+    key: str
+    title: str
+    unit: str  # "s", "us" or "ms"
+    tol: float
+    data: Dict[str, Any]
+    flops: Optional[float] = None  # per call
+    per_call: bool = True  # False: one repetition = one call (training epochs)
+    reference: Optional[Callable[[], Sequence[np.ndarray]]] = None  # the NumPy oracle
+
+
+class SkipCandidate(Exception):
+    """Raised by ``Candidate.build`` when it cannot run here (the message says why)."""
+
+
+class Mismatch(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class Peer:
+    library: str
+    module: str  # what must be importable
+    candidates: Callable[[Workload], List[Candidate]]
+    # why a workload has no candidate of this library, for the report's notes
+    absent: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def max_diff(got: Sequence[np.ndarray], want: Sequence[np.ndarray]):
+    """``(max abs difference, the same divided by max(1, max|want|))`` over paired arrays."""
+    got, want = list(got), list(want)
+    if len(got) != len(want):
+        raise Mismatch(f"returned {len(got)} arrays, fastgru {len(want)}")
+    worst_abs, worst_rel = 0.0, 0.0
+    for k, (g, w) in enumerate(zip(got, want)):
+        g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+        if g.shape != w.shape:
+            raise Mismatch(f"array {k} has shape {g.shape}, fastgru's {w.shape}")
+        if not np.all(np.isfinite(g)):
+            return float("inf"), float("inf")
+        d = float(np.max(np.abs(g - w))) if g.size else 0.0
+        worst_abs = max(worst_abs, d)
+        worst_rel = max(worst_rel, d / max(1.0, float(np.max(np.abs(w))) if w.size else 1.0))
+    return worst_abs, worst_rel
+
+
+def sample_stats(samples: Sequence[float]) -> Dict[str, Any]:
+    """Median, quartiles, min and max of per-call seconds, with the samples themselves."""
+    q1, med, q3 = np.percentile(samples, [25, 50, 75])
+    return dict(median=float(med), q1=float(q1), q3=float(q3), min=float(min(samples)),
+                max=float(max(samples)), repeats=len(samples), samples=[float(s) for s in samples])
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, per_call: bool,
+               min_rep_seconds: float, max_seconds: Optional[float] = None) -> Dict[str, Any]:
+    """Per-call seconds: median, q1, q3, min, max over ``repeats`` repetitions.
+
+    With ``max_seconds``, warm-up and repetitions stop once that much time is spent (at least
+    one timed repetition always runs); ``repeats`` in the result says how many ran.
+    """
+    start = time.perf_counter()
+    over = lambda: max_seconds is not None and time.perf_counter() - start > max_seconds  # noqa: E731
+    for _ in range(warmup):
+        fn()
+        if over():
+            break
+    number = 1
+    if per_call:  # calls per repetition so that one repetition lasts >= min_rep_seconds
+        while True:
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_rep_seconds or number >= 1 << 20:
+                break
+            number = max(number * 2, int(number * 1.2 * min_rep_seconds / max(elapsed, 1e-9)))
+    samples: List[float] = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - t0) / number)
+        if over():
+            break
+    return dict(sample_stats(samples), number=number)
+
+
+def set_all_threads(n: int) -> None:
+    """fastgru's thread count, and PyTorch's when it is loaded (its pool is process-wide)."""
+    import fastgru as fg
+
+    fg.set_num_threads(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def format_duration(seconds: Optional[float], unit: str) -> str:
+    if seconds is None:
+        return "-"
+    v = seconds * UNIT_SCALE[unit]
+    return f"{v:.4g} {unit}" if v < 1000 else f"{v:,.0f} {unit}"
+
+
+def run_candidate(cfg: BenchConfig, w: Workload, cand: Candidate, nt: int, expected,
+                  reference_out, timed: bool = True) -> Dict[str, Any]:
+    """Build, check and (if it agrees) time one implementation at ``nt`` threads. A row that
+    passed its check carries its outputs under ``"_out"`` (the caller removes them)."""
+    row: Dict[str, Any] = dict(workload=w.key, implementation=cand.name, library=cand.library,
+                               threads=nt, unit=w.unit, status="ok", note="")
+    try:
+        set_all_threads(nt)
+        runner = cand.build(nt)
+        row["note"] = runner.note
+        out = [np.asarray(a) for a in runner.check()]
+        if cand.library == "fastgru" and (reference_out is not None or expected is None):
+            want, row["compared_with"] = (
+                (reference_out, "fastgru.reference") if reference_out is not None
+                else (out, "itself (first fastgru implementation)"))
+        elif expected is not None:
+            want, row["compared_with"] = expected, "fastgru"
+        elif reference_out is not None:  # fastgru failed or was skipped: judge peers by the oracle
+            want, row["compared_with"] = reference_out, "fastgru.reference (no fastgru result)"
+        else:
+            raise SkipCandidate("no fastgru result to compare with")
+        row["max_abs_diff"], rel = max_diff(out, want)
+        row["tolerance"] = w.tol
+        if not rel <= w.tol:
+            raise Mismatch(
+                f"max abs diff {row['max_abs_diff']:.3g} vs {row['compared_with']} "
+                f"(normalised {rel:.3g}) exceeds tolerance {w.tol:g}")
+        row["_out"] = out
+        if not timed:
+            return row
+        set_all_threads(nt)
+        wanted = cfg.repeats if w.per_call else cfg.epoch_repeats
+        stats = time_calls(runner.run, wanted, cfg.warmup if w.per_call else 1, w.per_call,
+                           cfg.min_rep_seconds, cfg.max_seconds)
+        if stats["repeats"] < wanted:
+            row["note"] = (row["note"] + "; " if row["note"] else "") + (
+                f"stopped after {stats['repeats']} repetition(s): --max-seconds {cfg.max_seconds:g}")
+        row.update(stats)
+        if w.flops:
+            row["gflops"] = w.flops / stats["median"] / 1e9
+        log(f"   {cand.name} @ {nt} thr: {format_duration(stats['median'], w.unit)} "
+            f"(max|diff| {row['max_abs_diff']:.2g} vs {row['compared_with']})")
+    except SkipCandidate as e:
+        row.update(status="skipped", note=str(e))
+        log(f"   {cand.name} @ {nt} thr: skipped: {e}")
+    except Mismatch as e:
+        row.update(status="mismatch", note=str(e))
+        log(f"!! MISMATCH: {cand.name} on {w.key} @ {nt} threads: {e} -- NOT timed")
+    except Exception as e:  # noqa: BLE001 - one implementation failing must not stop the run
+        row.update(status="error", note=f"{type(e).__name__}: {e}")
+        log(f"!! ERROR: {cand.name} on {w.key} @ {nt} threads: {type(e).__name__}: {e}")
+    return row
+
+
+def carried_state_runner(readings, zero_state, step) -> Runner:
+    """A streaming runner: ``step(reading, h) -> (output, h)`` over ``readings`` in a cycle, the
+    state carried between calls; the check replays all readings in order from ``zero_state()``."""
+    state = {"h": zero_state(), "i": 0}
+
+    def run():
+        i = state["i"] = (state["i"] + 1) % len(readings)
+        y, state["h"] = step(readings[i], state["h"])
+        return y
+
+    def check():
+        state["h"], state["i"] = zero_state(), -1
+        return [np.concatenate([run() for _ in readings])]
+
+    return Runner(run, check)

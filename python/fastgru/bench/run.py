@@ -1,0 +1,285 @@
+"""A whole run: every workload x implementation x thread count, and the report.
+
+By default each library runs at each thread count in its own child process (``python -m
+fastgru.bench --_child``): a library's thread pool, left spinning after its calls, then
+cannot slow another library's rows, and TensorFlow's start-up thread settings hold. The
+first fastgru child also writes what the peers are compared with (fastgru's outputs and the
+NumPy oracle's), so no child recomputes them. ``rounds`` repeats the whole sequence of children,
+interleaved, and pools each row's samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .._config import config as fastgru_config
+from . import peers as registry
+from .harness import (BenchConfig, Peer, SkipCandidate, Workload, cores, log, run_candidate,
+                      sample_stats)
+from .workloads import make_workloads, matmul_baseline
+
+# What peers are compared with, per workload key: {"reference": [arrays] or None,
+# "expected": [arrays] or None (fastgru's first implementation, when it passed its check)}.
+Known = Dict[str, Dict[str, Optional[List[np.ndarray]]]]
+
+
+def run_benchmarks(cfg: BenchConfig, peers: Optional[Sequence[Peer]] = None,
+                   time_fastgru: bool = True) -> Dict[str, Any]:
+    """Run every workload x implementation x thread count; return the JSON-ready report.
+
+    ``peers`` defaults to ``peers.PEERS`` (filtered by ``cfg.peers``). With ``cfg.isolate``,
+    fastgru and the built-in peers run in a child process per library and thread count;
+    other peers (given as objects) run in this process. With ``time_fastgru=False`` fastgru
+    only supplies the expected results and its rows are left out.
+    """
+    peers = registry.PEERS if peers is None else peers
+    if cfg.peers is not None:
+        wanted = {p.lower() for p in cfg.peers}
+        peers = [p for p in peers if p.library.lower() in wanted]
+    notes: List[str] = []
+    installed: List[Peer] = []
+    for peer in peers:
+        if importlib.util.find_spec(peer.module) is None:
+            notes.append(f"{peer.library}: not installed, skipped")
+            log(f"note: {peer.library} not installed, skipped")
+        else:
+            installed.append(peer)
+
+    load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    workloads = make_workloads(cfg)
+    matmul: List[Dict[str, Any]] = []
+    if time_fastgru and any(w.flops for w in workloads):
+        matmul = [matmul_baseline(cfg, nt) for nt in cfg.threads]
+
+    children = [p for p in installed if cfg.isolate and registry.is_built_in(p)]
+    here = [p for p in installed if p not in children]
+    rounds: List[List[Dict[str, Any]]] = []
+    libraries: Dict[str, str] = {}
+    for _ in range(max(1, cfg.rounds)):
+        rows: List[Dict[str, Any]] = []
+        if cfg.isolate:
+            known: Known = {}
+            with tempfile.TemporaryDirectory() as tmp:
+                for nt in cfg.threads:
+                    jobs = ([registry.FASTGRU] if time_fastgru else []) + children
+                    for peer in jobs:
+                        child = _run_child(cfg, peer.library, nt, known, tmp)
+                        rows.extend(child.get("results", []))
+                        notes.extend(n for n in child.get("notes", []) if n not in notes)
+                        libraries.update(child.get("libraries", {}))
+                        known = child.get("known", known)
+            if here:
+                got, got_notes = run_here(cfg, workloads, here, time_fastgru=False)
+                rows.extend(got)
+                notes.extend(n for n in got_notes if n not in notes)
+        else:
+            got, got_notes = run_here(cfg, workloads, installed, time_fastgru)
+            rows.extend(got)
+            notes.extend(n for n in got_notes if n not in notes)
+        rounds.append(rows)
+    results = _pool_rounds(rounds)
+
+    _add_ratios(results)
+    order = {w.key: k for k, w in enumerate(workloads)}
+    rank = {p.library: k for k, p in enumerate([registry.FASTGRU, *installed])}
+    results.sort(key=lambda r: (order.get(r["workload"], 99), r["threads"],
+                                rank.get(r["library"], 99)))  # stable: candidate order kept
+    return dict(
+        machine=dict(machine_info(), loadavg_at_start=load_at_start, libraries=libraries),
+        config=dataclasses.asdict(cfg),
+        matmul=matmul,
+        results=results,
+        notes=notes,
+        flops_note="D FLOPs count the two matmuls only: forward 2*B*T*3H*(I+H); "
+                   "forward+backward 3x forward",
+    )
+
+
+def run_here(cfg: BenchConfig, workloads: Sequence[Workload], peers: Sequence[Peer],
+             time_fastgru: bool, known: Optional[Known] = None):
+    """Every workload in this process for ``peers`` (and fastgru's rows if ``time_fastgru``).
+    ``known`` supplies, and receives, what the peers are compared with. Returns (rows, notes)."""
+    known = {} if known is None else known
+    results: List[Dict[str, Any]] = []
+    notes: List[str] = []
+    for w in workloads:
+        candidates = []
+        for peer in peers:
+            try:
+                got = peer.candidates(w)
+            except ImportError as e:  # installed but broken
+                notes.append(f"{peer.library}: import failed ({e}), skipped")
+                log(f"note: {peer.library} import failed: {e}")
+                continue
+            if not got and w.key in peer.absent:
+                notes.append(f"{peer.library} / {w.key}: {peer.absent[w.key]}")
+            candidates.extend(got)
+        if not candidates and not time_fastgru:
+            continue
+        log(f"== {w.key}: {w.title}")
+        have = known.get(w.key)
+        if have is None or time_fastgru:
+            candidates = registry.FASTGRU.candidates(w) + candidates
+        if have is not None:
+            reference_out = have["reference"]
+        else:
+            reference_out = w.reference() if w.reference is not None else None
+        for nt in cfg.threads:
+            expected = have["expected"] if have is not None else None
+            for cand in candidates:
+                timed = time_fastgru or cand.library != "fastgru"
+                row = run_candidate(cfg, w, cand, nt, expected, reference_out, timed=timed)
+                if cand.library == "fastgru" and expected is None and "_out" in row:
+                    expected = row["_out"]
+                row.pop("_out", None)
+                row["pid"] = os.getpid()  # shows which rows shared a process
+                if timed:
+                    results.append(row)
+            if have is None:
+                have = known[w.key] = dict(reference=reference_out, expected=expected)
+    return results, notes
+
+
+def _pool_rounds(rounds: List[List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """One row per (workload, implementation, threads): the samples of every round pooled; a
+    row that failed in any round stays failed."""
+    merged: Dict[Any, Dict[str, Any]] = {}
+    for rows in rounds:
+        for r in rows:
+            key = (r["workload"], r["implementation"], r["threads"])
+            m = merged.get(key)
+            if m is None or (m["status"] == "ok" and r["status"] != "ok"):
+                merged[key] = r
+            elif m["status"] == "ok" and "samples" in m and "samples" in r:
+                old_median = m["median"]
+                m.update(sample_stats(m["samples"] + r["samples"]))
+                if "gflops" in m:
+                    m["gflops"] *= old_median / m["median"]
+    return list(merged.values())
+
+
+def _add_ratios(results: List[Dict[str, Any]]) -> None:
+    """ratio = median / median of the first timed fastgru row of the same workload and threads."""
+    baseline: Dict[Any, float] = {}
+    for r in results:
+        if r["library"] == "fastgru" and "median" in r:
+            baseline.setdefault((r["workload"], r["threads"]), r["median"])
+    for r in results:
+        base = baseline.get((r["workload"], r["threads"]))
+        if "median" in r:
+            r["ratio"] = None if base is None else r["median"] / base
+
+
+# ------------------------------------------------------------------------------- children
+def _save_known(known: Known, path: str) -> None:
+    arrays: Dict[str, np.ndarray] = {}
+    manifest: Dict[str, Dict[str, Optional[int]]] = {}
+    for key, entry in known.items():
+        manifest[key] = {}
+        for part, value in entry.items():
+            manifest[key][part] = None if value is None else len(value)
+            for i, a in enumerate(value or []):
+                arrays[f"{key}|{part}|{i}"] = np.asarray(a)
+    np.savez(path, __manifest__=np.array(json.dumps(manifest)), **arrays)
+
+
+def _load_known(path: str) -> Known:
+    with np.load(path, allow_pickle=False) as f:
+        manifest = json.loads(str(f["__manifest__"]))
+        return {key: {part: None if n is None else [f[f"{key}|{part}|{i}"] for i in range(n)]
+                      for part, n in entry.items()}
+                for key, entry in manifest.items()}
+
+
+def _run_child(cfg: BenchConfig, library: str, nt: int, known: Known, tmp: str) -> Dict[str, Any]:
+    """Run ``library`` at ``nt`` threads in a child ``python -m fastgru.bench``; return its
+    report, with ``known`` updated from what it wrote (the first fastgru child writes it)."""
+    log(f"== {library} @ {nt} thread(s) (child process)")
+    stem = os.path.join(tmp, f"{library}-{nt}")
+    known_in, known_out = os.path.join(tmp, "known.npz"), stem + "-known.npz"
+    if known:
+        _save_known(known, known_in)
+    job = dict(config=dataclasses.asdict(dataclasses.replace(cfg, threads=[nt], rounds=1)),
+               library=library, known_in=known_in if known else None, known_out=known_out)
+    with open(stem + ".json", "w") as f:
+        json.dump(job, f)
+    env = dict(os.environ)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
+    report_path = stem + "-report.json"
+    with subprocess.Popen([sys.executable, "-m", "fastgru.bench", "--_child", stem + ".json",
+                           "--json", report_path], env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        for line in proc.stderr:  # the child's progress, as it comes (sys.stderr may be no file)
+            sys.stderr.write(line)
+    if proc.returncode != 0 or not os.path.exists(report_path):
+        return dict(results=[], notes=[
+            f"{library} @ {nt} threads: child process failed (exit {proc.returncode})"])
+    with open(report_path) as f:
+        report = json.load(f)
+    if os.path.exists(known_out):
+        merged = dict(known)
+        merged.update(_load_known(known_out))
+        report["known"] = merged
+    return report
+
+
+def run_child(job_path: str, report_path: str) -> int:
+    """The child's side of ``_run_child``: one library at one thread count."""
+    with open(job_path) as f:
+        job = json.load(f)
+    cfg = BenchConfig(**job["config"])
+    library = job["library"]
+    peers = [] if library == "fastgru" else [registry.BUILT_IN[library]]
+    known = _load_known(job["known_in"]) if job["known_in"] else {}
+    workloads = make_workloads(cfg)
+    rows, notes = run_here(cfg, workloads, peers, time_fastgru=library == "fastgru", known=known)
+    if library == "fastgru":
+        _save_known(known, job["known_out"])
+    versions = {m: getattr(sys.modules[m], "__version__", "?")
+                for m in ("torch", "onnxruntime", "tensorflow", "keras") if m in sys.modules}
+    with open(report_path, "w") as f:
+        json.dump(dict(results=rows, notes=notes, libraries=versions), f, default=float)
+    return 0
+
+
+# ------------------------------------------------------------------------------- machine
+def machine_info() -> Dict[str, Any]:
+    import fastgru as fg
+
+    info: Dict[str, Any] = dict(python=platform.python_version(), platform=platform.platform(),
+                                processor=cpu_name(), cores=cores(), numpy=np.__version__,
+                                fastgru=getattr(fg, "__version__", "?"),
+                                date=datetime.datetime.now(datetime.timezone.utc)
+                                .strftime("%Y-%m-%d %H:%M UTC"))
+    if hasattr(os, "getloadavg"):  # other processes on the machine skew multi-thread numbers
+        info["loadavg_at_end"] = list(os.getloadavg())
+    try:
+        info["fastgru_config"] = {k: str(v) for k, v in fastgru_config().items()}
+    except Exception:  # noqa: BLE001
+        pass
+    for mod in ("torch", "onnxruntime", "tensorflow", "keras"):
+        if mod in sys.modules:
+            info[mod] = getattr(sys.modules[mod], "__version__", "?")
+    return info
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
