@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import numpy as np
 import pytest
@@ -178,3 +179,28 @@ def test_max_diff_is_normalised_by_the_expected_magnitude():
     assert bench.max_diff([np.array([np.nan])], [np.array([1.0])])[1] == float("inf")
     with pytest.raises(bench.Mismatch):
         bench.max_diff([np.zeros(2)], [np.zeros(3)])
+
+
+def test_rounds_pool_every_sample_and_a_failure_in_any_round_sticks():
+    def row(impl, samples=None, status="ok"):
+        r = dict(workload="B", implementation=impl, library="x", threads=1, unit="us",
+                 status=status)
+        if samples is not None:
+            r.update(bench.harness.sample_stats(samples), gflops=1.0 / np.median(samples))
+        return r
+
+    pooled = bench.run._pool_rounds([[row("a", [1.0, 2.0, 3.0]), row("b", [1.0])],
+                                     [row("a", [4.0, 5.0]), row("b", status="error")]])
+    a, b = pooled
+    assert a["repeats"] == 5 and a["median"] == 3.0 and a["max"] == 5.0
+    assert a["gflops"] == pytest.approx(1.0 / 3.0)  # follows the pooled median
+    assert b["status"] == "error"
+
+
+def test_a_child_process_per_library_and_thread_count():
+    """fastgru's rows come from child processes, one per thread count, never this one."""
+    report = bench.run_benchmarks(_quick_cfg(workloads=["B"], threads=[1, 2], isolate=True,
+                                             peers=[]))
+    pids = {r["threads"]: r["pid"] for r in report["results"]}
+    assert set(pids) == {1, 2} and len(set(pids.values())) == 2 and os.getpid() not in pids.values()
+    assert all(r["status"] == "ok" for r in report["results"])
