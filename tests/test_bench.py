@@ -189,7 +189,7 @@ def test_rounds_pool_every_sample_and_a_failure_in_any_round_sticks():
             r.update(bench.harness.sample_stats(samples), gflops=1.0 / np.median(samples))
         return r
 
-    pooled = bench.run._pool_rounds([[row("a", [1.0, 2.0, 3.0]), row("b", [1.0])],
+    pooled = bench.run.pool_rounds([[row("a", [1.0, 2.0, 3.0]), row("b", [1.0])],
                                      [row("a", [4.0, 5.0]), row("b", status="error")]])
     a, b = pooled
     assert a["repeats"] == 5 and a["median"] == 3.0 and a["max"] == 5.0
@@ -204,3 +204,17 @@ def test_a_child_process_per_library_and_thread_count():
     pids = {r["threads"]: r["pid"] for r in report["results"]}
     assert set(pids) == {1, 2} and len(set(pids.values())) == 2 and os.getpid() not in pids.values()
     assert all(r["status"] == "ok" for r in report["results"])
+
+
+def test_chart_labels_say_median_and_ratio_and_the_title_places_the_run():
+    peer = dict(median=2.5e-5, unit="us", ratio=4.2, library="torch")
+    base = dict(median=6e-6, unit="us", ratio=1.0, library="fastgru")
+    assert bench.report.bar_label(peer) == "25 us (4.20x fastgru)"
+    assert bench.report.bar_label(base) == "6 us (baseline)"
+    title = bench.report.plot_title(dict(
+        machine=dict(processor="Some CPU", cores=2, date="2026-01-02 03:04 UTC",
+                     fastgru_config=dict(simd="avx2")), config=dict(threads=[1, 2])))
+    assert all(s in title for s in ("Some CPU", "avx2", "threads 1,2", "2026-01-02"))
+    # a panel spanning less than a decade still starts on a labelled decade, below its bars
+    lo, hi = bench.report.decade_limits([2e-4, 3e-4, 5e-4])
+    assert lo == pytest.approx(1e-4) and hi > 5e-4

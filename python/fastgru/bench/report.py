@@ -61,7 +61,7 @@ def bar_label(row: Dict[str, Any]) -> str:
     return f"{text} ({ratio:.2f}x fastgru)" if ratio < 10 else f"{text} ({ratio:.0f}x fastgru)"
 
 
-def _decade_limits(values: List[float]):
+def decade_limits(values: List[float]):
     """Log-axis limits from a whole decade at least 0.3 decades below the shortest bar (so that
     it stays visible), with room on the right for the bar labels: the longest bar ends about
     60% across."""
@@ -85,8 +85,8 @@ def write_plot(report: Dict[str, Any], path: str) -> bool:
     if not keys:
         return False
     heights = [1.0 + 0.32 * sum(r["workload"] == k for r in ok) for k in keys]
-    fig, axes = plt.subplots(len(keys), 1, figsize=(10, 1.0 + sum(heights)), squeeze=False,
-                             gridspec_kw=dict(height_ratios=heights))
+    fig, axes = plt.subplots(len(keys), 1, figsize=(10, 0.6 + sum(heights)), squeeze=False,
+                             gridspec_kw=dict(height_ratios=heights), layout="constrained")
     for ax, key in zip(axes[:, 0], keys):
         rows = [r for r in ok if r["workload"] == key]
         scale = UNIT_SCALE[rows[0]["unit"]]
@@ -100,7 +100,7 @@ def write_plot(report: Dict[str, Any], path: str) -> bool:
         ax.set_yticks(range(len(rows)), labels, fontsize=7)
         ax.invert_yaxis()
         ax.set_xscale("log")
-        ax.set_xlim(*_decade_limits(vals))
+        ax.set_xlim(*decade_limits(vals))
         # Labels on whole decades only: unlabelled minor ticks can never print over each other
         # (matplotlib labels 2x10^n, 3x10^n, ... when a panel spans less than a decade).
         ax.xaxis.set_major_locator(LogLocator(base=10, numticks=6))
@@ -110,7 +110,6 @@ def write_plot(report: Dict[str, Any], path: str) -> bool:
         ax.set_title(f"{key} ({rows[0]['unit']}; median, bars show the IQR; lower is better)",
                      fontsize=8, loc="left")
     fig.suptitle(plot_title(report), fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # room for the 2-line title
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True

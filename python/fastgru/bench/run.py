@@ -87,7 +87,7 @@ def run_benchmarks(cfg: BenchConfig, peers: Optional[Sequence[Peer]] = None,
             rows.extend(got)
             notes.extend(n for n in got_notes if n not in notes)
         rounds.append(rows)
-    results = _pool_rounds(rounds)
+    results = pool_rounds(rounds)
 
     _add_ratios(results)
     order = {w.key: k for k, w in enumerate(workloads)}
@@ -150,7 +150,7 @@ def run_here(cfg: BenchConfig, workloads: Sequence[Workload], peers: Sequence[Pe
     return results, notes
 
 
-def _pool_rounds(rounds: List[List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+def pool_rounds(rounds: List[List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
     """One row per (workload, implementation, threads): the samples of every round pooled; a
     row that failed in any round stays failed."""
     merged: Dict[Any, Dict[str, Any]] = {}
