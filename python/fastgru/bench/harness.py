@@ -161,6 +161,7 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, per_call: bool,
                 break
             number = max(number * 2, int(number * 1.2 * min_rep_seconds / max(elapsed, 1e-9)))
     samples: List[float] = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(number):
@@ -168,7 +169,10 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, per_call: bool,
         samples.append((time.perf_counter() - t0) / number)
         if over():
             break
-    return dict(sample_stats(samples), number=number)
+    # CPU time of every thread of this process per second of the timed calls: about 1 for a
+    # single-threaded call unless other thread pools in the process spin meanwhile.
+    cpu_per_wall = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
+    return dict(sample_stats(samples), number=number, cpu_per_wall=cpu_per_wall)
 
 
 def set_all_threads(n: int) -> None:
