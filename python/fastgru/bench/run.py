@@ -67,8 +67,8 @@ def run_benchmarks(cfg: BenchConfig, peers: Optional[Sequence[Peer]] = None,
     libraries: Dict[str, str] = {}
     for _ in range(max(1, cfg.rounds)):
         rows: List[Dict[str, Any]] = []
+        known: Known = {}
         if cfg.isolate:
-            known: Known = {}
             with tempfile.TemporaryDirectory() as tmp:
                 for nt in cfg.threads:
                     jobs = ([registry.FASTGRU] if time_fastgru else []) + children
@@ -78,8 +78,8 @@ def run_benchmarks(cfg: BenchConfig, peers: Optional[Sequence[Peer]] = None,
                         notes.extend(n for n in child.get("notes", []) if n not in notes)
                         libraries.update(child.get("libraries", {}))
                         known = child.get("known", known)
-            if here:
-                got, got_notes = run_here(cfg, workloads, here, time_fastgru=False)
+            if here:  # given as objects, not by name: compared with what the children wrote
+                got, got_notes = run_here(cfg, workloads, here, time_fastgru=False, known=known)
                 rows.extend(got)
                 notes.extend(n for n in got_notes if n not in notes)
         else:
