@@ -437,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--future-covariates", action="append", metavar="COL", default=None,
                      help="columns known in advance (predict needs them in --future)")
     fit.add_argument("--calendar", action="append", metavar="NAME", default=None,
-                     help="calendar inputs from the dates: hour, dayofweek, month, dayofyear")
+                     help="calendar inputs from the dates: hour, day_of_week, month, day_of_year")
     fit.add_argument("--calibration-size", default="auto", metavar="N",
                      help="final rows that calibrate prediction intervals (auto, none, a count "
                      "or a fraction)")

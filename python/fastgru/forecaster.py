@@ -195,7 +195,7 @@ class GRUForecaster(_ParamsMixin):
         Columns known in advance (holidays, workday flags, planned prices). They are inputs,
         never targets; ``predict`` needs their values for the forecast steps in ``future=``.
         Needs ``strategy="recursive"``.
-    calendar : None or a list from "hour", "dayofweek", "month", "dayofyear"
+    calendar : None or a list from "hour", "day_of_week", "month", "day_of_year"
         Calendar covariates from the DatetimeIndex (a sine/cosine pair each), known for any
         future date. Needs a DatetimeIndex and ``strategy="recursive"``.
     calibration_size : "auto", an int, a fraction in (0, 1), or None
@@ -731,7 +731,7 @@ class GRUForecaster(_ParamsMixin):
         known = np.concatenate([context_known, known_next])
         values = self._forecast(context[None], known[None], steps)[0]
         bounds = self._interval_bounds(values, levels) if levels else None
-        return self._wrap(values, index, bounds)
+        return self._wrap(values, index, pandas, bounds)
 
     def _label(self, position):
         names = self.feature_names_in_
@@ -780,9 +780,9 @@ class GRUForecaster(_ParamsMixin):
                 [values, timeindex.calendar_features(index, self._calendar)], axis=1)
         return values
 
-    def _wrap(self, values, index, bounds=None):
+    def _wrap(self, values, index, pandas, bounds=None):
         """Forecast values (steps, n_targets) [+ interval bounds] -> what predict returns."""
-        if bounds is None and not self._pandas:
+        if bounds is None and not pandas:
             return values[:, 0] if self._single else values
         pd = _pd()
         if bounds is None:
@@ -853,8 +853,8 @@ class GRUForecaster(_ParamsMixin):
         """The one-step-ahead error on ``data`` in the original units (lower is better).
 
         Each of the last ``test_size`` rows of ``data`` (default: every row after the first
-        ``window``) is forecast from the ``window`` actual rows before it. Pass the held-out
-        tail *with* the ``window`` rows before it. ``metric``: "rmse" or "mae".
+        ``window + sum(lags)``) is forecast from the actual rows before it. Pass the held-out
+        tail *with* the ``window + sum(lags)`` rows before it. ``metric``: "rmse" or "mae".
         """
         self._check_fitted()
         if metric not in _METRIC_FNS:
