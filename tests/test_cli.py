@@ -244,3 +244,21 @@ def test_fit_with_transforms_and_predict_with_intervals(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "Month,forecast,lo_80,hi_80,lo_95,hi_95"
     assert out.splitlines()[1].startswith("1961-01-01,")
+
+
+def test_future_covariates_from_the_command_line(tmp_path, capsys):
+    csv = tmp_path / "d.csv"
+    df = _write_csv(csv)
+    df["workday"] = (np.arange(len(df)) % 7 < 5).astype(float)
+    df.to_csv(csv, index=False)
+    model = tmp_path / "d.npz"
+    assert cli.main(["fit", str(csv), "--target", "Temp", "--future-covariates", "workday",
+                     "--calendar", "day_of_week", *FAST, "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert cli.main(["predict", str(model), "--steps", "2"]) == 2
+    assert "--future CSV" in capsys.readouterr().err
+    future = tmp_path / "future.csv"
+    pd.DataFrame({"Date": ["2022-07-20", "2022-07-21"], "workday": [1.0, 0.0]}).to_csv(
+        future, index=False)
+    assert cli.main(["predict", str(model), "--steps", "2", "--future", str(future)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("2022-07-20,")

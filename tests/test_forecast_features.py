@@ -233,3 +233,13 @@ def test_log_and_seasonal_difference_beat_seasonal_naive_on_airline_passengers()
     assert rmse < 0.8 * naive_rmse, (rmse, naive_rmse)
     inside = ((test >= out.lo_95.to_numpy()) & (test <= out.hi_95.to_numpy())).mean()
     assert inside >= 0.75
+
+
+def test_a_failed_refit_leaves_the_fitted_forecaster_as_it_was():
+    s = _daily()
+    f = GRUForecaster(calibration_size=None, **SMALL).fit(s)
+    before = f.predict(3)
+    frame = s.to_frame().assign(x=1.0)
+    with pytest.raises(ValueError, match="too short"):
+        f.fit(frame.iloc[:10])
+    pd.testing.assert_series_equal(f.predict(3), before)

@@ -300,12 +300,15 @@ def _cmd_predict(args) -> int:
         data = read_series_csv(args.csv, args.date_column, columns)
     if args.future is not None:
         future = read_series_csv(args.future, args.date_column)
+    elif forecaster.future_covariates:
+        raise UserError(f"this model uses the future covariates {forecaster.future_covariates}: "
+                        "give their values for the forecast steps with --future CSV")
     _set_threads(args.threads)
     try:
         forecast = forecaster.predict(steps=args.steps, data=data, level=args.level or None,
                                       future=future)
     except ValueError as exc:
-        raise UserError(_cli_spelling(str(exc)).replace("future= ", "--future CSV ")) from None
+        raise UserError(_cli_spelling(str(exc))) from None
     float_format = f"%.{args.precision}g"
     if args.output:
         forecast.to_csv(args.output, float_format=float_format)

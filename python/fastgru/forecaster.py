@@ -379,6 +379,15 @@ class GRUForecaster(_ParamsMixin):
                 "GRUForecaster(target='y').fit(X.assign(y=y))"
             )
         self._check_params()
+        before = dict(self.__dict__)
+        try:
+            return self._fit(data)
+        except BaseException:  # a failed (re)fit leaves the forecaster as it was
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, data):
         prep = self._prepare(data)
         self._set_layout(prep)
         n = len(prep.values)
