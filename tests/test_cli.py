@@ -120,7 +120,7 @@ def test_fit_multivariate_direct_and_ignored_text_columns(tmp_path, capsys):
      "date column 'When' not in"),
     (["fit", "{csv}", "--target", "Temp", "--window", "500", "-o", "m"], "too short"),
     (["predict", "{missing}"], "no such model file"),
-    (["predict", "{csv}"], "not a saved GRUForecaster"),
+    (["predict", "{csv}"], "is not a fastgru model"),
 ])
 def test_user_errors_exit_2_without_traceback(tmp_path, capsys, argv, message):
     csv = tmp_path / "t.csv"
@@ -175,3 +175,90 @@ def test_threads_option_sets_the_kernel_threads(capsys):
         assert "threads: 1" in capsys.readouterr().out
     finally:
         fastgru.set_num_threads(previous)
+
+
+# ----------------------------------------------------------------------------- issue 13's fixes
+
+FAST = ["--window", "10", "--units", "4", "--epochs", "1"]
+
+
+def test_help_shows_the_defaults(capsys):
+    assert cli.main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "(default: 100)" in out and "(default: minmax)" in out and "(default: 0)" in out
+    assert "(default: None)" not in out
+
+
+def test_nan_hint_uses_the_command_spelling(tmp_path, capsys):
+    csv = tmp_path / "gap.csv"
+    df = _write_csv(csv)
+    df.loc[5, "Temp"] = np.nan
+    df.to_csv(csv, index=False)
+    assert cli.main(["fit", str(csv), "--target", "Temp", *FAST, "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "--fillna ffill" in err and "fillna='ffill'" not in err
+
+
+def test_any_date_column_is_found_and_gaps_are_reported(tmp_path, capsys):
+    csv = tmp_path / "when.csv"
+    df = _write_csv(csv).rename(columns={"Date": "When"}).drop(index=[50, 51, 120])
+    df.to_csv(csv, index=False)
+    frame = cli.read_series_csv(str(csv))
+    assert frame.index.name == "When" and list(frame.columns) == ["Temp"]
+    err = capsys.readouterr().err
+    assert "2 gap(s)" in err and "2022-02-19 -> 2022-02-22" in err
+    model = tmp_path / "m.npz"
+    assert cli.main(["fit", str(csv), "--target", "Temp", "--date-col", "When", *FAST,
+                     "-o", str(model)]) == 0
+    # a numeric column is never taken for dates
+    plain = tmp_path / "plain.csv"
+    pd.DataFrame({"a": [1, 2, 3], "b": [4.0, 5.0, 6.0]}).to_csv(plain, index=False)
+    assert isinstance(cli.read_series_csv(str(plain)).index, pd.RangeIndex)
+
+
+def test_default_seed_is_fixed_and_printed_and_output_is_rounded(tmp_path, capsys):
+    csv = tmp_path / "t.csv"
+    _write_csv(csv)
+    outputs = []
+    for name in ("a.npz", "b.npz"):
+        assert cli.main(["fit", str(csv), "--target", "Temp", *FAST, "-o",
+                         str(tmp_path / name)]) == 0
+        assert "seed 0" in capsys.readouterr().out
+        assert cli.main(["predict", str(tmp_path / name), "--steps", "3"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    values = [line.split(",")[1] for line in outputs[0].strip().splitlines()[1:]]
+    assert all(len(v.replace(".", "").replace("-", "").lstrip("0")) <= 6 for v in values)
+
+
+def test_fit_with_transforms_and_predict_with_intervals(tmp_path, capsys):
+    csv = tmp_path / "air.csv"
+    from fastgru.datasets import load_airline_passengers
+
+    load_airline_passengers().to_csv(csv)
+    model = tmp_path / "air.npz"
+    assert cli.main(["fit", str(csv), "--target", "Passengers", "--log", "--difference", "12",
+                     "--window", "12", "--units", "4", "--epochs", "2", "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert cli.main(["predict", str(model), "--steps", "3", "--level", "80", "95"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "Month,forecast,lo_80,hi_80,lo_95,hi_95"
+    assert out.splitlines()[1].startswith("1961-01-01,")
+
+
+def test_future_covariates_from_the_command_line(tmp_path, capsys):
+    csv = tmp_path / "d.csv"
+    df = _write_csv(csv)
+    df["workday"] = (np.arange(len(df)) % 7 < 5).astype(float)
+    df.to_csv(csv, index=False)
+    model = tmp_path / "d.npz"
+    assert cli.main(["fit", str(csv), "--target", "Temp", "--future-covariates", "workday",
+                     "--calendar", "day_of_week", *FAST, "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert cli.main(["predict", str(model), "--steps", "2"]) == 2
+    assert "--future CSV" in capsys.readouterr().err
+    future = tmp_path / "future.csv"
+    pd.DataFrame({"Date": ["2022-07-20", "2022-07-21"], "workday": [1.0, 0.0]}).to_csv(
+        future, index=False)
+    assert cli.main(["predict", str(model), "--steps", "2", "--future", str(future)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("2022-07-20,")

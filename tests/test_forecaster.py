@@ -235,6 +235,7 @@ def test_score_and_backtest_against_persistence():
     f = GRUForecaster(**{**SMALL, "epochs": 5})
     result = f.backtest(s, test_size=30)
     assert isinstance(result, BacktestResult) and result.n_steps == 30
+    f = result.forecaster  # fitted on the rows before the tail
     frame = result.predictions
     assert list(frame.columns) == ["actual", "forecast", "persistence"]
     assert frame.index.equals(s.index[-30:])

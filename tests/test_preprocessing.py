@@ -173,14 +173,6 @@ def test_standard_without_mean_or_std():
     np.testing.assert_allclose(s.inverse_transform(s.transform(X)), X)
 
 
-def test_column_helpers_match_full_transform():
-    X = np.array([[1.0, 10.0, 5.0], [2.0, 30.0, 7.0], [4.0, 20.0, 6.0]])
-    for s in (MinMaxScaler().fit(X), StandardScaler().fit(X)):
-        full = s.transform(X)
-        np.testing.assert_allclose(s._transform_columns(X[:, [2, 1]], [2, 1]), full[:, [2, 1]])
-        np.testing.assert_allclose(s._inverse_transform_columns(full[:, [1]], [1]), X[:, [1]])
-
-
 # ---------------------------------------------------------------------------------- make_windows
 
 

@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from . import reference
 from ._config import get_num_threads, set_num_threads, show_config
 from .callbacks import Callback, EarlyStopping, History, LambdaCallback
-from .datasets import load_daily_temperatures
+from .datasets import load_airline_passengers, load_daily_temperatures
 from .forecaster import BacktestResult, GRUForecaster, load_forecaster
 from .gru import GRUGradients, GRUTape, PackedGRU, gru_backward, gru_forward, gru_forward_train
 from .interop import from_keras, from_onnx, from_torch, keras_gru_weights, to_keras, to_onnx, \
@@ -22,7 +22,8 @@ from .interop import from_keras, from_onnx, from_torch, keras_gru_weights, to_ke
 from .layers import GRU, Dense
 from .model import Sequential, load_model
 from .optimizers import SGD, Adam
-from .preprocessing import MinMaxScaler, NotFittedError, StandardScaler, make_windows
+from .preprocessing import Differencer, LogTransformer, MinMaxScaler, NotFittedError, StandardScaler, \
+    make_windows
 
 try:
     __version__ = _version("fastgru")
@@ -36,6 +37,7 @@ __all__ = [
     "GRU", "Dense", "Sequential", "load_model", "Adam", "SGD",
     "Callback", "EarlyStopping", "History", "LambdaCallback",
     "MinMaxScaler", "StandardScaler", "NotFittedError", "make_windows",
+    "LogTransformer", "Differencer", "load_airline_passengers",
     "GRUForecaster", "BacktestResult", "load_forecaster", "load_daily_temperatures",
     "from_torch", "to_torch", "from_keras", "keras_gru_weights", "to_onnx_gru",
     "to_keras", "to_onnx", "from_onnx",

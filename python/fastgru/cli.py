@@ -2,8 +2,8 @@
 
     fastgru demo [--epochs 10] [--plot FILE.png] [--threads N] [--days N] [--test-days 365]
     fastgru fit CSV --target COL [--date-column COL] [--window 100] [--horizon 1] [--units 50]
-                    [--epochs 10] [--batch-size 32] -o MODEL
-    fastgru predict MODEL [CSV] [--steps K] [-o OUT.csv]
+                    [--epochs 10] [--batch-size 32] [--log] [--difference LAG ...] -o MODEL
+    fastgru predict MODEL [CSV] [--steps K] [--level 80 95] [--future CSV] [-o OUT.csv]
     fastgru info
     fastgru bench ...            (arguments go to fastgru.bench)
 
@@ -20,6 +20,7 @@ from typing import List, Optional
 __all__ = ["main"]
 
 _DATE_NAMES = ("date", "datetime", "timestamp", "time", "ds")
+_DEFAULT_SEED = 0  # two runs of `fastgru fit` on the same data give the same model
 
 
 class UserError(Exception):
@@ -64,8 +65,10 @@ def _threads() -> int:
 def read_series_csv(path: str, date_column: Optional[str] = None, columns=None):
     """Read a CSV for forecasting: the date column becomes a sorted-check DatetimeIndex.
 
-    ``date_column`` None looks for a column named date/datetime/timestamp/time/ds (any case);
-    without one the rows are numbered. ``columns`` keeps only those (plus the date).
+    ``date_column`` None looks for a column named date/datetime/timestamp/time/ds (any case),
+    then for the first text column whose every value parses as a date; without one the rows
+    are numbered. ``columns`` keeps only those (plus the date). Gaps in the dates (spacings
+    over 1.5 times the usual one, without a regular frequency) are reported on stderr.
     """
     import pandas as pd
 
@@ -77,7 +80,7 @@ def read_series_csv(path: str, date_column: Optional[str] = None, columns=None):
         raise UserError(f"cannot read {path} as CSV: {exc}") from None
     if date_column is None:
         found = [c for c in df.columns if str(c).strip().lower() in _DATE_NAMES]
-        date_column = found[0] if found else None
+        date_column = found[0] if found else _first_date_column(df)
     elif date_column not in df.columns:
         raise UserError(f"date column {date_column!r} not in {path}; columns are {list(df.columns)}")
     if date_column is not None:
@@ -87,12 +90,60 @@ def read_series_csv(path: str, date_column: Optional[str] = None, columns=None):
             raise UserError(f"cannot parse column {date_column!r} of {path} as dates: {exc}") from None
         df = df.drop(columns=[date_column])
         df.index = pd.DatetimeIndex(dates, name=date_column)
+        _warn_gaps(df.index, path)
     if columns is not None:
         missing = [c for c in columns if c not in df.columns]
         if missing:
             raise UserError(f"columns {missing} not in {path}; columns are {list(df.columns)}")
         df = df[list(columns)]
     return df
+
+
+def _first_date_column(df):
+    """The first text column whose every value parses as a date, or None."""
+    import warnings
+
+    import pandas as pd
+
+    for column in df.columns:
+        values = df[column]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue  # numbers would "parse" as nanoseconds since 1970
+        with warnings.catch_warnings():  # "could not infer format": fine, we only probe
+            warnings.simplefilter("ignore")
+            try:
+                parsed = pd.to_datetime(values, errors="coerce")
+            except (ValueError, TypeError):
+                continue
+        if len(values) and not parsed.isna().any():
+            return column
+    return None
+
+
+def _warn_gaps(index, path) -> None:
+    from .timeindex import gaps
+
+    count, pairs = gaps(index)
+    if count:
+        day = (lambda t: f"{t:%Y-%m-%d}" if t == t.normalize() else str(t))
+        shown = ", ".join(f"{day(a)} -> {day(b)}" for a, b in pairs)
+        print(f"fastgru: warning: {path} has {count} gap(s) in its dates ({shown}"
+              f"{', ...' if count > len(pairs) else ''}); forecasts continue at the usual "
+              "spacing, and windows across a gap mix far-apart rows. If they are missing data, "
+              "add the dates as empty rows and fit with --fillna",
+              file=sys.stderr)
+
+
+def _cli_spelling(message: str) -> str:
+    """Error hints written for Python callers, in the command's spelling."""
+    for python, cli in (("fillna='ffill'", "--fillna ffill"),
+                        ("fillna='interpolate'", "--fillna interpolate"),
+                        ("use log=False", "fit without --log"),
+                        ("calibration_size=None", "--calibration-size none"),
+                        ("calibration_size= ", "--calibration-size "),
+                        ("calibration_size", "--calibration-size")):
+        message = message.replace(python, cli)
+    return message
 
 
 def _split(values: Optional[List[str]]):
@@ -146,7 +197,7 @@ def _cmd_demo(args) -> int:
     print(f"test RMSE: GRU {result.rmse:.3f}{deg} vs persistence {result.persistence_rmse:.3f}{deg} "
           f"(skill {result.skill:+.1%}); MAE: GRU {result.mae:.3f}{deg} vs persistence "
           f"{result.persistence_mae:.3f}{deg}")
-    nxt = forecaster.predict(steps=1, data=series)
+    nxt = result.forecaster.predict(steps=1, data=series)
     print(f"next-day forecast for {nxt.index[0]:%Y-%m-%d}: {nxt.iloc[0]:.2f}{deg} "
           f"(from the last {args.window} days)")
     if args.plot:
@@ -203,43 +254,94 @@ def _cmd_fit(args) -> int:
         df = df[numeric]
     _set_threads(args.threads)
     target = targets[0] if len(targets) == 1 else targets
+    future_covariates = _split(args.future_covariates)
+    if future_covariates:
+        missing = [c for c in future_covariates if c not in df.columns]
+        if missing:
+            raise UserError(f"--future-covariates {missing} not in {args.csv}; columns are "
+                            f"{list(df.columns)}")
+    difference = None
+    if args.difference:
+        difference = args.difference[0] if len(args.difference) == 1 else tuple(args.difference)
     forecaster = GRUForecaster(
         window=args.window, horizon=args.horizon, units=args.units, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, scaler=args.scaler,
         target=target, strategy=args.strategy, validation_split=args.validation_split,
         seed=args.seed, fillna=args.fillna, verbose=2 if args.verbose else 0,
+        log=args.log, difference=difference, future_covariates=future_covariates,
+        calendar=_split(args.calendar), calibration_size=_calibration(args.calibration_size),
     )
     t0 = time.perf_counter()
-    forecaster.fit(df)
+    try:
+        forecaster.fit(df)
+    except ValueError as exc:
+        raise UserError(_cli_spelling(str(exc))) from None
     seconds = time.perf_counter() - t0
     forecaster.save(args.output)
     loss = forecaster.history_.history.get("loss", [])
     last = f", final loss {loss[-1]:.4g}" if loss else ""
     print(f"fitted on {len(df)} rows x {df.shape[1]} column(s) -> {targets} in {seconds:.2f} s"
-          f"{last}; saved to {args.output}")
+          f"{last}, seed {args.seed}; saved to {args.output}")
     return 0
 
 
 def _cmd_predict(args) -> int:
     from .forecaster import GRUForecaster
 
+    _check_model_file(args.model)
     try:
         forecaster = GRUForecaster.load(args.model)
     except FileNotFoundError:
         raise UserError(f"no such model file: {args.model}") from None
-    data = None
+    data = future = None
     if args.csv is not None:
         names = forecaster.feature_names_in_
         columns = names if names and all(isinstance(c, str) for c in names) else None
         data = read_series_csv(args.csv, args.date_column, columns)
+    if args.future is not None:
+        future = read_series_csv(args.future, args.date_column)
+    elif forecaster.future_covariates:
+        raise UserError(f"this model uses the future covariates {forecaster.future_covariates}: "
+                        "give their values for the forecast steps with --future CSV")
     _set_threads(args.threads)
-    forecast = forecaster.predict(steps=args.steps, data=data)
+    try:
+        forecast = forecaster.predict(steps=args.steps, data=data, level=args.level or None,
+                                      future=future)
+    except ValueError as exc:
+        raise UserError(_cli_spelling(str(exc))) from None
+    float_format = f"%.{args.precision}g"
     if args.output:
-        forecast.to_csv(args.output)
+        forecast.to_csv(args.output, float_format=float_format)
         print(f"wrote {len(forecast)} forecast row(s) to {args.output}")
     else:
-        sys.stdout.write(forecast.to_csv())
+        sys.stdout.write(forecast.to_csv(float_format=float_format))
     return 0
+
+
+def _check_model_file(path: str) -> None:
+    """A model is an .npz (zip) archive: say so plainly when given a CSV or other file."""
+    import os
+    import zipfile
+
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        hint = ""
+        if path.lower().endswith((".csv", ".txt")):
+            hint = (f"; to forecast from this data, give the model first: "
+                    f"fastgru predict MODEL {path}")
+        raise UserError(f"{path} is not a fastgru model (a model is the file `fastgru fit ... "
+                        f"-o MODEL` writes){hint}")
+
+
+def _calibration(text: Optional[str]):
+    if text is None or text == "auto":
+        return "auto"
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        raise UserError(f"--calibration-size must be auto, none, a row count or a fraction; "
+                        f"got {text!r}") from None
 
 
 def _cmd_info(args) -> int:
@@ -270,61 +372,104 @@ def _cmd_bench(argv: List[str]) -> int:
 # ------------------------------------------------------------------------------------- parser
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help, except None and flags (the help says what they do)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or not action.option_strings:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastgru", description="Fast GRU time-series forecasting (C++ SIMD + OpenMP kernels).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    defaults = _DefaultsHelpFormatter
 
     demo = sub.add_parser("demo", help="train and test a GRU on the bundled daily temperatures",
+                          formatter_class=defaults,
                           description="The Keras recipe end to end on the bundled (synthetic) "
                           "daily temperatures: MinMax scaling, windows of 100 days, GRU(50) + "
                           "Dense(1), Adam + MSE; tested one step ahead on the held-out tail "
                           "against the persistence forecast.")
-    demo.add_argument("--epochs", type=_positive_int, default=10)
-    demo.add_argument("--batch-size", type=_positive_int, default=32)
-    demo.add_argument("--window", type=_positive_int, default=100)
-    demo.add_argument("--units", type=_positive_int, default=50)
+    demo.add_argument("--epochs", type=_positive_int, default=10, help="training epochs")
+    demo.add_argument("--batch-size", type=_positive_int, default=32, help="windows per step")
+    demo.add_argument("--window", type=_positive_int, default=100, help="days the GRU sees")
+    demo.add_argument("--units", type=_positive_int, default=50, help="GRU units")
     demo.add_argument("--days", type=_positive_int, default=None,
                       help="use only the first N days (default: all 8,000)")
     demo.add_argument("--test-days", type=_positive_int, default=None,
                       help="held-out tail (default: 365, or 10%% of a shorter series)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--threads", type=_positive_int, default=None)
+    demo.add_argument("--seed", type=int, default=_DEFAULT_SEED, help="random seed")
+    demo.add_argument("--threads", type=_positive_int, default=None,
+                      help="OpenMP threads (default: the OpenMP default)")
     demo.add_argument("--plot", metavar="FILE.png", default=None,
                       help="save forecast vs actual (needs matplotlib)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
 
-    fit = sub.add_parser("fit", help="fit a forecaster on a CSV and save it")
+    fit = sub.add_parser("fit", help="fit a forecaster on a CSV and save it",
+                         formatter_class=defaults)
     fit.add_argument("csv", metavar="CSV")
     fit.add_argument("--target", action="append", required=True, metavar="COL",
                      help="column to forecast (repeat or comma-separate for several)")
     fit.add_argument("--features", action="append", metavar="COL", default=None,
                      help="input columns (default: every numeric column)")
-    fit.add_argument("--date-column", default=None, metavar="COL",
-                     help="the dates (default: a column named Date/date/timestamp/ds if any)")
-    fit.add_argument("--window", type=_positive_int, default=100)
-    fit.add_argument("--horizon", type=_positive_int, default=1)
-    fit.add_argument("--strategy", choices=("recursive", "direct"), default="recursive")
-    fit.add_argument("--units", type=_positive_int, default=50)
-    fit.add_argument("--epochs", type=_positive_int, default=10)
-    fit.add_argument("--batch-size", type=_positive_int, default=32)
-    fit.add_argument("--learning-rate", type=float, default=1e-3)
-    fit.add_argument("--scaler", choices=("minmax", "standard"), default="minmax")
-    fit.add_argument("--fillna", choices=("ffill", "interpolate"), default=None)
-    fit.add_argument("--validation-split", type=float, default=0.0)
-    fit.add_argument("--seed", type=int, default=None)
-    fit.add_argument("--threads", type=_positive_int, default=None)
+    fit.add_argument("--date-column", "--date-col", dest="date_column", default=None,
+                     metavar="COL", help="the dates (default: a column named date/datetime/"
+                     "timestamp/time/ds, else the first column that parses as dates)")
+    fit.add_argument("--window", type=_positive_int, default=100, help="steps the GRU sees")
+    fit.add_argument("--horizon", type=_positive_int, default=1,
+                     help="default forecast steps (direct: steps output at once)")
+    fit.add_argument("--strategy", choices=("recursive", "direct"), default="recursive",
+                     help="multi-step forecasts: feed back one step at a time, or all at once")
+    fit.add_argument("--units", type=_positive_int, default=50, help="GRU units")
+    fit.add_argument("--epochs", type=_positive_int, default=10, help="training epochs")
+    fit.add_argument("--batch-size", type=_positive_int, default=32, help="windows per step")
+    fit.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    fit.add_argument("--scaler", choices=("minmax", "standard"), default="minmax",
+                     help="input scaling")
+    fit.add_argument("--fillna", choices=("ffill", "interpolate"), default=None,
+                     help="fill missing values (default: they are an error)")
+    fit.add_argument("--log", action="store_true",
+                     help="model the log of the target (positive series with growing trend "
+                     "or season)")
+    fit.add_argument("--difference", type=_positive_int, nargs="+", default=None, metavar="LAG",
+                     help="model differences at these lags: 1 for a trend, 12 for a monthly "
+                     "season, 1 12 for both")
+    fit.add_argument("--future-covariates", action="append", metavar="COL", default=None,
+                     help="columns known in advance (predict needs them in --future)")
+    fit.add_argument("--calendar", action="append", metavar="NAME", default=None,
+                     help="calendar inputs from the dates: hour, day_of_week, month, day_of_year")
+    fit.add_argument("--calibration-size", default="auto", metavar="N",
+                     help="final rows that calibrate prediction intervals (auto, none, a count "
+                     "or a fraction)")
+    fit.add_argument("--validation-split", type=float, default=0.0,
+                     help="fraction of windows held out for val_loss")
+    fit.add_argument("--seed", type=int, default=_DEFAULT_SEED, help="random seed")
+    fit.add_argument("--threads", type=_positive_int, default=None,
+                     help="OpenMP threads (default: the OpenMP default)")
     fit.add_argument("-v", "--verbose", action="store_true", help="per-epoch lines")
-    fit.add_argument("-o", "--output", required=True, metavar="MODEL")
+    fit.add_argument("-o", "--output", required=True, metavar="MODEL",
+                     help="where to save the model")
 
-    pred = sub.add_parser("predict", help="forecast the next steps with a saved model")
-    pred.add_argument("model", metavar="MODEL")
+    pred = sub.add_parser("predict", help="forecast the next steps with a saved model",
+                          formatter_class=defaults)
+    pred.add_argument("model", metavar="MODEL", help="a model saved by `fastgru fit`")
     pred.add_argument("csv", metavar="CSV", nargs="?", default=None,
                       help="recent data to forecast from (default: the end of the fit data)")
     pred.add_argument("--steps", type=_positive_int, default=None,
                       help="steps to forecast (default: the model's horizon)")
-    pred.add_argument("--date-column", default=None, metavar="COL")
-    pred.add_argument("--threads", type=_positive_int, default=None)
+    pred.add_argument("--level", type=float, nargs="+", default=None, metavar="PCT",
+                      help="prediction interval levels in percent, e.g. 80 95")
+    pred.add_argument("--future", metavar="CSV", default=None,
+                      help="values of the model's future covariates for the forecast steps")
+    pred.add_argument("--date-column", "--date-col", dest="date_column", default=None,
+                      metavar="COL", help="the dates (default: found as in fit)")
+    pred.add_argument("--precision", type=_positive_int, default=6,
+                      help="significant digits in the output")
+    pred.add_argument("--threads", type=_positive_int, default=None,
+                      help="OpenMP threads (default: the OpenMP default)")
     pred.add_argument("-o", "--output", default=None, metavar="OUT.csv",
                       help="write the forecast here (default: print it as CSV)")
 

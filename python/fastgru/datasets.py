@@ -35,7 +35,8 @@ import numpy as np
 
 from ._validation import check_positive_int
 
-__all__ = ["load_daily_temperatures", "make_daily_temperatures", "daily_temperatures_path"]
+__all__ = ["load_daily_temperatures", "make_daily_temperatures", "daily_temperatures_path",
+           "load_airline_passengers"]
 
 _N_DAYS = 8000
 _START = "2010-01-01"
@@ -101,4 +102,20 @@ def load_daily_temperatures():
     df = pd.read_csv(path, parse_dates=["Date"], index_col="Date")
     df.index = pd.DatetimeIndex(df.index, freq="D", name="Date")
     df["Temp"] = df["Temp"].astype(np.float64)
+    return df
+
+
+def load_airline_passengers():
+    """Monthly international airline passengers (thousands), January 1949 to December 1960.
+
+    The classic trending, seasonal series (Box and Jenkins, *Time Series Analysis*, series G;
+    R's ``AirPassengers``): 144 months, a ``DatetimeIndex`` named ``Month`` (freq ``"MS"``),
+    one float column ``Passengers``. Real data, public domain; see ``fastgru/data/README.md``.
+    """
+    import pandas as pd
+
+    path = Path(__file__).resolve().parent / "data" / "airline_passengers.csv"
+    df = pd.read_csv(path, parse_dates=["Month"], index_col="Month")
+    df.index = pd.DatetimeIndex(df.index, freq="MS", name="Month")
+    df["Passengers"] = df["Passengers"].astype(np.float64)
     return df

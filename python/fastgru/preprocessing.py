@@ -8,6 +8,10 @@ with two additions for time series:
 * a 1-D array (one series) is accepted and comes back 1-D;
 * pandas in, pandas out: a Series or DataFrame comes back with the same index and columns.
 
+``LogTransformer`` and ``Differencer`` are the target transforms for series with a trend or a
+season (a GRU trained on min-max scaled values cannot forecast past the training range; on
+log-differences it can): ``difference`` / ``undifference`` are the same maps on plain arrays.
+
 ``make_windows`` cuts a series into (input window, target) pairs with
 ``numpy.lib.stride_tricks.sliding_window_view``: ``X`` and ``y`` are read-only *views* of the
 input array (no copy), so windows over a long series cost no memory until they are used.
@@ -22,7 +26,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ._validation import check_positive_int
 
-__all__ = ["NotFittedError", "MinMaxScaler", "StandardScaler", "make_windows"]
+__all__ = ["NotFittedError", "MinMaxScaler", "StandardScaler", "LogTransformer", "Differencer",
+           "difference", "undifference", "make_windows"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -212,14 +217,6 @@ class _BaseScaler(_ParamsMixin):
         """``fit(X)`` then ``transform(X)``."""
         return self.fit(X, y).transform(X)
 
-    # Per-column affine maps used by GRUForecaster to undo the scaling of a subset of the
-    # columns (the targets) without building a full-width array.
-    def _transform_columns(self, values: np.ndarray, cols) -> np.ndarray:
-        raise NotImplementedError
-
-    def _inverse_transform_columns(self, values: np.ndarray, cols) -> np.ndarray:
-        raise NotImplementedError
-
 
 def _handle_zeros_in_scale(scale: np.ndarray, constant_mask: Optional[np.ndarray] = None):
     """scikit-learn's rule: a scale that is (numerically) zero becomes 1, so a constant column
@@ -295,14 +292,6 @@ class MinMaxScaler(_BaseScaler):
         out = (inp.values - self.min_.astype(dt)) / self.scale_.astype(dt)
         return inp.wrap(out)
 
-    def _transform_columns(self, values, cols):
-        self._check_fitted()
-        return values * self.scale_[cols] + self.min_[cols]
-
-    def _inverse_transform_columns(self, values, cols):
-        self._check_fitted()
-        return (values - self.min_[cols]) / self.scale_[cols]
-
 
 def _is_constant_feature(var, mean, n_samples):
     """scikit-learn's test for a variance that is only rounding error (Chan et al. bound)."""
@@ -373,15 +362,190 @@ class StandardScaler(_BaseScaler):
         out = inp.values * self._scale(n).astype(dt) + self._mean(n).astype(dt)
         return inp.wrap(out)
 
-    def _transform_columns(self, values, cols):
-        self._check_fitted()
-        n = self.n_features_in_
-        return (values - self._mean(n)[cols]) / self._scale(n)[cols]
 
-    def _inverse_transform_columns(self, values, cols):
-        self._check_fitted()
-        n = self.n_features_in_
-        return values * self._scale(n)[cols] + self._mean(n)[cols]
+# ----------------------------------------------------------------------------------------------
+# target transforms: make a trending or seasonal series look stationary to the network
+
+
+def check_lags(lags) -> Tuple[int, ...]:
+    """``lags`` (an int or a sequence of ints >= 1) as a tuple; None -> ()."""
+    if lags is None:
+        return ()
+    items = [lags] if isinstance(lags, (int, np.integer)) or isinstance(lags, bool) else lags
+    try:
+        items = list(items)
+    except TypeError:
+        raise TypeError(f"difference must be None, a lag (int) or a tuple of lags; "
+                        f"got {lags!r}") from None
+    if not items:
+        raise ValueError("difference is an empty tuple; pass None for no differencing")
+    return tuple(check_positive_int("difference lag", lag) for lag in items)
+
+
+def difference(values: np.ndarray, lags: Sequence[int]) -> np.ndarray:
+    """Differences along axis -2 (time), one lag after the other: ``x[t] - x[t - lag]``.
+
+    The result is ``sum(lags)`` rows shorter than ``values`` (the first rows have nothing to
+    subtract). Leading axes (a batch of series) are kept.
+    """
+    out = np.asarray(values, dtype=np.float64)
+    for lag in lags:
+        out = out[..., lag:, :] - out[..., :-lag, :]
+    return out
+
+
+def undifference(diffs: np.ndarray, history: np.ndarray, lags: Sequence[int]) -> np.ndarray:
+    """Invert ``difference`` for the rows that follow ``history``: the levels whose
+    differences (by ``lags``, in order) are ``diffs``.
+
+    ``history``: (..., >= sum(lags), F), the values just before ``diffs``; ``diffs``:
+    (..., steps, F), any number of steps (a multi-step forecast is undone step by step, each
+    level feeding the next). Leading axes are a batch.
+    """
+    diffs = np.asarray(diffs, dtype=np.float64)
+    history = np.asarray(history, dtype=np.float64)
+    if not lags:
+        return diffs.copy()
+    if history.shape[-2] < sum(lags):
+        raise ValueError(f"undifference needs at least sum(lags)={sum(lags)} rows of history; "
+                         f"got {history.shape[-2]}")
+    # the history at each stage: levels, then differenced by lags[0], lags[:2], ...
+    stages = [history]
+    for lag in lags[:-1]:
+        stages.append(stages[-1][..., lag:, :] - stages[-1][..., :-lag, :])
+    out = diffs
+    steps = diffs.shape[-2]
+    for lag, past in zip(reversed(lags), reversed(stages)):
+        level = np.concatenate([past[..., -lag:, :], np.empty_like(out)], axis=-2)
+        for t in range(steps):  # level[t] = diff[t] + level[t - lag]; steps are few
+            level[..., lag + t, :] = out[..., t, :] + level[..., t, :]
+        out = level[..., lag:, :]
+    return out
+
+
+class LogTransformer(_ParamsMixin):
+    """Natural log of a positive series (``fit`` / ``transform`` / ``inverse_transform``).
+
+    Use it when a series grows or varies in proportion to its level (sales, passengers,
+    prices): the log turns a multiplicative trend and seasonality into additive ones, which a
+    difference then removes. Zero or negative values are an error naming their position.
+    Same input forms as the scalers (1-D, 2-D, pandas in -> pandas out).
+    """
+
+    def fit(self, X, y=None):
+        """Check ``X`` is positive; remember its width. Returns ``self``."""
+        inp = _Input(X)
+        check_positive_values(inp.values, "X", inp.index, inp.columns)
+        self.n_features_in_ = inp.values.shape[1]
+        return self
+
+    def transform(self, X):
+        """``log(X)``."""
+        inp = self._check(X)
+        check_positive_values(inp.values, "X", inp.index, inp.columns)
+        return inp.wrap(np.log(inp.values))
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X).transform(X)
+
+    def inverse_transform(self, X):
+        """``exp(X)``."""
+        inp = self._check(X)
+        return inp.wrap(np.exp(inp.values))
+
+    def _check(self, X) -> _Input:
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError("This LogTransformer instance is not fitted yet. Call 'fit' "
+                                 "with appropriate arguments before using this estimator.")
+        inp = _Input(X)
+        if inp.values.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {inp.values.shape[1]} features, but LogTransformer is "
+                             f"expecting {self.n_features_in_} features as input")
+        return inp
+
+
+class Differencer(_ParamsMixin):
+    """Differences of a series at one or more lags, and their inverse for the values that come
+    next (``fit`` / ``transform`` / ``inverse_transform``).
+
+    ``lags``: ``1`` removes a trend (``x[t] - x[t-1]``), the season length (``12`` for monthly
+    data, ``7`` for daily with a weekly cycle) removes a seasonal pattern, ``(1, 12)`` both.
+
+    * ``transform(X)``: the differences, ``sum(lags)`` rows shorter than ``X`` (pandas: the
+      index of the rows that remain).
+    * ``inverse_transform(D)``: the levels that continue the series given to ``fit`` (its
+      last ``sum(lags)`` rows are kept), so a forecast of differences of any number of steps
+      becomes a forecast of values; pass ``history=`` (at least ``sum(lags)`` rows) to
+      continue another series instead, e.g. ``inverse_transform(transform(X),
+      history=X[:sum(lags)])`` gives back ``X[sum(lags):]``.
+    """
+
+    def __init__(self, lags: Union[int, Sequence[int]] = 1):
+        self.lags = lags
+
+    def fit(self, X, y=None):
+        """Remember the last ``sum(lags)`` rows of ``X`` (where ``inverse_transform`` starts)."""
+        lags = check_lags(self.lags)
+        inp = _Input(X)
+        if inp.values.shape[0] <= sum(lags):
+            raise ValueError(f"X has {inp.values.shape[0]} rows; differencing at lags {lags} "
+                             f"needs more than {sum(lags)}")
+        self.n_features_in_ = inp.values.shape[1]
+        self.last_ = np.array(inp.values[-sum(lags):], dtype=np.float64)
+        return self
+
+    def transform(self, X):
+        """The differences of ``X``: ``sum(lags)`` rows shorter."""
+        lags = self._check_fitted()
+        inp = self._input(X)
+        if inp.values.shape[0] <= sum(lags):
+            raise ValueError(f"X has {inp.values.shape[0]} rows; differencing at lags {lags} "
+                             f"needs more than {sum(lags)}")
+        out = difference(inp.values, lags)
+        if inp.index is not None:
+            inp.index = inp.index[sum(lags):]
+        return inp.wrap(out)
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X).transform(X)
+
+    def inverse_transform(self, X, history=None):
+        """The levels whose differences are ``X``, continuing ``history`` (default: the end
+        of the series given to ``fit``)."""
+        lags = self._check_fitted()
+        inp = self._input(X)
+        if history is None:
+            past = self.last_
+        else:
+            past = self._input(history, "history").values
+        return inp.wrap(undifference(inp.values, past, lags))
+
+    def _check_fitted(self) -> Tuple[int, ...]:
+        if not hasattr(self, "last_"):
+            raise NotFittedError("This Differencer instance is not fitted yet. Call 'fit' with "
+                                 "appropriate arguments before using this estimator.")
+        return check_lags(self.lags)
+
+    def _input(self, X, what="X") -> _Input:
+        inp = _Input(X, what)
+        if inp.values.shape[1] != self.n_features_in_:
+            raise ValueError(f"{what} has {inp.values.shape[1]} features, but Differencer is "
+                             f"expecting {self.n_features_in_} features as input")
+        return inp
+
+
+def check_positive_values(values: np.ndarray, what="values", index=None, columns=None,
+                          hint: str = "shift the series above zero first"):
+    """Raise ValueError naming the first entries of a (N, F) array that are not > 0 (a log
+    needs positive values)."""
+    bad = ~(values > 0)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise ValueError(
+            f"a log needs positive values, but {what} has {len(rows)} value(s) <= 0 or NaN at "
+            f"{_describe_positions(rows, cols, index, columns, values.shape[1])} (first: "
+            f"{float(values[rows[0], cols[0]]):g}); {hint}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
