@@ -20,6 +20,7 @@ from .gru import GRUGradients, GRUTape, PackedGRU, gru_backward, gru_forward, gr
 from .interop import from_keras, from_onnx, from_torch, keras_gru_weights, to_keras, to_onnx, \
     to_onnx_gru, to_torch
 from .layers import GRU, Dense
+from .many import ManyBacktestResult, backtest_many, forecast_many
 from .model import Sequential, load_model
 from .optimizers import SGD, Adam
 from .preprocessing import MinMaxScaler, NotFittedError, StandardScaler, make_windows
@@ -39,6 +40,7 @@ __all__ = [
     "GRUForecaster", "BacktestResult", "load_forecaster", "load_daily_temperatures",
     "from_torch", "to_torch", "from_keras", "keras_gru_weights", "to_onnx_gru",
     "to_keras", "to_onnx", "from_onnx",
+    "forecast_many", "backtest_many", "ManyBacktestResult",
 ]
 
 
