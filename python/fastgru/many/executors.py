@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -208,30 +208,31 @@ def _run_dask(client, fn, batches, args, tracker, retries):
     futures = {submit(i, d): i for i, d in enumerate(data)}
     del data  # the tasks hold the scattered data; it is released with them
     pending = dask_as_completed(list(futures))
-    for future in pending:
-        i = futures.pop(future)
-        if future.status == "finished":
-            results[i] = future.result()
+    try:
+        for future in pending:
+            i = futures.pop(future)
+            try:
+                results[i] = future.result()  # an exception raised by fn (a bug) is raised here
+            except KilledWorker as exc:
+                # Dask already re-ran it on other workers and each of them died: the batch itself
+                # kills workers (out of memory, say); sending it again would kill more
+                results[i] = LostBatch(f"its task killed every worker that ran it ({exc})")
+            except CancelledError:
+                # its scattered data, or its result before we fetched it, went with a worker
+                attempts[i] += 1
+                if attempts[i] > retries:
+                    results[i] = LostBatch(f"its data was lost with a worker {attempts[i]} times")
+                else:
+                    [fresh] = client.scatter([batches[i]], hash=False)
+                    again = submit(i, fresh)
+                    futures[again] = i
+                    pending.add(again)
+                    tracker.resent()
+                    continue
+            finally:
+                future.release()
             tracker.done(i)
-        elif future.status == "error" and isinstance(future.exception(), KilledWorker):
-            # Dask already re-ran it on other workers and each of them died: the batch itself
-            # kills workers (out of memory, say); sending it again would kill more
-            results[i] = LostBatch(f"its task killed every worker that ran it "
-                                   f"({future.exception()})")
-            tracker.done(i)
-        elif future.status == "cancelled":
-            # its scattered data (or its result) went with a worker: send the batch again
-            attempts[i] += 1
-            if attempts[i] > retries:
-                results[i] = LostBatch(f"its data was lost with a worker {attempts[i]} times")
-                tracker.done(i)
-            else:
-                [fresh] = client.scatter([batches[i]], hash=False)
-                again = submit(i, fresh)
-                futures[again] = i
-                pending.add(again)
-                tracker.resent()
-        else:
-            future.result()  # fn raised: a bug, not a lost worker; raise it here
-        future.release()
+    except BaseException:  # a bug in fn, or Ctrl-C: stop what is still queued
+        client.cancel(list(futures))
+        raise
     return results
