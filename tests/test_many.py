@@ -41,8 +41,8 @@ def one_series(df, sid):
 def with_bad_series(df):
     bad = pd.DataFrame({
         "unique_id": ["short"] * 3 + ["all_nan"] * 20 + ["dup"] * 20,
-        "ds": list(pd.date_range("2020-01-01", periods=3)) + list(pd.date_range("2020-01-01", periods=20))
-        + list(pd.date_range("2020-01-01", periods=19)) + [pd.Timestamp("2020-01-05")],
+        "ds": [*pd.date_range("2020-01-01", periods=3), *pd.date_range("2020-01-01", periods=20),
+               *pd.date_range("2020-01-01", periods=19), pd.Timestamp("2020-01-05")],
         "y": [1.0, 2.0, 3.0] + [np.nan] * 20 + list(np.arange(20.0)),
     })
     return pd.concat([bad.iloc[:3], df, bad.iloc[3:]], ignore_index=True)
@@ -240,3 +240,63 @@ def test_a_worker_killed_mid_run_loses_no_series(client):
     assert seen[-1].series_done == 5
     assert seen[-1].resubmitted > 0  # the kill did lose work, and it was sent again
     client.wait_for_workers(2)  # the nanny restarts it
+
+
+# ------------------------------------------------------------------------------ CLI
+
+CLI_TINY = ["--window", "6", "--units", "4", "--epochs", "2", "--seed", "0", "--jobs", "1"]
+
+
+def _write_long_csv(path):
+    df = with_bad_series(long_frame(3)).rename(columns={"unique_id": "meter", "ds": "when",
+                                                        "y": "kwh"})
+    df.to_csv(path, index=False)
+    return df
+
+
+def test_cli_fit_many_writes_forecasts_and_errors(tmp_path, capsys):
+    from fastgru import cli
+
+    src, out, errs = tmp_path / "long.csv", tmp_path / "out.csv", tmp_path / "errors.csv"
+    _write_long_csv(src)
+    rc = cli.main(["fit-many", str(src), "--id-col", "meter", "--time-col", "when", "--target",
+                   "kwh", "--horizon", "4", "-o", str(out), "--errors", str(errs), *CLI_TINY])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "3 of 6 series could not be fitted" in captured.err
+    assert "forecast 3 series x 4 steps (local mode)" in captured.out
+    got = pd.read_csv(out)
+    assert list(got.columns) == ["meter", "when", "y_hat"] and len(got) == 12
+    assert pd.read_csv(errs)["meter"].tolist() == ["short", "all_nan", "dup"]
+
+
+def test_cli_fit_many_on_a_scheduler_writes_the_same_file(tmp_path, client, capsys):
+    from fastgru import cli
+
+    src = tmp_path / "long.csv"
+    _write_long_csv(src)
+    common = ["fit-many", str(src), "--id-col", "meter", "--time-col", "when", "--target", "kwh",
+              "--horizon", "3", "-q", *CLI_TINY]
+    assert cli.main([*common, "-o", str(tmp_path / "local.csv")]) == 0
+    assert cli.main([*common, "-o", str(tmp_path / "remote.csv"), "--scheduler",
+                     client.scheduler.address]) == 0
+    assert (tmp_path / "local.csv").read_text() == (tmp_path / "remote.csv").read_text()
+
+
+def test_cli_fit_many_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from fastgru import cli
+
+    src = tmp_path / "long.csv"
+    _write_long_csv(src)
+    assert cli.main(["fit-many", str(tmp_path / "nope.csv"), "--horizon", "2", "-o", "x"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert cli.main(["fit-many", str(src), "--horizon", "2", "-o", "x", *CLI_TINY]) == 2
+    assert "no column for id_col='unique_id'" in capsys.readouterr().err
+    pd.DataFrame({"unique_id": "a", "ds": ["2020-01-01", "2020-01-02"], "y": [1.0, 2.0]}).to_csv(
+        tmp_path / "short.csv", index=False)
+    assert cli.main(["fit-many", str(tmp_path / "short.csv"), "--horizon", "2", "-o", "x"]) == 2
+    assert "no series could be fitted" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    assert cli.main(["fit-many", str(src), "--horizon", "2", "-o", "x", "--scheduler",
+                     "tcp://127.0.0.1:1"]) == 2
+    assert "pip install 'fastgru[dask]'" in capsys.readouterr().err

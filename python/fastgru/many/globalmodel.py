@@ -171,5 +171,6 @@ def backtest_global(series: Sequence[SeriesData], test_size, params: dict) -> Ba
         forecast = _unscale(sc, scaled[start:start + k])
         start += k
         n = len(s.values)
-        rows.append((s.code, s.times[n - k:], s.values[n - k:], forecast, s.values[n - k - 1:n - 1]))
+        rows.append((s.code, s.times[n - k:], s.values[n - k:], forecast,
+                     s.values[n - k - 1:n - 1]))
     return BatchResult(rows, errors)
