@@ -56,8 +56,14 @@ def forecast_many(df, horizon: int, *, id_col="unique_id", time_col="ds", target
 
     ``forecaster_params`` go to ``GRUForecaster`` (``window``, ``units``, ``epochs``,
     ``batch_size``, ``seed``, ...; ``mode="global"`` takes the subset in
-    ``many.globalmodel.GLOBAL_DEFAULTS``). ``progress``: True prints progress to stderr, a
-    callable receives a ``Progress`` after each task, None prints on a cluster only.
+    ``many.globalmodel.GLOBAL_DEFAULTS``).
+
+    ``client``: a ``dask.distributed.Client`` to run on (``n_jobs`` is then ignored); None runs
+    locally on ``n_jobs`` processes (default: every usable core; 1: in this process).
+    ``series_per_task``: series per task (default: about four tasks per worker thread, at most
+    10,000 tasks). ``mode="global"`` trains one model, so it is one task wherever it runs.
+    ``progress``: True prints progress to stderr, a callable receives a ``Progress`` after each
+    task, None prints on a cluster only.
     """
     horizon = check_positive_int("horizon", horizon)
     run = _Run(df, id_col, time_col, target_col, mode, client, n_jobs, series_per_task,
@@ -177,9 +183,7 @@ def _check_params(mode, params):
     unknown = sorted(set(params) - valid)
     if unknown:
         raise TypeError(f"unknown GRUForecaster parameter(s) {unknown}; valid ones are "
-                        f"{sorted(valid - {'horizon'})}")
-    if "horizon" in params:
-        raise TypeError("horizon is forecast_many's own argument; it is also the forecaster's")
+                        f"{sorted(valid)}")
     return dict(params)
 
 
