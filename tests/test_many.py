@@ -104,6 +104,27 @@ def test_process_pool_gives_the_same_bits_with_one_kernel_thread_per_worker():
     assert dict(os.environ) == env  # the one-thread settings were for the workers only
 
 
+def test_a_pool_worker_killed_mid_run_loses_no_series():
+    import multiprocessing
+
+    df = long_frame(4)
+    params = dict(TINY, epochs=15)
+    alone = forecast_many(df, 3, n_jobs=1, **params)
+    before = {p.pid for p in multiprocessing.active_children()}
+    seen = []
+
+    def kill_a_worker_after_the_first_task(info: Progress):
+        seen.append(info)
+        if len(seen) == 1:
+            workers = [p for p in multiprocessing.active_children() if p.pid not in before]
+            os.kill(workers[0].pid, signal.SIGKILL)
+
+    pooled = forecast_many(df, 3, n_jobs=2, series_per_task=1,
+                           progress=kill_a_worker_after_the_first_task, **params)
+    pd.testing.assert_frame_equal(pooled, alone, check_exact=True)
+    assert seen[-1].resubmitted > 0 and seen[-1].series_done == 4
+
+
 def _kernel_threads(batch):
     return fastgru.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
 

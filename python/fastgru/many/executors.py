@@ -141,7 +141,8 @@ def run_tasks(fn: Callable, batches: Sequence, args: tuple = (), *, client=None,
 @contextmanager
 def _one_thread_env():
     """Child processes started inside inherit one-thread settings; ours are put back after.
-    (The standard library cannot pass an environment to a pool's workers; loky does the same.)"""
+    (The standard library cannot pass an environment to a pool's workers, which
+    ProcessPoolExecutor starts during the first submits; loky sets them the same way.)"""
     with _ENV_LOCK:
         saved = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
         os.environ.update(_ONE_THREAD_ENV)
@@ -166,9 +167,10 @@ def _run_pool(fn, batches, args, workers, tracker, retries):
     attempts = 0
     while pending:
         lost = []
-        with _one_thread_env(), ProcessPoolExecutor(max_workers=min(workers, len(pending)),
-                                                    mp_context=context) as pool:
-            futures = {pool.submit(fn, batches[i], *args): i for i in pending}
+        with ProcessPoolExecutor(max_workers=min(workers, len(pending)),
+                                 mp_context=context) as pool:
+            with _one_thread_env():  # the workers start during the first submits
+                futures = {pool.submit(fn, batches[i], *args): i for i in pending}
             try:
                 for future in as_completed(futures):
                     i = futures[future]
