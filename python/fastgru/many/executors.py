@@ -183,6 +183,13 @@ def _run_pool(fn, batches, args, workers, tracker, retries):
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
+        if lost and len(lost) == len(pending):
+            # not one task finished: the workers die on start, not mid-run (most often a
+            # script that starts the pool at import time, which every spawned worker re-runs)
+            raise RuntimeError(
+                "the worker processes died before finishing any task. In a script, call "
+                "forecast_many/backtest_many under `if __name__ == \"__main__\":` (spawned "
+                "workers import the script), or pass n_jobs=1 to run in this process")
         pending = sorted(lost)
         if pending:
             attempts += 1
