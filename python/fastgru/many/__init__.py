@@ -34,8 +34,8 @@ import numpy as np
 from .._validation import check_positive_int
 from ..forecaster import GRUForecaster
 from . import frames
-from .executors import LostBatch, Progress, require_dask_client, run_tasks, usable_cores, \
-    cluster_slots
+from .executors import (LostBatch, Progress, cluster_slots, require_dask_client, run_tasks,
+                        usable_cores)
 from .globalmodel import backtest_global, check_global_params, forecast_global
 from .tasks import backtest_local, forecast_local
 
