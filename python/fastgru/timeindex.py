@@ -25,9 +25,9 @@ __all__ = ["CALENDAR_FEATURES", "calendar_features", "calendar_feature_names", "
 # December sits next to January and hour 23 next to hour 0.
 CALENDAR_FEATURES = {
     "hour": (lambda idx: idx.hour + idx.minute / 60.0, 24.0),
-    "dayofweek": (lambda idx: idx.dayofweek, 7.0),
+    "day_of_week": (lambda idx: idx.day_of_week, 7.0),
     "month": (lambda idx: idx.month - 1, 12.0),
-    "dayofyear": (lambda idx: idx.dayofyear - 1, 365.25),
+    "day_of_year": (lambda idx: idx.day_of_year - 1, 365.25),
 }
 
 
