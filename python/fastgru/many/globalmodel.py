@@ -16,6 +16,7 @@ from typing import List, Sequence
 import numpy as np
 
 from .._validation import check_positive_int
+from ..forecaster import GRUForecaster
 from ..layers import GRU, Dense
 from ..model import Sequential
 from ..optimizers import Adam
@@ -27,10 +28,10 @@ from .tasks import BatchResult
 __all__ = ["GLOBAL_DEFAULTS", "check_global_params", "resolve_test_size", "forecast_global",
            "backtest_global"]
 
-# The GRUForecaster settings a global model understands, with the same defaults.
-GLOBAL_DEFAULTS = {"window": 100, "units": 50, "epochs": 10, "batch_size": 32,
-                   "learning_rate": 1e-3, "scaler": "minmax", "seed": None, "shuffle": True,
-                   "loss": "mse", "reset_after": True, "verbose": 0}
+# The GRUForecaster settings a global model understands, with GRUForecaster's defaults.
+GLOBAL_DEFAULTS = {name: value for name, value in GRUForecaster().get_params().items()
+                   if name in ("window", "units", "epochs", "batch_size", "learning_rate",
+                               "scaler", "seed", "shuffle", "loss", "reset_after", "verbose")}
 _SCALERS = {"minmax": MinMaxScaler, "standard": StandardScaler}
 
 
