@@ -4,9 +4,9 @@
     fastgru fit CSV --target COL [--date-column COL] [--window 100] [--horizon 1] [--units 50]
                     [--epochs 10] [--batch-size 32] -o MODEL
     fastgru predict MODEL [CSV] [--steps K] [-o OUT.csv]
+    fastgru info
     fastgru fit-many CSV --horizon N -o OUT.csv [--id-col unique_id] [--time-col ds]
                     [--target y] [--mode local|global] [--scheduler ADDRESS] [--jobs N]
-    fastgru info
     fastgru bench ...            (arguments go to fastgru.bench)
 
 ``main(argv)`` returns the exit status: 0 on success, 2 for a usage or data error (a message on
@@ -244,6 +244,23 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_info(args) -> int:
+    from . import __version__
+    from ._config import show_config
+
+    print(f"fastgru {__version__}")
+    print(f"python {sys.version.split()[0]} on {sys.platform}")
+    try:
+        import numpy
+        import pandas
+
+        print(f"numpy {numpy.__version__}, pandas {pandas.__version__}")
+    except ImportError:
+        pass
+    show_config()  # SIMD path, compiler, OpenMP and threads
+    return 0
+
+
 def _cmd_fit_many(args) -> int:
     import pandas as pd
 
@@ -294,23 +311,6 @@ def _cmd_fit_many(args) -> int:
     forecasts.to_csv(args.output, index=False)
     print(f"forecast {n_series - len(errors)} series x {args.horizon} steps ({args.mode} mode) "
           f"in {seconds:.2f} s; wrote {len(forecasts)} rows to {args.output}")
-    return 0
-
-
-def _cmd_info(args) -> int:
-    from . import __version__
-    from ._config import show_config
-
-    print(f"fastgru {__version__}")
-    print(f"python {sys.version.split()[0]} on {sys.platform}")
-    try:
-        import numpy
-        import pandas
-
-        print(f"numpy {numpy.__version__}, pandas {pandas.__version__}")
-    except ImportError:
-        pass
-    show_config()  # SIMD path, compiler, OpenMP and threads
     return 0
 
 
@@ -383,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("-o", "--output", default=None, metavar="OUT.csv",
                       help="write the forecast here (default: print it as CSV)")
 
+    sub.add_parser("info", help="version, SIMD path, compiler, threads")
+    sub.add_parser("bench", help="benchmarks against PyTorch / Keras / ONNX Runtime "
+                   "(fastgru bench --help)", add_help=False)
+
     many = sub.add_parser("fit-many", help="forecast every series of a long-format CSV",
                           description="One GRU per series (or one for all: --mode global) on a "
                           "long-format CSV (one row per series id, time, value); writes the "
@@ -410,10 +414,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the series that could not be fitted, with the reason")
     many.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     many.add_argument("-o", "--output", required=True, metavar="OUT.csv")
-
-    sub.add_parser("info", help="version, SIMD path, compiler, threads")
-    sub.add_parser("bench", help="benchmarks against PyTorch / Keras / ONNX Runtime "
-                   "(fastgru bench --help)", add_help=False)
     return parser
 
 
