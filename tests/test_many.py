@@ -125,6 +125,13 @@ def test_a_pool_worker_killed_mid_run_loses_no_series():
     assert seen[-1].resubmitted > 0 and seen[-1].series_done == 4
 
 
+def test_default_jobs_use_every_core_but_not_for_a_few_series():
+    from fastgru.many.executors import default_jobs, usable_cores
+
+    assert default_jobs(3) == 1  # a pool's start would cost more than it saves
+    assert default_jobs(10**6) == usable_cores()
+
+
 def _kernel_threads(batch):
     return fastgru.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
 

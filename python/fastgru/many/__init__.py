@@ -12,9 +12,10 @@ length, start and frequency; each gets its own future times. Two modes:
   own scaler (``many.globalmodel``).
 
 Where it runs: ``client=None`` runs on this machine, ``n_jobs`` processes (default: every
-core) with one kernel thread each; ``n_jobs=1`` runs in this process with the kernels' own
-threads. ``client=`` a ``dask.distributed.Client`` runs the same tasks on that cluster. With a
-fixed ``seed`` a series gets the same forecast bit for bit either way (``many.executors``).
+core, but at least 8 series each) with one kernel thread each; ``n_jobs=1`` runs in this
+process with the kernels' own threads. ``client=`` a ``dask.distributed.Client`` runs the
+same tasks on that cluster. With a fixed ``seed`` a series gets the same forecast bit for bit
+either way (``many.executors``).
 The series are batched into tasks of ``series_per_task`` (default: about four tasks per
 worker thread, at most 10,000 tasks; ``many.frames``).
 
@@ -34,8 +35,8 @@ import numpy as np
 from .._validation import check_positive_int
 from ..forecaster import GRUForecaster
 from . import frames
-from .executors import (LostBatch, Progress, cluster_slots, require_dask_client, run_tasks,
-                        usable_cores)
+from .executors import (LostBatch, Progress, cluster_slots, default_jobs, require_dask_client,
+                        run_tasks)
 from .globalmodel import backtest_global, check_global_params, forecast_global
 from .tasks import backtest_local, forecast_local
 
@@ -59,7 +60,8 @@ def forecast_many(df, horizon: int, *, id_col="unique_id", time_col="ds", target
     ``many.globalmodel.GLOBAL_DEFAULTS``).
 
     ``client``: a ``dask.distributed.Client`` to run on (``n_jobs`` is then ignored); None runs
-    locally on ``n_jobs`` processes (default: every usable core; 1: in this process).
+    locally on ``n_jobs`` processes (default: every usable core, but at least 8 series each;
+    1: in this process).
     ``series_per_task``: series per task (default: about four tasks per worker thread, at most
     10,000 tasks). ``mode="global"`` trains one model, so it is one task wherever it runs.
     ``progress``: True prints progress to stderr, a callable receives a ``Progress`` after each
@@ -146,11 +148,13 @@ class _Run:
         if client is not None:
             require_dask_client(client)
         self.client = client
-        self.n_jobs = usable_cores() if n_jobs is None else check_positive_int("n_jobs", n_jobs)
+        if n_jobs is not None:
+            n_jobs = check_positive_int("n_jobs", n_jobs)
         if series_per_task is not None:
             series_per_task = check_positive_int("series_per_task", series_per_task)
         self.frame = frames.split_long_frame(df, id_col, time_col, target_col)
         n = len(self.frame.series)
+        self.n_jobs = default_jobs(n) if n_jobs is None else n_jobs
         if mode == "global":  # one model: one task, whose data is sent once
             size = n
         elif series_per_task is not None:

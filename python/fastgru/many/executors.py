@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
-__all__ = ["Progress", "LostBatch", "run_tasks", "usable_cores", "cluster_slots",
+__all__ = ["Progress", "LostBatch", "run_tasks", "default_jobs", "cluster_slots",
            "require_dask_client", "DASK_HINT"]
 
 DASK_HINT = "pip install 'fastgru[dask]'"
@@ -101,6 +101,17 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+# A pool's workers take a second or more to start (each imports NumPy, pandas and fastgru):
+# worth it only with several series for each of them to fit.
+MIN_SERIES_PER_PROCESS = 8
+
+
+def default_jobs(n_series: int) -> int:
+    """Local processes for ``n_series`` series: every usable core, but no more than one per
+    ``MIN_SERIES_PER_PROCESS`` series (1: run in this process)."""
+    return max(1, min(usable_cores(), n_series // MIN_SERIES_PER_PROCESS))
 
 
 def require_dask_client(client):
