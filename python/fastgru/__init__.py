@@ -16,11 +16,11 @@ from ._config import get_num_threads, set_num_threads, show_config
 from .callbacks import Callback, EarlyStopping, History, LambdaCallback
 from .datasets import load_daily_temperatures
 from .forecaster import BacktestResult, GRUForecaster, load_forecaster
+from .many import ManyBacktestResult, backtest_many, forecast_many
 from .gru import GRUGradients, GRUTape, PackedGRU, gru_backward, gru_forward, gru_forward_train
 from .interop import from_keras, from_onnx, from_torch, keras_gru_weights, to_keras, to_onnx, \
     to_onnx_gru, to_torch
 from .layers import GRU, Dense
-from .many import ManyBacktestResult, backtest_many, forecast_many
 from .model import Sequential, load_model
 from .optimizers import SGD, Adam
 from .preprocessing import MinMaxScaler, NotFittedError, StandardScaler, make_windows
