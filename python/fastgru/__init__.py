@@ -16,6 +16,7 @@ from ._config import get_num_threads, set_num_threads, show_config
 from .callbacks import Callback, EarlyStopping, History, LambdaCallback
 from .datasets import load_airline_passengers, load_daily_temperatures
 from .forecaster import BacktestResult, GRUForecaster, load_forecaster
+from .many import ManyBacktestResult, backtest_many, forecast_many
 from .gru import GRUGradients, GRUTape, PackedGRU, gru_backward, gru_forward, gru_forward_train
 from .interop import from_keras, from_onnx, from_torch, keras_gru_weights, to_keras, to_onnx, \
     to_onnx_gru, to_torch
@@ -41,6 +42,7 @@ __all__ = [
     "GRUForecaster", "BacktestResult", "load_forecaster", "load_daily_temperatures",
     "from_torch", "to_torch", "from_keras", "keras_gru_weights", "to_onnx_gru",
     "to_keras", "to_onnx", "from_onnx",
+    "forecast_many", "backtest_many", "ManyBacktestResult",
 ]
 
 

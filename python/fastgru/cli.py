@@ -5,6 +5,8 @@
                     [--epochs 10] [--batch-size 32] [--log] [--difference LAG ...] -o MODEL
     fastgru predict MODEL [CSV] [--steps K] [--level 80 95] [--future CSV] [-o OUT.csv]
     fastgru info
+    fastgru fit-many CSV --horizon N -o OUT.csv [--id-col unique_id] [--time-col ds]
+                    [--target y] [--mode local|global] [--scheduler ADDRESS] [--jobs N]
     fastgru bench ...            (arguments go to fastgru.bench)
 
 ``main(argv)`` returns the exit status: 0 on success, 2 for a usage or data error (a message on
@@ -361,6 +363,59 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_fit_many(args) -> int:
+    import pandas as pd
+
+    from .many import forecast_many
+
+    try:
+        df = pd.read_csv(args.csv)
+    except FileNotFoundError:
+        raise UserError(f"no such file: {args.csv}") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {args.csv} as CSV: {exc}") from None
+    client = None
+    if args.scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise UserError("--scheduler needs dask.distributed: "
+                            "pip install 'fastgru[dask]'") from None
+        try:
+            client = Client(args.scheduler, timeout=args.connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            raise UserError(f"cannot reach the Dask scheduler at {args.scheduler}: "
+                            f"{exc}") from None
+    params = dict(window=args.window, units=args.units, epochs=args.epochs,
+                  batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+    if args.fillna is not None:
+        params["fillna"] = args.fillna
+    t0 = time.perf_counter()
+    try:
+        forecasts, errors = forecast_many(
+            df, args.horizon, id_col=args.id_col, time_col=args.time_col, target_col=args.target,
+            mode=args.mode, client=client, n_jobs=args.jobs, progress=not args.quiet,
+            return_errors=True, **params)
+    finally:
+        if client is not None:
+            client.close()
+    seconds = time.perf_counter() - t0
+    n_series = forecasts[args.id_col].nunique() + len(errors)
+    if len(errors):
+        first = errors.iloc[0]
+        print(f"{len(errors)} of {n_series} series could not be fitted (first: "
+              f"{first[args.id_col]}: {first['reason']})", file=sys.stderr)
+        if args.errors:
+            errors.to_csv(args.errors, index=False)
+            print(f"wrote the ids and reasons to {args.errors}", file=sys.stderr)
+    if len(errors) == n_series:
+        raise UserError("no series could be fitted; nothing written")
+    forecasts.to_csv(args.output, index=False)
+    print(f"forecast {n_series - len(errors)} series x {args.horizon} steps ({args.mode} mode) "
+          f"in {seconds:.2f} s; wrote {len(forecasts)} rows to {args.output}")
+    return 0
+
+
 def _cmd_bench(argv: List[str]) -> int:
     try:
         from .bench import main as bench_main
@@ -476,6 +531,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("info", help="version, SIMD path, compiler, threads")
     sub.add_parser("bench", help="benchmarks against PyTorch / Keras / ONNX Runtime "
                    "(fastgru bench --help)", add_help=False)
+
+    many = sub.add_parser("fit-many", help="forecast every series of a long-format CSV",
+                          description="One GRU per series (or one for all: --mode global) on a "
+                          "long-format CSV (one row per series id, time, value); writes the "
+                          "forecasts as id, time, y_hat. Runs on every core, or on a Dask "
+                          "cluster with --scheduler.")
+    many.add_argument("csv", metavar="CSV")
+    many.add_argument("--id-col", default="unique_id", metavar="COL")
+    many.add_argument("--time-col", default="ds", metavar="COL")
+    many.add_argument("--target", default="y", metavar="COL")
+    many.add_argument("--horizon", type=_positive_int, required=True, metavar="N")
+    many.add_argument("--mode", choices=("local", "global"), default="local")
+    many.add_argument("--window", type=_positive_int, default=100)
+    many.add_argument("--units", type=_positive_int, default=50)
+    many.add_argument("--epochs", type=_positive_int, default=10)
+    many.add_argument("--batch-size", type=_positive_int, default=32)
+    many.add_argument("--learning-rate", type=float, default=1e-3)
+    many.add_argument("--fillna", choices=("ffill", "interpolate"), default=None)
+    many.add_argument("--seed", type=int, default=None)
+    many.add_argument("--jobs", type=_positive_int, default=None,
+                      help="local processes (default: every core; 1: this process)")
+    many.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="a Dask scheduler, e.g. tcp://10.0.0.5:8786 (needs fastgru[dask])")
+    many.add_argument("--connect-timeout", type=float, default=10.0, help=argparse.SUPPRESS)
+    many.add_argument("--errors", default=None, metavar="ERRORS.csv",
+                      help="write the series that could not be fitted, with the reason")
+    many.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    many.add_argument("-o", "--output", required=True, metavar="OUT.csv")
     return parser
 
 
@@ -494,7 +577,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.print_help()
             return 2
         handler = {"demo": _cmd_demo, "fit": _cmd_fit, "predict": _cmd_predict,
-                   "info": _cmd_info}[args.command]
+                   "fit-many": _cmd_fit_many, "info": _cmd_info}[args.command]
         return handler(args)
     except BrokenPipeError:  # e.g. `fastgru info | head -1`: stop quietly (Python docs recipe)
         import os

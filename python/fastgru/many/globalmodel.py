@@ -1,0 +1,177 @@
+"""``mode="global"``: one GRU trained on the windows of every series (as Darts' global models).
+
+Each series is scaled by its own scaler (fitted on that series' training rows), cut into
+windows, and the windows of all series train one ``GRU(units) -> Dense(1)``. Forecasts are
+recursive, one step at a time, for all series in one batch. A series too short for one window
+plus a target, or with NaN / infinite values or bad times, is reported as an error and left out
+of training; the others are fitted.
+
+Many short series are where this pays: a series of 60 steps gives a local model 60 - window
+examples, the global model gets those of every series.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import numpy as np
+
+from .._validation import check_positive_int
+from ..forecaster import GRUForecaster
+from ..layers import GRU, Dense
+from ..model import Sequential
+from ..optimizers import Adam
+from ..preprocessing import MinMaxScaler, StandardScaler, make_windows
+from ..timeindex import check_index, future_index, infer_step
+from .frames import SeriesData
+from .tasks import BatchResult
+
+__all__ = ["GLOBAL_DEFAULTS", "check_global_params", "resolve_test_size", "forecast_global",
+           "backtest_global"]
+
+# The GRUForecaster settings a global model understands, with GRUForecaster's defaults.
+GLOBAL_DEFAULTS = {name: value for name, value in GRUForecaster().get_params().items()
+                   if name in ("window", "units", "epochs", "batch_size", "learning_rate",
+                               "scaler", "seed", "shuffle", "loss", "reset_after", "verbose")}
+_SCALERS = {"minmax": MinMaxScaler, "standard": StandardScaler}
+
+
+def check_global_params(params: dict) -> dict:
+    """``params`` with defaults filled in; ValueError naming a setting a global model lacks."""
+    unknown = sorted(set(params) - set(GLOBAL_DEFAULTS))
+    if unknown:
+        raise ValueError(f"mode='global' does not take {unknown}; it takes "
+                         f"{sorted(GLOBAL_DEFAULTS)} (use mode='local' for the others)")
+    out = {**GLOBAL_DEFAULTS, **params}
+    for name in ("window", "units", "epochs", "batch_size"):
+        out[name] = check_positive_int(name, out[name])
+    if out["scaler"] is not None and out["scaler"] not in _SCALERS:
+        raise ValueError(f"scaler must be 'minmax', 'standard' or None in mode='global'; "
+                         f"got {out['scaler']!r}")
+    return out
+
+
+def resolve_test_size(test_size, n_rows: int) -> int:
+    """An int test size as is; a fraction in (0, 1) of ``n_rows``, at least 1 (as
+    ``GRUForecaster.backtest``)."""
+    if isinstance(test_size, float):
+        return max(1, int(round(n_rows * test_size)))
+    return int(test_size)
+
+
+def _problem(s: SeriesData, min_rows: int, window: int):
+    """Why ``s`` cannot be used (a sentence), or None."""
+    n = len(s.values)
+    if n < min_rows:
+        return (f"too short: {n} rows, but window={window} needs at least {min_rows} "
+                "(and many more to learn anything)")
+    bad = int((~np.isfinite(s.values)).sum())
+    if bad:
+        return (f"{bad} of {n} values are NaN or infinite (all of them)" if bad == n else
+                f"{bad} of {n} values are NaN or infinite; fill them first")
+    try:
+        check_index(s.times, "the series")
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _scaler(params):
+    name = params["scaler"]
+    return _SCALERS[name]() if name is not None else None
+
+
+def _train(train: Sequence[np.ndarray], params: dict):
+    """Fit one scaler per series and one model on the windows of all: (model, scalers)."""
+    window = params["window"]
+    scalers, xs, ys = [], [], []
+    for values in train:
+        scaler = _scaler(params)
+        scaled = scaler.fit_transform(values) if scaler is not None else values
+        X, y = make_windows(np.asarray(scaled, dtype=np.float64), window)
+        scalers.append(scaler)
+        xs.append(X)
+        ys.append(y)
+    model = Sequential([GRU(params["units"], reset_after=bool(params["reset_after"])), Dense(1)])
+    model.compile(optimizer=Adam(learning_rate=params["learning_rate"]), loss=params["loss"])
+    model.fit(np.concatenate(xs), np.concatenate(ys), epochs=params["epochs"],
+              batch_size=params["batch_size"], shuffle=bool(params["shuffle"]),
+              verbose=params["verbose"], seed=params["seed"])
+    return model, scalers
+
+
+def _scale(scaler, values):
+    return np.asarray(scaler.transform(values) if scaler is not None else values, dtype=np.float64)
+
+
+def _unscale(scaler, values):
+    return np.asarray(scaler.inverse_transform(values) if scaler is not None else values,
+                      dtype=np.float64)
+
+
+def _predict(model, X, params):
+    return np.asarray(model.predict(X, batch_size=max(256, params["batch_size"])),
+                      dtype=np.float64)[:, 0]
+
+
+def forecast_global(series: Sequence[SeriesData], horizon: int, params: dict) -> BatchResult:
+    """Train one model on all usable series and forecast ``horizon`` steps of each."""
+    params = check_global_params(params)
+    window = params["window"]
+    usable: List[SeriesData] = []
+    errors = []
+    for s in series:
+        problem = _problem(s, window + 1, window)
+        if problem is None:
+            usable.append(s)
+        else:
+            errors.append((s.code, problem))
+    if not usable:
+        return BatchResult([], errors)
+    model, scalers = _train([s.values for s in usable], params)
+    context = np.stack([_scale(sc, s.values[-window:]) for sc, s in zip(scalers, usable)])
+    context = context[:, :, None]
+    steps = []
+    for _ in range(horizon):  # recursive: each forecast becomes the newest input
+        nxt = _predict(model, context, params)
+        steps.append(nxt)
+        context = np.concatenate([context[:, 1:], nxt[:, None, None]], axis=1)
+    scaled = np.stack(steps, axis=1)  # (series, horizon)
+    rows = []
+    for i, (s, sc) in enumerate(zip(usable, scalers)):
+        times = future_index(s.times[-1], infer_step(s.times), horizon)
+        rows.append((s.code, times, _unscale(sc, scaled[i])))
+    return BatchResult(rows, errors)
+
+
+def backtest_global(series: Sequence[SeriesData], test_size, params: dict) -> BatchResult:
+    """Hold out each series' last ``test_size`` rows, train one model on the rest of all of
+    them, forecast each held-out row one step ahead from the actual rows before it. Rows
+    ``(code, times of the tail, actual, forecast, persistence)`` as ``backtest_local``."""
+    params = check_global_params(params)
+    window = params["window"]
+    usable, sizes, errors = [], [], []
+    for s in series:
+        size = resolve_test_size(test_size, len(s.values))
+        problem = _problem(s, window + 1 + size, window)
+        if problem is None:
+            usable.append(s)
+            sizes.append(size)
+        else:
+            errors.append((s.code, problem.replace("needs at least", f"and test_size={size} "
+                                                   "need at least")))
+    if not usable:
+        return BatchResult([], errors)
+    model, scalers = _train([s.values[:-k] for s, k in zip(usable, sizes)], params)
+    tails = []
+    for s, sc, k in zip(usable, scalers, sizes):
+        X, _ = make_windows(_scale(sc, s.values), window)
+        tails.append(X[len(X) - k:])
+    scaled = _predict(model, np.concatenate(tails), params)
+    rows, start = [], 0
+    for s, sc, k in zip(usable, scalers, sizes):
+        forecast = _unscale(sc, scaled[start:start + k])
+        start += k
+        n = len(s.values)
+        rows.append((s.code, s.times[n - k:], s.values[n - k:], forecast,
+                     s.values[n - k - 1:n - 1]))
+    return BatchResult(rows, errors)
