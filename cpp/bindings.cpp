@@ -261,38 +261,42 @@ bool all_finite(const T* x, size_t n) {
   return ok;
 }
 
-// model.predict for models that start with a GRU: the layers are converted once (the Python
-// side rebuilds this object when weights change), buffers are kept between calls.
+// model.predict for models that start with a GRU: the layers are converted once per weight
+// version (fastgru.inference.InferenceSnapshot owns one), buffers are kept between calls.
 template <typename T>
 class TypedInferenceModel {
  public:
-  // layers: ("gru", kernel, recurrent_kernel, bias, reset_after, return_sequences) or
-  //         ("dense", kernel, bias, activation) tuples, in order.
+  // specs: fastgru.specs.GRUSpec / DenseSpec objects, in order, read by field name (the
+  // contract in python/fastgru/specs.py; identity layers are dropped before they get here).
   explicit TypedInferenceModel(const py::list& specs) {
     const KernelTable& table = active_path();
     std::vector<InferenceLayer<T>> layers;
-    for (const py::handle item : specs) {
-      const py::tuple spec = py::reinterpret_borrow<py::tuple>(item);
-      const std::string kind = spec[0].cast<std::string>();
+    for (const py::handle spec : specs) {
+      if (!py::hasattr(spec, "kind")) {
+        throw py::type_error("layer specs must be fastgru.specs.GRUSpec or DenseSpec objects");
+      }
+      const std::string kind = spec.attr("kind").cast<std::string>();
       InferenceLayer<T> layer;
       if (kind == "gru") {
-        layer.gru = checked_packed_gru<T>(table, spec[1], spec[2], spec[3], spec[4].cast<bool>(),
+        layer.gru = checked_packed_gru<T>(table, spec.attr("kernel"), spec.attr("recurrent_kernel"),
+                                          spec.attr("bias"), spec.attr("reset_after").cast<bool>(),
                                           /*for_training=*/false);
-        layer.return_sequences = spec[5].cast<bool>();
+        layer.return_sequences = spec.attr("return_sequences").cast<bool>();
       } else if (kind == "dense") {
-        if (!py::isinstance<py::array>(spec[1])) throw py::type_error("Dense kernel must be a NumPy array");
-        py::array k = py::reinterpret_borrow<py::array>(spec[1]);
+        const py::object kernel_obj = spec.attr("kernel");
+        if (!py::isinstance<py::array>(kernel_obj)) throw py::type_error("Dense kernel must be a NumPy array");
+        py::array k = py::reinterpret_borrow<py::array>(kernel_obj);
         if (k.ndim() != 2) throw py::value_error("Dense kernel must be 2-D (inputs, units)");
         const py::ssize_t I = k.shape(0), O = k.shape(1);
         if (I <= 0 || O <= 0) throw py::value_error("Dense inputs and units must be > 0");
-        auto kernel = checked<T>(spec[1], "kernel", {I, O});
-        auto bias = checked<T>(spec[2], "bias", {O});
+        auto kernel = checked<T>(kernel_obj, "kernel", {I, O});
+        auto bias = checked<T>(spec.attr("bias"), "bias", {O});
         layer.dense.inputs = size_t(I);
         layer.dense.units = size_t(O);
         layer.dense.kernel.assign(kernel.data(), kernel.data() + I * O);
         layer.dense.bias.assign(bias.data(), bias.data() + O);
         try {
-          layer.dense.activation = parse_activation(spec[3].cast<std::string>());
+          layer.dense.activation = parse_activation(spec.attr("activation").cast<std::string>());
         } catch (const std::invalid_argument& e) {
           throw py::value_error(e.what());
         }
