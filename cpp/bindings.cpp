@@ -30,6 +30,11 @@ std::string shape_str(const std::vector<py::ssize_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
+// NumPy's own ALIGNED flag (the data pointer and strides are multiples of the element size).
+bool is_aligned(const py::array& arr) {
+  return (arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+}
+
 // A C-contiguous array of exactly dtype T and the given shape, or a TypeError/ValueError
 // that names the argument. Python's fastgru.gru already converts; this is the second line.
 template <typename T>
@@ -45,6 +50,10 @@ py::array_t<T> checked(py::handle obj, const char* name, const std::vector<py::s
   }
   if (!(arr.flags() & py::array::c_style)) {
     throw py::value_error(std::string(name) + " must be C-contiguous");
+  }
+  if (!is_aligned(arr)) {  // the kernels read whole elements: a misaligned view is UB
+    throw py::value_error(std::string(name) + " must be aligned to its element size (copy it, "
+                          "e.g. with numpy.require(a, requirements='CA'))");
   }
   bool same = size_t(arr.ndim()) == shape.size();
   for (size_t i = 0; same && i < shape.size(); ++i) same = arr.shape(py::ssize_t(i)) == shape[i];
@@ -343,6 +352,26 @@ class TypedInferenceModel {
   std::vector<T> scratch_;
 };
 
+// x_t as a C-contiguous, aligned array of T; what predict refuses (complex, strings, objects)
+// is refused here too, with the same wording.
+template <typename T>
+py::array_t<T> converted_reading(py::handle x_obj) {
+  py::array any;
+  try {
+    any = py::module_::import("numpy").attr("asarray")(x_obj);
+  } catch (const py::error_already_set&) {
+    throw py::type_error("x_t must be a number or an array of numbers");
+  }
+  const char kind = any.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b') {
+    throw py::type_error("x_t must be a number or an array of numbers; got dtype " +
+                         std::string(py::str(any.dtype())));
+  }
+  // numpy.require copies into a fresh (aligned, C-ordered) array whenever one is needed.
+  py::object req = py::module_::import("numpy").attr("require")(any, py::dtype::of<T>(), "CA");
+  return py::reinterpret_borrow<py::array_t<T>>(req);
+}
+
 // A stateful stream over an InferenceModel: one reading (per stream of the batch) a call.
 template <typename T>
 class TypedStream {
@@ -360,15 +389,11 @@ class TypedStream {
     const size_t I = model_->input_size(), O = model_->output_size();
     py::array_t<T> x;
     if (py::isinstance<py::array_t<T>>(x_obj) &&
-        (py::reinterpret_borrow<py::array>(x_obj).flags() & py::array::c_style)) {
+        (py::reinterpret_borrow<py::array>(x_obj).flags() & py::array::c_style) &&
+        is_aligned(py::reinterpret_borrow<py::array>(x_obj))) {
       x = py::reinterpret_borrow<py::array_t<T>>(x_obj);  // the common case: no conversion
     } else {
-      try {
-        x = py::array_t<T, py::array::c_style | py::array::forcecast>(
-            py::reinterpret_borrow<py::object>(x_obj));
-      } catch (const py::error_already_set&) {
-        throw py::type_error("x_t must be a number or an array of numbers");
-      }
+      x = converted_reading<T>(x_obj);
     }
     // One stream takes (features,) (or a bare number when features == 1); B take (B, features).
     bool flat;
@@ -549,11 +574,15 @@ PYBIND11_MODULE(_core, m) {
     adam_step<double>(p, g, m, v, v_hat, alpha, c1, c2, eps);
   });
   m.def("config", &config);
-  m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("n must be >= 1");
-    set_max_threads(n);
+  m.def("set_num_threads", [](long long n) {
+    if (n < 1 || n > thread_limit()) {
+      throw py::value_error("n must be between 1 and " + std::to_string(thread_limit()) +
+                            " (4 threads per processor, at least 64); got " + std::to_string(n));
+    }
+    set_max_threads(int(n));
   });
   m.def("get_num_threads", &max_threads);
+  m.def("thread_limit", &thread_limit);
   m.def("set_simd", [](const std::string& name) {
     try {
       select_path(name);

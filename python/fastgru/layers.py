@@ -37,7 +37,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import bias_shape, check_positive_int
+from ._validation import bias_shape, check_positive_int, kernel_array
 from .gru import PackedGRU
 from .specs import DenseSpec, GRUSpec, LayerSpec
 
@@ -306,7 +306,7 @@ class Layer:
         x = np.asarray(x)
         if not self.built:
             self.build(x.shape)
-        return self.call(np.ascontiguousarray(x, dtype=self.dtype))
+        return self.call(kernel_array(x, self.dtype))
 
     def call(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError

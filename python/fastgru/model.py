@@ -45,7 +45,7 @@ import numpy as np
 
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
-from ._validation import check_positive_int
+from ._validation import check_positive_int, kernel_array
 from .callbacks import Callback, History
 from .inference import InferenceSnapshot
 from .layers import LAYER_CLASSES, GRU, Dense, Layer, check_weight_arrays
@@ -405,7 +405,7 @@ class Sequential:
                 f"{name} has {X.shape[-1]} features (shape {X.shape}) but the model was built for "
                 f"{self.layers[0].input_size} features, i.e. input shape {self.input_shape}"
             )
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        X = kernel_array(X, self.dtype)
         if not np.isfinite(X).all():
             raise ValueError(f"{name} contains NaN or inf values")
         return X

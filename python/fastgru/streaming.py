@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ._validation import check_positive_int
+from ._validation import check_positive_int, kernel_array
 from .layers import GRU
 
 __all__ = ["Stream"]
@@ -73,7 +73,7 @@ class Stream:
             if s.shape != (self.batch_size, g.units):
                 raise ValueError(f"state of GRU layer {g.name!r} must have shape "
                                  f"({self.batch_size}, {g.units}); got {s.shape}")
-            arrays.append(np.ascontiguousarray(s, dtype=self.dtype))
+            arrays.append(kernel_array(s, self.dtype))
         self._stream.set_state(arrays)
 
     @property
@@ -101,9 +101,12 @@ class _LayerStream:
 
     def step(self, x_t, out=None):
         try:
-            x = np.asarray(x_t, dtype=self._dtype)
+            x = np.asarray(x_t)
         except (TypeError, ValueError):
             raise TypeError("x_t must be a number or an array of numbers") from None
+        if x.dtype.kind not in "fiub":  # as the C++ stream and predict: no complex, no strings
+            raise TypeError(f"x_t must be a number or an array of numbers; got dtype {x.dtype}")
+        x = x.astype(self._dtype, copy=False)
         b, i = self.batch_size, self._input_size
         flat = b == 1 and (x.shape == (i,) or (x.ndim == 0 and i == 1))
         if not flat and x.shape != (b, i):
