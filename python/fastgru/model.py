@@ -711,7 +711,9 @@ class Sequential:
                 for j, name in enumerate(self.metrics_names):
                     logs[name] = sums[j] / counts[j]
                 if X_val is not None:
-                    for key, value in self._evaluate_arrays(X_val, y_val).items():
+                    with self.reading():  # one weight version, as evaluate
+                        val_logs = self._evaluate_arrays(X_val, y_val)
+                    for key, value in val_logs.items():
                         logs["val_" + key] = value
             elapsed = time.perf_counter() - t0
             for cb in cbs:
