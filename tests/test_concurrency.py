@@ -9,8 +9,7 @@ import pytest
 
 import fastgru as fg
 
-from conftest import Scale
-
+from conftest import Scale, built_model
 
 
 @pytest.fixture(autouse=True)
@@ -41,14 +40,6 @@ def run_together(*targets, timeout=60.0):
         assert not t.is_alive(), "a thread did not finish: deadlock?"
     if errors:
         raise errors[0]
-
-
-def built(layers, features=3, seed=0):
-    model = fg.Sequential(layers)
-    model.build((None, None, features))
-    rng = np.random.default_rng(seed)
-    model.set_weights([w + 0.2 * rng.standard_normal(w.shape) for w in model.get_weights()])
-    return model
 
 
 def two_weight_sets(model, seed=1):
@@ -93,13 +84,13 @@ def test_predict_during_set_weights_sees_the_old_or_the_new_weights(path):
     layers = [fg.GRU(128, return_sequences=True), fg.GRU(128), fg.Dense(4)]
     if path == "python":  # a user-defined layer: predict runs the layers' own call
         layers.insert(1, Scale())
-    model = built(layers)
+    model = built_model(layers)
     X = np.random.default_rng(2).standard_normal((2, 5, 3)).astype(np.float32)
     readers_see_old_or_new(model, lambda: model.predict(X), swaps=60 if path == "cpp" else 200)
 
 
 def test_evaluate_during_set_weights_sees_the_old_or_the_new_weights():
-    model = built([fg.GRU(128), fg.Dense(2)])
+    model = built_model([fg.GRU(128), fg.Dense(2)])
     model.compile(loss="mse")
     rng = np.random.default_rng(3)
     X = rng.standard_normal((16, 5, 3)).astype(np.float32)
@@ -108,7 +99,7 @@ def test_evaluate_during_set_weights_sees_the_old_or_the_new_weights():
 
 
 def test_stream_keeps_its_snapshot_while_weights_change_in_another_thread():
-    model = built([fg.GRU(12), fg.Dense(2)])
+    model = built_model([fg.GRU(12), fg.Dense(2)])
     X = np.random.default_rng(4).standard_normal((1, 40, 3)).astype(np.float32)
     a, b = two_weight_sets(model)
     model.set_weights(a)
@@ -150,7 +141,7 @@ def small_training_set(seed=5, n=192):
 
 @pytest.mark.parametrize("other", ["evaluate", "set_weights", "fit", "predict", "layer_set_weights"])
 def test_fit_works_alongside_other_calls_on_the_same_model(other):
-    model = built([fg.GRU(64), fg.Dense(1)])
+    model = built_model([fg.GRU(64), fg.Dense(1)])
     model.compile(optimizer=fg.Adam(1e-3), loss="mse")
     X, y = small_training_set()
     weights = model.get_weights()

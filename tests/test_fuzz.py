@@ -10,20 +10,13 @@ from hypothesis import strategies as st
 import fastgru as fg
 from fastgru import reference
 
+from conftest import at_byte_offset
+
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 REFUSED = (ValueError, TypeError)
 DTYPES = st.sampled_from([np.float32, np.float64])
 TOL = {np.float32: 2e-4, np.float64: 1e-9}
-
-
-def offset(a, byte_offset):
-    """``a`` copied to an address ``byte_offset`` bytes past an aligned one (misaligned for
-    an offset that is not a multiple of the item size)."""
-    raw = np.empty(a.nbytes + byte_offset, np.uint8)
-    view = raw[byte_offset:].view(a.dtype).reshape(a.shape)
-    view[...] = a
-    return view
 
 
 @st.composite
@@ -43,7 +36,7 @@ def arrays_of_any_kind(draw, max_dims=4):
     elif layout == "strided" and a.ndim:
         a = np.repeat(a, 2, axis=-1)[..., ::2]
     elif layout == "misaligned" and a.dtype != object:
-        a = offset(a, 1)
+        a = at_byte_offset(a, 1)
     return a
 
 
@@ -61,7 +54,7 @@ def gru_problems(draw):
     h0 = rng.standard_normal((b, h)).astype(dtype) if draw(st.booleans()) else None
     byte_offset = draw(st.sampled_from([0, 0, 1, 4]))
     if byte_offset:
-        x, k = offset(x, byte_offset), offset(k, byte_offset)
+        x, k = at_byte_offset(x, byte_offset), at_byte_offset(k, byte_offset)
     return x, k, rk, bias, h0, reset_after
 
 
@@ -206,7 +199,7 @@ def test_a_stream_steps_to_what_predict_gives(steps, seed):
     X = np.random.default_rng(seed).standard_normal((1, steps, 2)).astype(np.float32)
     stream = MODEL.stream()
     for t in range(steps):
-        y = stream.step(offset(X[0, t], 1 + t % 3))  # any alignment
+        y = stream.step(at_byte_offset(X[0, t], 1 + t % 3))  # any alignment
     np.testing.assert_allclose(y, MODEL.predict(X)[0], rtol=1e-5, atol=1e-6)
 
 

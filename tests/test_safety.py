@@ -10,29 +10,12 @@ import pytest
 import fastgru as fg
 from fastgru import _core
 
-from conftest import Scale
-
-
-def built(layers, features=3, seed=0):
-    model = fg.Sequential(layers)
-    model.build((None, None, features))
-    rng = np.random.default_rng(seed)
-    model.set_weights([w + 0.2 * rng.standard_normal(w.shape) for w in model.get_weights()])
-    return model
-
-
-def misaligned(a):
-    """A C-contiguous copy of ``a`` that starts one byte past an aligned address."""
-    raw = np.empty(a.nbytes + 1, np.uint8)
-    view = raw[1:].view(a.dtype).reshape(a.shape)
-    view[...] = a
-    assert view.flags.c_contiguous and not view.flags.aligned
-    return view
+from conftest import Scale, at_byte_offset, built_model
 
 
 # -- weights cannot go stale --------------------------------------------------------------
 def test_live_weight_arrays_are_read_only_so_predict_and_evaluate_agree():
-    model = built([fg.GRU(5), fg.Dense(1)])
+    model = built_model([fg.GRU(5), fg.Dense(1)])
     model.compile(loss="mse")
     for array in (model.layers[1].bias, model.layers[0].kernel, model.layers[0].recurrent_kernel,
                   *model.layers[0].weights):
@@ -50,7 +33,7 @@ def test_live_weight_arrays_are_read_only_so_predict_and_evaluate_agree():
 
 # -- shared layers --------------------------------------------------------------------------
 def test_a_layer_cannot_be_shared_between_two_models():
-    first = built([fg.GRU(4), fg.Dense(1)])
+    first = built_model([fg.GRU(4), fg.Dense(1)])
     with pytest.raises(ValueError, match="already belongs to model 'sequential'"):
         fg.Sequential([first.layers[0], fg.Dense(2)])
     # two unbuilt models holding one layer: the second build is refused, nothing rebound
@@ -63,7 +46,7 @@ def test_a_layer_cannot_be_shared_between_two_models():
 
 
 def test_copies_and_rebuilt_layers_are_free_to_join_a_new_model():
-    first = built([fg.GRU(4), fg.Dense(1)])
+    first = built_model([fg.GRU(4), fg.Dense(1)])
     X = np.random.default_rng(2).standard_normal((2, 5, 3)).astype(np.float32)
     clone = copy.deepcopy(first)
     np.testing.assert_array_equal(clone.predict(X), first.predict(X))
@@ -73,7 +56,7 @@ def test_copies_and_rebuilt_layers_are_free_to_join_a_new_model():
 
 
 def test_a_fit_trains_every_layer_of_the_model_that_fits():
-    model = built([fg.GRU(4), fg.Dense(1)])
+    model = built_model([fg.GRU(4), fg.Dense(1)])
     model.compile(optimizer=fg.Adam(1e-2), loss="mse")
     before = [layer.get_weights() for layer in model.layers]
     X = np.random.default_rng(3).standard_normal((16, 5, 3)).astype(np.float32)
@@ -111,7 +94,7 @@ def test_thread_counts_are_bounded():
             _core.set_num_threads(100000)  # the native entry point checks too
         assert fg.get_num_threads() == previous
         fg.set_num_threads(limit)  # the most allowed still trains (threads capped by rows)
-        model = built([fg.GRU(3), fg.Dense(1)])
+        model = built_model([fg.GRU(3), fg.Dense(1)])
         model.compile(loss="mse")
         X = np.zeros((4, 3, 3), np.float32)
         model.fit(X, np.zeros((4, 1)), epochs=1, verbose=0)
@@ -137,18 +120,18 @@ def test_misaligned_arrays_are_copied_before_the_kernels_read_them(dtype):
     x = rng.standard_normal((2, 4, 3)).astype(dtype)
     w = [rng.standard_normal(s).astype(dtype) * 0.3 for s in [(3, 15), (5, 15), (2, 15)]]
     want = fg.gru_forward(x, *w)
-    got = fg.gru_forward(misaligned(x), *[misaligned(a) for a in w])
+    got = fg.gru_forward(at_byte_offset(x), *[at_byte_offset(a) for a in w])
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
     packed = fg.PackedGRU(*w)
-    np.testing.assert_array_equal(packed.forward(misaligned(x))[0], want[0])
+    np.testing.assert_array_equal(packed.forward(at_byte_offset(x))[0], want[0])
 
-    model = built([fg.GRU(5, dtype=dtype), fg.Dense(2, dtype=dtype)])
-    np.testing.assert_array_equal(model.predict(misaligned(x)), model.predict(x))
+    model = built_model([fg.GRU(5, dtype=dtype), fg.Dense(2, dtype=dtype)])
+    np.testing.assert_array_equal(model.predict(at_byte_offset(x)), model.predict(x))
     st, ref = model.stream(), model.stream()
     for t in range(x.shape[1]):
-        np.testing.assert_array_equal(st.step(misaligned(x[0, t])), ref.step(x[0, t]))
-    st.reset([misaligned(np.ones((1, 5), dtype))])
+        np.testing.assert_array_equal(st.step(at_byte_offset(x[0, t])), ref.step(x[0, t]))
+    st.reset([at_byte_offset(np.ones((1, 5), dtype))])
     np.testing.assert_array_equal(st.state[0], np.ones((1, 5)))
 
 
@@ -156,18 +139,18 @@ def test_the_native_entry_points_refuse_misaligned_arrays():
     f32 = np.float32
     w = [np.zeros(s, f32) for s in [(3, 15), (5, 15), (2, 15)]]
     with pytest.raises(ValueError, match="aligned"):
-        _core.PackedGRU(misaligned(w[0]), w[1], w[2], True)
+        _core.PackedGRU(at_byte_offset(w[0]), w[1], w[2], True)
     packed = _core.PackedGRU(*w, True)
     with pytest.raises(ValueError, match="aligned"):
-        packed.forward(misaligned(np.zeros((1, 2, 3), f32)), None)
-    model = built([fg.GRU(5), fg.Dense(1)])
+        packed.forward(at_byte_offset(np.zeros((1, 2, 3), f32)), None)
+    model = built_model([fg.GRU(5), fg.Dense(1)])
     with pytest.raises(ValueError, match="aligned"):
-        model.inference_snapshot().runner.predict(misaligned(np.zeros((1, 2, 3), f32)))
+        model.inference_snapshot().runner.predict(at_byte_offset(np.zeros((1, 2, 3), f32)))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300])
 def test_set_weights_refuses_values_that_are_not_finite_in_the_models_dtype(bad):
-    model = built([fg.GRU(3), fg.Dense(1)])
+    model = built_model([fg.GRU(3), fg.Dense(1)])
     before = model.get_weights()
     weights = model.get_weights()
     weights[2] = weights[2].astype(np.float64)
@@ -178,7 +161,7 @@ def test_set_weights_refuses_values_that_are_not_finite_in_the_models_dtype(bad)
         model.layers[0].set_weights(weights[:3])
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
-    model64 = built([fg.GRU(3, dtype="float64"), fg.Dense(1, dtype="float64")])
+    model64 = built_model([fg.GRU(3, dtype="float64"), fg.Dense(1, dtype="float64")])
     ws = model64.get_weights()
     ws[0][0, 0] = 1e300  # finite in float64
     model64.set_weights(ws)
@@ -191,7 +174,7 @@ def test_stream_step_refuses_what_predict_refuses(path, reading):
     layers = [fg.GRU(3), fg.Dense(1)]
     if path == "python":
         layers.insert(1, Scale())
-    model = built(layers, features=1)
+    model = built_model(layers, features=1)
     with pytest.raises(TypeError, match="number"):
         model.stream().step(reading)
     with pytest.raises(TypeError, match="numeric"):
