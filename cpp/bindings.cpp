@@ -30,6 +30,11 @@ std::string shape_str(const std::vector<py::ssize_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
+// NumPy's own ALIGNED flag (the data pointer and strides are multiples of the element size).
+bool is_aligned(const py::array& arr) {
+  return (arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+}
+
 // A C-contiguous array of exactly dtype T and the given shape, or a TypeError/ValueError
 // that names the argument. Python's fastgru.gru already converts; this is the second line.
 template <typename T>
@@ -45,6 +50,10 @@ py::array_t<T> checked(py::handle obj, const char* name, const std::vector<py::s
   }
   if (!(arr.flags() & py::array::c_style)) {
     throw py::value_error(std::string(name) + " must be C-contiguous");
+  }
+  if (!is_aligned(arr)) {  // the kernels read whole elements: a misaligned view is UB
+    throw py::value_error(std::string(name) + " must be aligned to its element size (copy it, "
+                          "e.g. with numpy.require(a, requirements='CA'))");
   }
   bool same = size_t(arr.ndim()) == shape.size();
   for (size_t i = 0; same && i < shape.size(); ++i) same = arr.shape(py::ssize_t(i)) == shape[i];
@@ -261,38 +270,42 @@ bool all_finite(const T* x, size_t n) {
   return ok;
 }
 
-// model.predict for models that start with a GRU: the layers are converted once (the Python
-// side rebuilds this object when weights change), buffers are kept between calls.
+// model.predict for models that start with a GRU: the layers are converted once per weight
+// version (fastgru.inference.InferenceSnapshot owns one), buffers are kept between calls.
 template <typename T>
 class TypedInferenceModel {
  public:
-  // layers: ("gru", kernel, recurrent_kernel, bias, reset_after, return_sequences) or
-  //         ("dense", kernel, bias, activation) tuples, in order.
+  // specs: fastgru.specs.GRUSpec / DenseSpec objects, in order, read by field name (the
+  // contract in python/fastgru/specs.py; identity layers are dropped before they get here).
   explicit TypedInferenceModel(const py::list& specs) {
     const KernelTable& table = active_path();
     std::vector<InferenceLayer<T>> layers;
-    for (const py::handle item : specs) {
-      const py::tuple spec = py::reinterpret_borrow<py::tuple>(item);
-      const std::string kind = spec[0].cast<std::string>();
+    for (const py::handle spec : specs) {
+      if (!py::hasattr(spec, "kind")) {
+        throw py::type_error("layer specs must be fastgru.specs.GRUSpec or DenseSpec objects");
+      }
+      const std::string kind = spec.attr("kind").cast<std::string>();
       InferenceLayer<T> layer;
       if (kind == "gru") {
-        layer.gru = checked_packed_gru<T>(table, spec[1], spec[2], spec[3], spec[4].cast<bool>(),
+        layer.gru = checked_packed_gru<T>(table, spec.attr("kernel"), spec.attr("recurrent_kernel"),
+                                          spec.attr("bias"), spec.attr("reset_after").cast<bool>(),
                                           /*for_training=*/false);
-        layer.return_sequences = spec[5].cast<bool>();
+        layer.return_sequences = spec.attr("return_sequences").cast<bool>();
       } else if (kind == "dense") {
-        if (!py::isinstance<py::array>(spec[1])) throw py::type_error("Dense kernel must be a NumPy array");
-        py::array k = py::reinterpret_borrow<py::array>(spec[1]);
+        const py::object kernel_obj = spec.attr("kernel");
+        if (!py::isinstance<py::array>(kernel_obj)) throw py::type_error("Dense kernel must be a NumPy array");
+        py::array k = py::reinterpret_borrow<py::array>(kernel_obj);
         if (k.ndim() != 2) throw py::value_error("Dense kernel must be 2-D (inputs, units)");
         const py::ssize_t I = k.shape(0), O = k.shape(1);
         if (I <= 0 || O <= 0) throw py::value_error("Dense inputs and units must be > 0");
-        auto kernel = checked<T>(spec[1], "kernel", {I, O});
-        auto bias = checked<T>(spec[2], "bias", {O});
+        auto kernel = checked<T>(kernel_obj, "kernel", {I, O});
+        auto bias = checked<T>(spec.attr("bias"), "bias", {O});
         layer.dense.inputs = size_t(I);
         layer.dense.units = size_t(O);
         layer.dense.kernel.assign(kernel.data(), kernel.data() + I * O);
         layer.dense.bias.assign(bias.data(), bias.data() + O);
         try {
-          layer.dense.activation = parse_activation(spec[3].cast<std::string>());
+          layer.dense.activation = parse_activation(spec.attr("activation").cast<std::string>());
         } catch (const std::invalid_argument& e) {
           throw py::value_error(e.what());
         }
@@ -339,6 +352,26 @@ class TypedInferenceModel {
   std::vector<T> scratch_;
 };
 
+// x_t as a C-contiguous, aligned array of T; what predict refuses (complex, strings, objects)
+// is refused here too, with the same wording.
+template <typename T>
+py::array_t<T> converted_reading(py::handle x_obj) {
+  py::array any;
+  try {
+    any = py::module_::import("numpy").attr("asarray")(x_obj);
+  } catch (const py::error_already_set&) {
+    throw py::type_error("x_t must be a number or an array of numbers");
+  }
+  const char kind = any.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b') {
+    throw py::type_error("x_t must be a number or an array of numbers; got dtype " +
+                         std::string(py::str(any.dtype())));
+  }
+  // numpy.require copies into a fresh (aligned, C-ordered) array whenever one is needed.
+  py::object req = py::module_::import("numpy").attr("require")(any, py::dtype::of<T>(), "CA");
+  return py::reinterpret_borrow<py::array_t<T>>(req);
+}
+
 // A stateful stream over an InferenceModel: one reading (per stream of the batch) a call.
 template <typename T>
 class TypedStream {
@@ -356,15 +389,11 @@ class TypedStream {
     const size_t I = model_->input_size(), O = model_->output_size();
     py::array_t<T> x;
     if (py::isinstance<py::array_t<T>>(x_obj) &&
-        (py::reinterpret_borrow<py::array>(x_obj).flags() & py::array::c_style)) {
+        (py::reinterpret_borrow<py::array>(x_obj).flags() & py::array::c_style) &&
+        is_aligned(py::reinterpret_borrow<py::array>(x_obj))) {
       x = py::reinterpret_borrow<py::array_t<T>>(x_obj);  // the common case: no conversion
     } else {
-      try {
-        x = py::array_t<T, py::array::c_style | py::array::forcecast>(
-            py::reinterpret_borrow<py::object>(x_obj));
-      } catch (const py::error_already_set&) {
-        throw py::type_error("x_t must be a number or an array of numbers");
-      }
+      x = converted_reading<T>(x_obj);
     }
     // One stream takes (features,) (or a bare number when features == 1); B take (B, features).
     bool flat;
@@ -545,11 +574,15 @@ PYBIND11_MODULE(_core, m) {
     adam_step<double>(p, g, m, v, v_hat, alpha, c1, c2, eps);
   });
   m.def("config", &config);
-  m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("n must be >= 1");
-    set_max_threads(n);
+  m.def("set_num_threads", [](long long n) {
+    if (n < 1 || n > thread_limit()) {
+      throw py::value_error("n must be between 1 and " + std::to_string(thread_limit()) +
+                            " (4 threads per processor, at least 64); got " + std::to_string(n));
+    }
+    set_max_threads(int(n));
   });
   m.def("get_num_threads", &max_threads);
+  m.def("thread_limit", &thread_limit);
   m.def("set_simd", [](const std::string& name) {
     try {
       select_path(name);

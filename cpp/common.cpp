@@ -211,10 +211,25 @@ void* thread_scratch(size_t bytes) {
   return scratch.ptr;
 }
 
+int thread_limit() {
+#ifdef _OPENMP
+  const int procs = omp_get_num_procs();
+  return procs > 16 ? 4 * procs : 64;
+#else
+  return 1;
+#endif
+}
+
 namespace {
+int clamped_threads(int n) {
+  const int limit = thread_limit();
+  return n < 1 ? 1 : (n > limit ? limit : n);
+}
+
 std::atomic<int>& thread_setting() {
 #ifdef _OPENMP
-  static std::atomic<int> n{omp_get_max_threads()};
+  // OMP_NUM_THREADS is clamped too: a huge value would kill the process at the first team.
+  static std::atomic<int> n{clamped_threads(omp_get_max_threads())};
 #else
   static std::atomic<int> n{1};
 #endif
@@ -223,7 +238,7 @@ std::atomic<int>& thread_setting() {
 }  // namespace
 
 int max_threads() { return thread_setting().load(std::memory_order_relaxed); }
-void set_max_threads(int n) { thread_setting().store(n < 1 ? 1 : n, std::memory_order_relaxed); }
+void set_max_threads(int n) { thread_setting().store(clamped_threads(n), std::memory_order_relaxed); }
 
 DenormalGuard::DenormalGuard() {
 #if defined(FASTGRU_X86)

@@ -213,9 +213,12 @@ void adam_update(size_t n, T* p, const T* g, T* m, T* v, T* v_hat, T alpha, T c1
 // warm). Valid until the same thread asks again. Returns null if memory is exhausted.
 void* thread_scratch(size_t bytes);
 
-// Thread count the kernels use at most (fastgru.set_num_threads).
+// Thread count the kernels use at most (fastgru.set_num_threads), within [1, thread_limit()].
 int max_threads();
 void set_max_threads(int n);
+// The most threads set_max_threads accepts: 4 per processor, at least 64. Far more than pays,
+// and far below the counts at which libgomp fails to start a team and kills the process.
+int thread_limit();
 
 // Sets flush-to-zero / denormals-are-zero for the current thread, restores on destruction.
 class DenormalGuard {

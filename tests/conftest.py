@@ -40,3 +40,21 @@ class Scale(fastgru.layers.Layer):
 
     def call(self, x):
         return 2 * x
+
+
+def built_model(layers, features=3, seed=0):
+    """A built Sequential of ``layers`` with its initial weights shaken by seeded noise."""
+    model = fastgru.Sequential(layers)
+    model.build((None, None, features))
+    rng = np.random.default_rng(seed)
+    model.set_weights([w + 0.2 * rng.standard_normal(w.shape) for w in model.get_weights()])
+    return model
+
+
+def at_byte_offset(a, offset=1):
+    """A C-contiguous copy of ``a`` starting ``offset`` bytes past an aligned address
+    (misaligned when ``offset`` is not a multiple of the item size)."""
+    raw = np.empty(a.nbytes + offset, np.uint8)
+    view = raw[offset:].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    return view

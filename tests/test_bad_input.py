@@ -108,13 +108,16 @@ def test_mixed_precision_computes_in_float64_and_float16_in_float32():
 def test_inference_model_checks_its_layer_specs():
     # The private C++ entry point still refuses what would read out of bounds.
     from fastgru import _core
+    from fastgru.specs import DenseSpec, GRUSpec
     f32 = np.float32
     with pytest.raises(TypeError, match="must be NumPy arrays"):
-        _core.InferenceModelFloat32([("gru", [[1.0]], np.zeros((1, 3), f32), np.zeros((2, 3), f32), True, False)])
+        _core.InferenceModelFloat32([GRUSpec([[1.0]], np.zeros((1, 3), f32), np.zeros((2, 3), f32))])
     with pytest.raises(ValueError, match="must be > 0"):
-        _core.InferenceModelFloat32([("gru", np.zeros((1, 0), f32), np.zeros((0, 0), f32), np.zeros((2, 0), f32), True, False)])
-    gru = ("gru", np.zeros((1, 6), f32), np.zeros((2, 6), f32), np.zeros((2, 6), f32), True, False)
+        _core.InferenceModelFloat32([GRUSpec(np.zeros((1, 0), f32), np.zeros((0, 0), f32), np.zeros((2, 0), f32))])
+    gru = GRUSpec(np.zeros((1, 6), f32), np.zeros((2, 6), f32), np.zeros((2, 6), f32))
     with pytest.raises(ValueError, match="must be > 0"):
-        _core.InferenceModelFloat32([gru, ("dense", np.zeros((2, 0), f32), np.zeros(0, f32), "softmax")])
+        _core.InferenceModelFloat32([gru, DenseSpec(np.zeros((2, 0), f32), np.zeros(0, f32), "softmax")])
     with pytest.raises(ValueError, match="takes 3 inputs but layer 0 gives 2"):
-        _core.InferenceModelFloat32([gru, ("dense", np.zeros((3, 1), f32), np.zeros(1, f32), "linear")])
+        _core.InferenceModelFloat32([gru, DenseSpec(np.zeros((3, 1), f32), np.zeros(1, f32), "linear")])
+    with pytest.raises(TypeError, match="fastgru.specs"):
+        _core.InferenceModelFloat32([("gru", *gru.weights, True, False)])

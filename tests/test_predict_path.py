@@ -94,19 +94,18 @@ def test_predict_follows_training():
 
 
 def test_predict_sees_every_weight_write_and_only_rebuilds_for_its_own():
-    # predict keeps a C++ copy of the weights and checks a global write counter before each
-    # layer's version (Sequential._inference_model): every way of writing weights must reach
-    # it, and another model's writes must not make it rebuild.
+    # predict runs the model's current inference snapshot; every way of writing weights must
+    # publish a new one, and another model's writes must not.
     model = random_model(MODELS["gru-dense"]("float32"), 1)
     other = random_model(MODELS["gru-dense"]("float32"), 1, seed=1)
     X = np.random.default_rng(5).standard_normal((3, 7, 1)).astype(np.float32)
     model.predict(X)
-    runner = model._inference_model()
+    snapshot = model.inference_snapshot()
 
     other.layers[1].set_weights([w + 1 for w in other.layers[1].get_weights()])
     other.compile(optimizer=fg.Adam(1e-2), loss="mse")
     other.fit(X, X[:, -1], epochs=1, batch_size=3, verbose=0)
-    assert model._inference_model() is runner
+    assert model.inference_snapshot() is snapshot
     np.testing.assert_allclose(model.predict(X), layers_forward(model, X), rtol=2e-6, atol=2e-6)
 
     writes = [
@@ -123,17 +122,17 @@ def test_predict_sees_every_weight_write_and_only_rebuilds_for_its_own():
 
 
 def test_predict_after_a_diverged_fit_sees_the_restored_weights():
-    # A callback's predict mid-fit caches the C++ copy; the rollback after divergence rewrites
-    # the weights outside the optimizer step and must reach it too. Divergence is forced by
-    # poisoning a weight after batch 1 (a NaN loss at batch 2, then the restore of the
-    # weights from before batch 1's step, which the cache has never seen).
+    # A callback's predict mid-fit reads a snapshot; the rollback after divergence rewrites
+    # the weights outside the optimizer step and must publish too. Divergence is forced by
+    # huge weights set after batch 1 (an inf loss at batch 2, then the restore of the
+    # weights set_weights wrote, the last ones the fit saw).
     model = random_model(MODELS["gru-dense"]("float32"), 1)
     X = np.random.default_rng(7).standard_normal((32, 10, 1)).astype(np.float32)
 
     def predict_then_poison(batch, logs):
         model.predict(X)
-        if batch == 1:
-            model.layers[1].bias[0] = np.nan
+        if batch == 1:  # finite, but the next batch's loss overflows
+            model.layers[1].set_weights([np.full((50, 1), 1e30, np.float32), np.zeros(1)])
 
     watch = fg.callbacks.LambdaCallback(on_train_batch_end=predict_then_poison)
     model.compile(optimizer=fg.Adam(1e-2), loss="mse")

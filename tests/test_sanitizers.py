@@ -1,5 +1,5 @@
 """Builds the extension again with AddressSanitizer + UndefinedBehaviorSanitizer and runs a
-subset of the parity, bad-input, predict and stream suites on it in a subprocess: any
+subset of the parity, bad-input, predict, stream and fuzzing suites on it in a subprocess: any
 out-of-bounds access or undefined behaviour in a kernel aborts that run and fails this test.
 (Peak-memory tests are left out: the sanitizers' shadow memory and quarantine skew them.)"""
 import os
@@ -67,10 +67,20 @@ def test_parity_subset_is_clean_under_asan_and_ubsan(tmp_path):
         str(ROOT / "tests" / "test_predict_path.py"),
         str(ROOT / "tests" / "test_streaming.py"),
         str(ROOT / "tests" / "test_inference_properties.py"),
+        # property tests that feed the kernels and streams any array a caller might pass
+        # (odd dtypes and ranks, NaN, misaligned and strided layouts), and the thread and
+        # alignment guards
+        str(ROOT / "tests" / "test_fuzz.py") + "::test_kernels_match_the_reference_for_any_layout",
+        str(ROOT / "tests" / "test_fuzz.py") + "::test_kernels_refuse_what_they_cannot_run",
+        str(ROOT / "tests" / "test_fuzz.py") + "::test_predict_refuses_or_agrees_with_the_layers",
+        str(ROOT / "tests" / "test_fuzz.py")
+        + "::test_a_stream_refuses_bad_readings_and_keeps_its_state",
+        str(ROOT / "tests" / "test_fuzz.py") + "::test_a_stream_steps_to_what_predict_gives",
+        str(ROOT / "tests" / "test_safety.py"),
     ]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=",
-         "--rootdir", str(tmp_path), "-k", "not scratch_beyond", *selection],
+         "--rootdir", str(tmp_path), "-k", "not scratch_beyond and not cli_refuses", *selection],
         env=env, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "passed" in result.stdout

@@ -5,11 +5,14 @@ from . import _core
 
 
 def set_num_threads(n: int) -> None:
-    """Use at most ``n`` OpenMP threads in the kernels (n >= 1)."""
+    """Use at most ``n`` OpenMP threads in the kernels, 1 <= n <= 4 per processor (at least
+    64 allowed): more never pays, and OpenMP kills the process when it cannot start them."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int; got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1; got {n}")
+    limit = _core.thread_limit()
+    if not 1 <= n <= limit:
+        raise ValueError(f"n must be between 1 and {limit} (4 threads per processor, at "
+                         f"least 64); got {n}")
     _core.set_num_threads(n)
 
 

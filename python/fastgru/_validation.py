@@ -20,6 +20,12 @@ class GRUGradients(NamedTuple):
     dbias: np.ndarray  # (2, 3H) if reset_after else (3H,)
 
 
+def kernel_array(value, dtype) -> np.ndarray:
+    """``value`` as a C-contiguous, aligned array of ``dtype``: what the C++ kernels read
+    (a copy only when needed; a view at an odd byte offset is copied, never read misaligned)."""
+    return np.require(np.asarray(value), dtype=dtype, requirements="CA")
+
+
 def _as_float_array(name: str, value) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind not in "f":
@@ -135,7 +141,7 @@ def check_output_grads(d_out, d_h_last, batch, steps, units, dtype):
                 f"d_out must have shape (batch, time, units) = ({batch}, {steps}, {units}); "
                 f"got shape {d_out.shape}"
             )
-        d_out = np.ascontiguousarray(d_out, dtype=dtype)
+        d_out = kernel_array(d_out, dtype)
     if d_h_last is not None:
         d_h_last = _as_float_array("d_h_last", d_h_last)
         if d_h_last.shape != (batch, units):
@@ -143,5 +149,5 @@ def check_output_grads(d_out, d_h_last, batch, steps, units, dtype):
                 f"d_h_last must have shape (batch, units) = ({batch}, {units}); "
                 f"got shape {d_h_last.shape}"
             )
-        d_h_last = np.ascontiguousarray(d_h_last, dtype=dtype)
+        d_h_last = kernel_array(d_h_last, dtype)
     return d_out, d_h_last

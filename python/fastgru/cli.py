@@ -55,7 +55,10 @@ def _set_threads(n: Optional[int]) -> None:
     if n is not None:
         from ._config import set_num_threads
 
-        set_num_threads(n)
+        try:
+            set_num_threads(n)
+        except ValueError as exc:
+            raise UserError(f"--threads: {exc}") from None
 
 
 def _threads() -> int:

@@ -21,6 +21,7 @@ from ._validation import (
     check_output_grads,
     check_weights,
     check_x,
+    kernel_array,
     result_dtype,
 )
 
@@ -38,7 +39,7 @@ class GRUTape(NamedTuple):
 
 
 def _contiguous(a, dtype):
-    return None if a is None else np.ascontiguousarray(a, dtype=dtype)
+    return None if a is None else kernel_array(a, dtype)
 
 
 class PackedGRU:
@@ -101,8 +102,13 @@ class PackedGRU:
         return self._core.forward(x, h0)
 
     def forward_train(self, x, h0=None):
-        """Return ``(outputs, last_state, tape)``; pass the tape to ``backward``."""
+        """Return ``(outputs, last_state, tape)``; pass the tape to ``backward``. The tape
+        keeps its own copy of ``x``: refilling the caller's buffer before ``backward`` does
+        not change the gradients."""
+        given = x
         x, h0 = self._check_x(x, h0)
+        if isinstance(given, np.ndarray) and np.may_share_memory(x, given):
+            x = x.copy()
         out, h_last, h_prev, gates, h_rec = self._core.forward_train(x, h0)
         return out, h_last, GRUTape(x, h_prev, gates, h_rec, self)
 

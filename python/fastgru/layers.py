@@ -9,8 +9,20 @@ Weight layout (what ``get_weights`` returns and ``set_weights`` takes, exactly a
 
 A layer is built lazily from the shape of its first input (only the feature axis matters).
 Inside a ``Sequential`` model the weights become views into one flat parameter buffer (so the
-optimizer updates every parameter in one pass); call
-``set_weights`` rather than writing into the arrays, so a GRU knows to repack its kernels.
+optimizer updates every parameter in one pass). ``weights``, ``kernel``, ``bias`` ... are
+read-only views: write with ``set_weights``, so the model publishes a new inference snapshot.
+
+The contract with the model (see also ``fastgru.specs`` and ``fastgru.inference``):
+
+* ``bind(model, weight_views, grad_views)``: the model takes the layer's weights into its flat
+  buffers. A layer belongs to one model at a time (sharing is refused: one model's optimizer
+  could not train a weight held in another's buffer).
+* ``weights_written(stepped)``: the owner wrote new values into the weight arrays (under its
+  lock); the layer refreshes what it derives from them (a GRU's packed kernels).
+* ``inference_spec(weights)``: the layer as C++ runs it (a ``GRUSpec``/``DenseSpec``/
+  ``IdentitySpec`` of the given weights), or None when only its ``call`` computes it.
+* ``set_weights`` and config setters on a bound layer go through ``model.updating()``, which
+  holds the model's lock and publishes one new snapshot.
 
 Training interface used by ``Sequential`` (not part of the public contract):
 ``forward_train(x)`` keeps what ``backward(dy)`` needs; ``backward`` writes the weight
@@ -19,12 +31,15 @@ gradients into the layer's gradient arrays and returns dL/dx.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import bias_shape, check_positive_int
+from ._validation import bias_shape, check_positive_int, kernel_array
 from .gru import PackedGRU
+from .specs import DenseSpec, GRUSpec, LayerSpec
 
 __all__ = ["Layer", "GRU", "Dense", "get_initializer", "glorot_uniform", "orthogonal"]
 
@@ -105,8 +120,9 @@ def _check_dtype(dtype) -> np.dtype:
 
 
 # --------------------------------------------------------------------------- base layer
-def check_weight_arrays(weights, expected_shapes, owner: str) -> List[np.ndarray]:
-    """The weights as arrays, each checked against its Keras shape (before any is copied)."""
+def check_weight_arrays(weights, expected_shapes, owner: str, dtype) -> List[np.ndarray]:
+    """The weights as arrays of ``dtype``, each checked against its Keras shape and for finite
+    values after the cast (1e300 would become inf in float32), before any is copied."""
     arrays = []
     for i, (w, shape) in enumerate(zip(weights, expected_shapes)):
         w = np.asarray(w)
@@ -114,8 +130,27 @@ def check_weight_arrays(weights, expected_shapes, owner: str) -> List[np.ndarray
             raise ValueError(f"{owner} weight {i} must have shape {shape}; got {w.shape}")
         if w.dtype.kind not in "fiu":
             raise TypeError(f"{owner} weight {i} must be numeric; got dtype {w.dtype}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = w.astype(dtype)
+        if not np.isfinite(w).all():
+            raise ValueError(f"{owner} weight {i} contains NaN or inf values (or values beyond "
+                             f"the {np.dtype(dtype).name} range)")
         arrays.append(w)
     return arrays
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """A view of ``a`` that raises on writes."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def _overrides(layer, base: type, methods: Sequence[str]) -> bool:
+    """True when ``layer``'s class replaces one of ``base``'s ``methods`` (so C++, which
+    computes ``base``'s maths, would not compute that layer)."""
+    cls = type(layer)
+    return any(getattr(cls, m) is not getattr(base, m) for m in methods)
 
 
 class Layer:
@@ -129,7 +164,7 @@ class Layer:
         self.input_size: Optional[int] = None
         self._weights: List[np.ndarray] = []
         self._grads: List[np.ndarray] = []
-        self._version = 0  # bumped on every weight write; models key their caches on it
+        self._owner_ref = None  # weakref to the model whose flat buffers hold the weights
 
     # Attributes that hold native objects or per-batch caches: not copied by pickle/deepcopy
     # (they are rebuilt on first use).
@@ -139,6 +174,7 @@ class Layer:
         state = self.__dict__.copy()
         for name in self._transient:
             state[name] = None
+        state["_owner_ref"] = None  # a copy belongs to no model until one binds it
         return state
 
     # Attributes that became properties (kept in the private names); pickles made before keep
@@ -155,8 +191,20 @@ class Layer:
     # -- weights -------------------------------------------------------------------------
     @property
     def weights(self) -> List[np.ndarray]:
-        """The live weight arrays in Keras order (do not write into them; use set_weights)."""
-        return list(self._weights)
+        """The live weights in Keras order, as read-only views (write with set_weights)."""
+        return [read_only(w) for w in self._weights]
+
+    @property
+    def owner(self):
+        """The model this layer's weights belong to (``bind``), or None."""
+        return self._owner_ref() if self._owner_ref is not None else None
+
+    def inference_spec(self, weights: Sequence[np.ndarray]) -> Optional[LayerSpec]:
+        """This layer as the C++ inference copy runs it, with ``weights`` (Keras order;
+        read-only copies owned by a snapshot): a ``fastgru.specs`` spec, or None when C++
+        cannot run it (the model then runs every layer's ``call``). Layers without a C++
+        form keep the default."""
+        return None
 
     def weight_shapes(self) -> List[tuple]:
         raise NotImplementedError
@@ -178,41 +226,59 @@ class Layer:
                 f"layer {self.name!r} ({type(self).__name__}) expects {len(expected)} weight "
                 f"arrays with shapes {expected}; got {len(weights)}"
             )
-        arrays = check_weight_arrays(weights, expected, f"layer {self.name!r} ({type(self).__name__})")
+        arrays = check_weight_arrays(weights, expected, f"layer {self.name!r} ({type(self).__name__})",
+                                     self.dtype)
+        owner = self.owner
+        if owner is None:
+            self._write_weights(arrays)
+        else:
+            with owner.updating():  # serialised with fit; publishes one new snapshot
+                self._write_weights(arrays)
+
+    def _write_weights(self, arrays: Sequence[np.ndarray]) -> None:
         for dst, src in zip(self._weights, arrays):
-            np.copyto(dst, src, casting="unsafe")
-        self._weights_changed()
+            np.copyto(dst, src)
+        self.weights_written()
 
     def count_params(self) -> int:
         if not self.built:
             raise RuntimeError(f"layer {self.name!r} is not built yet")
         return int(sum(w.size for w in self._weights))
 
-    # Counts weight writes of every layer (optimizer steps included): a model whose C++ copy
-    # was made at the current count needs no look at each layer's _version.
-    _writes_anywhere = 0
-
-    def _weights_changed(self) -> None:
-        """Called whenever the weights were written (optimizer step, set_weights)."""
-        self._config_changed()
-
-    def _weights_stepped(self) -> None:
-        """The optimizer rewrote the weights in place (views of the model's flat buffer)."""
-        self._config_changed()
+    def weights_written(self, stepped: bool = False) -> None:
+        """New values were written into the weight arrays (by ``set_weights``, or by the owning
+        model under its lock: ``stepped`` for an optimizer step). Layers that derive something
+        from the weights refresh it here."""
 
     def _config_changed(self) -> None:
-        """Called when anything a model's C++ copy of this layer holds has changed (weights,
-        an activation, return_sequences): the next predict or stream rebuilds it."""
-        self._version += 1
-        Layer._writes_anywhere += 1
+        """Something the inference copy holds other than the weights changed (an activation,
+        return_sequences): the owning model publishes a new snapshot."""
+        owner = self.owner
+        if owner is not None:
+            with owner.updating():
+                pass
 
-    def _bind(self, weight_views: Sequence[np.ndarray], grad_views: Sequence[np.ndarray]) -> None:
-        """Adopt views of a model's flat buffers: copy current values in, then use the views."""
+    def bind(self, model, weight_views: Sequence[np.ndarray], grad_views: Sequence[np.ndarray]) -> None:
+        """Adopt views of ``model``'s flat buffers: copy the current values in, then use the
+        views. Raises ValueError when another model already holds this layer."""
+        self.check_unowned_or(model)
         for dst, src in zip(weight_views, self._weights):
             np.copyto(dst, src)
         self._weights = list(weight_views)
         self._grads = list(grad_views)
-        self._weights_changed()
+        self._owner_ref = weakref.ref(model)
+        self.weights_written()
+
+    def check_unowned_or(self, model) -> None:
+        """ValueError unless this layer belongs to no model or to ``model``."""
+        owner = self.owner
+        if owner is not None and owner is not model:
+            raise ValueError(
+                f"layer {self.name!r} already belongs to model {owner.name!r}; a layer cannot be "
+                "shared between models (its weights live in that model's buffer, which only that "
+                "model trains). Make a new layer: type(layer).from_config(layer.get_config()) "
+                "and set_weights(layer.get_weights())"
+            )
 
     def _rng(self, rng: Optional[np.random.Generator]) -> np.random.Generator:
         if self.seed is not None:
@@ -226,7 +292,7 @@ class Layer:
         self._weights = [np.ascontiguousarray(w, dtype=self.dtype) for w in weights]
         self._grads = [np.zeros_like(w) for w in self._weights]
         self.built = True
-        self._weights_changed()
+        self.weights_written()
 
     def _check_input_size(self, x: np.ndarray) -> None:
         if x.shape[-1] != self.input_size:
@@ -240,7 +306,7 @@ class Layer:
         x = np.asarray(x)
         if not self.built:
             self.build(x.shape)
-        return self.call(np.ascontiguousarray(x, dtype=self.dtype))
+        return self.call(kernel_array(x, self.dtype))
 
     def call(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -258,6 +324,9 @@ class Layer:
 
 
 # --------------------------------------------------------------------------- GRU
+_PACK_LOCK = threading.Lock()
+
+
 class GRU(Layer):
     """Gated recurrent unit over ``(batch, timesteps, features)``, Keras semantics.
 
@@ -317,15 +386,22 @@ class GRU(Layer):
 
     @property
     def kernel(self) -> np.ndarray:
-        return self._weights[0]
+        return read_only(self._weights[0])
 
     @property
     def recurrent_kernel(self) -> np.ndarray:
-        return self._weights[1]
+        return read_only(self._weights[1])
 
     @property
     def bias(self) -> np.ndarray:
-        return self._weights[2]
+        return read_only(self._weights[2])
+
+    def inference_spec(self, weights: Sequence[np.ndarray]) -> Optional[GRUSpec]:
+        if _overrides(self, GRU, ("call",)):
+            return None
+        kernel, recurrent_kernel, bias = weights
+        return GRUSpec(kernel, recurrent_kernel, bias, reset_after=self.reset_after,
+                       return_sequences=self.return_sequences)
 
     def weight_shapes(self) -> List[tuple]:
         h = self.units
@@ -353,24 +429,28 @@ class GRU(Layer):
             return (input_shape[0], input_shape[1], self.units)
         return (input_shape[0], self.units)
 
-    def _weights_changed(self) -> None:
-        super()._weights_changed()
-        self._packed = None
-
-    def _weights_stepped(self) -> None:
-        """The optimizer rewrote the weights in place: repack them into the cached buffers
-        (cheaper than a new ``PackedGRU`` after every batch)."""
-        self._config_changed()
-        if self._packed is not None:
-            self._packed.update_prepared(*self._weights)
+    def weights_written(self, stepped: bool = False) -> None:
+        """After an optimizer step (under the model's lock) repack into the cached buffers,
+        cheaper than a new ``PackedGRU`` after every batch; after set_weights drop the cache,
+        so a thread still running the old ``PackedGRU`` finishes on the old weights."""
+        packed = self._packed
+        if stepped and packed is not None:
+            packed.update_prepared(*self._weights)
+        else:
+            self._packed = None
 
     def packed(self) -> PackedGRU:
         """The weights packed for the kernels (cached until the weights change)."""
-        if self._packed is None:
-            self._packed = PackedGRU(
-                self._weights[0], self._weights[1], self._weights[2], self.reset_after, self.dtype
-            )
-        return self._packed
+        packed = self._packed
+        if packed is None:
+            with _PACK_LOCK:  # one PackedGRU even when threads ask at once
+                packed = self._packed
+                if packed is None:
+                    packed = self._packed = PackedGRU(
+                        self._weights[0], self._weights[1], self._weights[2], self.reset_after,
+                        self.dtype
+                    )
+        return packed
 
     def _check_x(self, x: np.ndarray) -> None:
         if x.ndim != 3:
@@ -391,10 +471,13 @@ class GRU(Layer):
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> Optional[np.ndarray]:
         tape, self._tape = self._tape, None
+        if tape is None:
+            raise RuntimeError(f"GRU layer {self.name!r}: backward without forward_train")
+        # The tape's own PackedGRU: the layer's cache may have been replaced since.
         if self.return_sequences:
-            g = self._packed.backward(tape, d_out=dy, need_dx=need_dx)
+            g = tape.packed.backward(tape, d_out=dy, need_dx=need_dx)
         else:
-            g = self._packed.backward(tape, d_h_last=dy, need_dx=need_dx)
+            g = tape.packed.backward(tape, d_h_last=dy, need_dx=need_dx)
         gk, grk, gb = self._grads
         np.copyto(gk, g.dkernel)
         np.copyto(grk, g.drecurrent_kernel)
@@ -475,11 +558,17 @@ class Dense(Layer):
 
     @property
     def kernel(self) -> np.ndarray:
-        return self._weights[0]
+        return read_only(self._weights[0])
 
     @property
     def bias(self) -> np.ndarray:
-        return self._weights[1]
+        return read_only(self._weights[1])
+
+    def inference_spec(self, weights: Sequence[np.ndarray]) -> Optional[DenseSpec]:
+        if _overrides(self, Dense, ("call", "affine", "apply_activation")):
+            return None
+        kernel, bias = weights
+        return DenseSpec(kernel, bias, activation=self.activation)
 
     def weight_shapes(self) -> List[tuple]:
         return [(self.input_size, self.units), (self.units,)]
@@ -499,7 +588,8 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape) -> tuple:
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def _activate(self, z: np.ndarray) -> np.ndarray:
+    def apply_activation(self, z: np.ndarray) -> np.ndarray:
+        """The activation applied to pre-activations ``z`` (may work in place on ``z``)."""
         a = self.activation
         if a == "linear":
             return z
@@ -515,9 +605,10 @@ class Dense(Layer):
         if x.ndim < 2:
             raise ValueError(f"Dense layer {self.name!r} expects input of rank >= 2; got shape {x.shape}")
         self._check_input_size(x)
-        return self._activate(self._affine(x))
+        return self.apply_activation(self.affine(x))
 
-    def _affine(self, x: np.ndarray) -> np.ndarray:
+    def affine(self, x: np.ndarray) -> np.ndarray:
+        """The pre-activation ``x @ kernel + bias`` (the logits a fused loss takes)."""
         if x.ndim == 2:
             z = x @ self._weights[0]
         else:
@@ -529,8 +620,8 @@ class Dense(Layer):
         """Training forward; with ``logits=True`` return the pre-activation (fused losses)."""
         self._x = x
         self._logits = logits
-        z = self._affine(x)
-        y = z if logits else self._activate(z)
+        z = self.affine(x)
+        y = z if logits else self.apply_activation(z)
         self._y = y
         return y
 

@@ -21,6 +21,11 @@ Design notes:
 * ``seed`` makes a fit reproducible bit for bit on one machine and thread count: it seeds
   the initialisers (for layers without their own seed) and the shuffling.
 * ``save`` writes one ``.npz`` file (weights plus a JSON config, no pickle) atomically.
+* Threads: every weight write (``set_weights``, a layer's ``set_weights``, each fit step, the
+  rollback of a diverged fit) holds the model's lock (``updating()``) and ends by publishing a
+  new ``fastgru.inference.InferenceSnapshot`` in one assignment. ``predict`` and streams read
+  the current snapshot without locking; ``evaluate`` and models that run in Python (a layer
+  without a C++ form) hold the lock (``reading()``), so they wait for one fit step at most.
 """
 from __future__ import annotations
 
@@ -29,18 +34,20 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 import warnings
 import zipfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
-from ._validation import check_positive_int
+from ._validation import check_positive_int, kernel_array
 from .callbacks import Callback, History
-from .inference import build_inference_model, has_inference_path
+from .inference import InferenceSnapshot
 from .layers import LAYER_CLASSES, GRU, Dense, Layer, check_weight_arrays
 from .streaming import Stream
 
@@ -126,24 +133,33 @@ class Sequential:
         self._params: Optional[np.ndarray] = None
         self._grads: Optional[np.ndarray] = None
         self._segments: List[Tuple[int, int]] = []
-        self._inference = None  # (write count, weights key, C++ model) for predict and stream
+        self._lock = threading.RLock()  # held by weight writers, evaluate and the Python path
+        self._write_depth = 0  # nested updating() blocks; the outermost publishes
+        self._snapshot: Optional[InferenceSnapshot] = None  # what predict and streams read
         for layer in layers or []:
             self.add(layer)
 
     # -- copies -----------------------------------------------------------------------
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_inference"] = None  # a native object; rebuilt on the next predict
+        state["_lock"] = None  # locks and native objects: made anew by __setstate__
+        state["_snapshot"] = None
+        state["_write_depth"] = 0
         # The flat buffers are rebuilt from the layers' weights by __setstate__ (_flatten).
         state["_params"] = state["_grads"] = state["_backup"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.pop("_inference", None)  # the cache of pickles made before snapshots
         self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._write_depth = 0
+        self._snapshot = None
         if self.built:
             # pickle and deepcopy give each layer weight its own array: make them views of
             # the one flat buffer again (what the optimizer steps).
             self._flatten()
+            self._publish()
 
     # -- structure --------------------------------------------------------------------
     def add(self, layer: Layer) -> None:
@@ -154,6 +170,7 @@ class Sequential:
             raise RuntimeError("cannot add layers to a model that is already built")
         if any(layer is other for other in self.layers):
             raise ValueError("the same layer object cannot appear twice in a model")
+        layer.check_unowned_or(self)
         if layer.name is None:
             base = type(layer).__name__.lower()
             taken = {l.name for l in self.layers}
@@ -170,6 +187,10 @@ class Sequential:
 
     def build(self, input_shape, rng: Optional[np.random.Generator] = None) -> None:
         """Build every layer for ``input_shape`` (e.g. ``(None, timesteps, features)``)."""
+        with self._lock:
+            self._build(input_shape, rng)
+
+    def _build(self, input_shape, rng: Optional[np.random.Generator]) -> None:
         if not self.layers:
             raise ValueError("the model has no layers")
         input_shape = tuple(None if d is None else int(d) for d in input_shape)
@@ -208,23 +229,28 @@ class Sequential:
         self.built = True
         if self.optimizer is not None:
             self.optimizer.build(self._params, self._segments)
+        if self._write_depth == 0:  # else the enclosing updating() publishes, once
+            self._publish()
 
     def _flatten(self) -> None:
         """Move every weight into one flat buffer (and every gradient into another)."""
-        total = sum(w.size for l in self.layers for w in l._weights)
+        for layer in self.layers:  # before anything is rebound: sharing is refused whole
+            layer.check_unowned_or(self)
+        weights = [layer.weights for layer in self.layers]
+        total = sum(w.size for ws in weights for w in ws)
         params = np.empty(total, dtype=self.dtype)
         grads = np.zeros(total, dtype=self.dtype)
         offset = 0
         self._segments = []
-        for layer in self.layers:
+        for layer, ws in zip(self.layers, weights):
             wviews, gviews = [], []
-            for w in layer._weights:
+            for w in ws:
                 stop = offset + w.size
                 wviews.append(params[offset:stop].reshape(w.shape))
                 gviews.append(grads[offset:stop].reshape(w.shape))
                 self._segments.append((offset, stop))
                 offset = stop
-            layer._bind(wviews, gviews)
+            layer.bind(self, wviews, gviews)
         self._params, self._grads = params, grads
         self._backup = params.copy()
 
@@ -252,7 +278,8 @@ class Sequential:
     # -- weights ----------------------------------------------------------------------
     def get_weights(self) -> List[np.ndarray]:
         """All weights in Keras order and shapes (copies); [] before the model is built."""
-        return [w.copy() for layer in self.layers for w in layer._weights]
+        with self._lock:  # not halfway through a fit step
+            return [w for layer in self.layers for w in layer.get_weights()]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Load weights in Keras order and shapes, e.g. a Keras model's ``get_weights()``.
@@ -260,24 +287,67 @@ class Sequential:
         An unbuilt model is built first, its input size taken from the first kernel.
         """
         weights = list(weights)
-        if not self.built:
-            if not weights or np.ndim(weights[0]) != 2:
-                raise ValueError("set_weights on an unbuilt model needs the first layer's kernel first")
-            features = int(np.shape(weights[0])[0])
-            shape = (None, None, features) if isinstance(self.layers[0], GRU) else (None, features)
-            self.build(shape)
-        expected = [s for layer in self.layers for s in layer.weight_shapes()]
-        if len(weights) != len(expected):
-            raise ValueError(
-                f"the model has {len(expected)} weight arrays with shapes {expected}; "
-                f"got {len(weights)} arrays"
-            )
-        arrays = check_weight_arrays(weights, expected, "the model's")
-        views = [w for layer in self.layers for w in layer._weights]
-        for dst, src in zip(views, arrays):
-            np.copyto(dst, src, casting="unsafe")
+        with self.updating():  # one new snapshot, whole; never between two fit steps' halves
+            if not self.built:
+                if not weights or np.ndim(weights[0]) != 2:
+                    raise ValueError("set_weights on an unbuilt model needs the first layer's kernel first")
+                features = int(np.shape(weights[0])[0])
+                shape = (None, None, features) if isinstance(self.layers[0], GRU) else (None, features)
+                self.build(shape)
+            expected = [s for layer in self.layers for s in layer.weight_shapes()]
+            if len(weights) != len(expected):
+                raise ValueError(
+                    f"the model has {len(expected)} weight arrays with shapes {expected}; "
+                    f"got {len(weights)} arrays"
+                )
+            arrays = check_weight_arrays(weights, expected, "the model's", self.dtype)
+            for (start, stop), src in zip(self._segments, arrays):
+                self._params[start:stop] = src.reshape(-1)
+            for layer in self.layers:
+                layer.weights_written()
+            # a fit running in another thread rolls back to these if its next step diverges
+            np.copyto(self._backup, self._params)
+
+    # -- the inference snapshot and the lock ------------------------------------------
+    @contextmanager
+    def updating(self) -> Iterator[None]:
+        """Hold the model's lock while writing weights; when the outermost ``updating``
+        block ends (also on error) a new inference snapshot is published. Every writer of
+        weights uses it: set_weights, a bound layer's set_weights or config setters, fit."""
+        with self._lock:
+            self._write_depth += 1
+            try:
+                yield
+            finally:
+                self._write_depth -= 1
+                if self._write_depth == 0 and self.built:
+                    self._publish()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold the model's lock while running the layers' own ``call`` on the live weights
+        (evaluate, and predict or streams of models C++ cannot run): writers wait."""
+        with self._lock:
+            yield
+
+    def inference_snapshot(self) -> Optional[InferenceSnapshot]:
+        """The current immutable snapshot of the weights (None before the build). Take it
+        once per call: it stays valid however the weights change after."""
+        return self._snapshot
+
+    def _publish(self) -> None:
+        frozen = self._params.copy()
+        frozen.flags.writeable = False
+        weights, k = [], 0
         for layer in self.layers:
-            layer._weights_changed()
+            ws = []
+            for shape in layer.weight_shapes():
+                start, stop = self._segments[k]
+                ws.append(frozen[start:stop].reshape(shape))
+                k += 1
+            weights.append(ws)
+        version = self._snapshot.version + 1 if self._snapshot is not None else 1
+        self._snapshot = InferenceSnapshot(version, self.layers, weights, self.dtype)
 
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="adam", loss="mse", metrics: Optional[Sequence[str]] = None) -> None:
@@ -335,7 +405,7 @@ class Sequential:
                 f"{name} has {X.shape[-1]} features (shape {X.shape}) but the model was built for "
                 f"{self.layers[0].input_size} features, i.e. input shape {self.input_shape}"
             )
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        X = kernel_array(X, self.dtype)
         if not np.isfinite(X).all():
             raise ValueError(f"{name} contains NaN or inf values")
         return X
@@ -364,7 +434,7 @@ class Sequential:
             a = layer.call(a)
         last = self.layers[-1]
         if logits:
-            return last._affine(a)
+            return last.affine(a)
         return last.call(a)
 
     def stream(self, batch_size: int = 1):
@@ -372,34 +442,15 @@ class Sequential:
         ``st.reset()``, ``st.state`` (see ``fastgru.streaming.Stream``)."""
         return Stream(self, batch_size)
 
-    def _inference_model(self):
-        """The C++ model that predict and stream run (see fastgru.inference), rebuilt when the
-        weights have changed since it was made; None when C++ cannot run the layers (the first
-        is not a GRU, or a layer is user-defined): predict and stream then run the layers."""
-        writes = Layer._writes_anywhere
-        cached = self._inference
-        if cached is not None and cached[0] == writes:  # no weights written anywhere since
-            return cached[2]
-        key = [layer._version for layer in self.layers]
-        if cached is None or cached[1] != key:
-            runner = build_inference_model(self.layers) if has_inference_path(self.layers) else None
-        else:
-            runner = cached[2]
-        self._inference = (writes, key, runner)
-        return runner
-
     def predict(self, X, batch_size: Optional[int] = None, verbose: int = 0) -> np.ndarray:
         """Model outputs for ``X`` (in chunks of ``batch_size`` samples; None = large chunks)."""
         # A one-window call costs microseconds, so this path does no Python work it can skip:
-        # the C++ copy as cached when no weight was written anywhere since (_inference_model
-        # checks the same first), and an array of the model's dtype straight to C++, which
-        # checks shape, layout and values (NaN/inf) itself. What C++ refuses comes back
-        # through the checks below, which convert it or say what is wrong.
-        cached = self._inference
-        if cached is not None and cached[0] == Layer._writes_anywhere:
-            runner = cached[2]
-        else:
-            runner = self._inference_model() if self.built else None
+        # the current snapshot's C++ copy (one read: the weights of one version for the whole
+        # call), and an array of the model's dtype straight to C++, which checks shape,
+        # layout, alignment and values (NaN/inf) itself. What C++ refuses comes back through
+        # the checks below, which convert it or say what is wrong.
+        snapshot = self._snapshot
+        runner = snapshot.runner if snapshot is not None else None
         if (runner is not None and batch_size is None and type(X) is np.ndarray
                 and X.dtype == self.layers[0].dtype and X.ndim == 3 and len(X) <= _PREDICT_CHUNK):
             try:
@@ -408,8 +459,14 @@ class Sequential:
                 pass
         self._require_built("predict")
         X = self._check_x(X)
-        forward = self._forward if runner is None else runner.predict
         chunk = _PREDICT_CHUNK if batch_size is None else check_positive_int("batch_size", batch_size)
+        if runner is None:
+            with self.reading():
+                return self._forward_chunks(self._forward, X, chunk)
+        return self._forward_chunks(runner.predict, X, chunk)
+
+    @staticmethod
+    def _forward_chunks(forward, X: np.ndarray, chunk: int) -> np.ndarray:
         if len(X) <= chunk:
             return forward(X)
         return np.concatenate([forward(X[i:i + chunk]) for i in range(0, len(X), chunk)])
@@ -429,7 +486,7 @@ class Sequential:
             out = self._forward(xb, logits=fused)
             if fused:
                 value, _ = self.loss.logits_value_and_grad(yb, out, grad=False)
-                pred = self.layers[-1]._activate(out.copy()) if metric_fns else None
+                pred = self.layers[-1].apply_activation(out.copy()) if metric_fns else None
             else:
                 value, _ = self.loss.value_and_grad(yb, out, grad=False)
                 pred = out
@@ -450,7 +507,8 @@ class Sequential:
         X = self._check_x(X)
         y = self._check_y(y, X)
         chunk = _PREDICT_CHUNK if batch_size is None else check_positive_int("batch_size", batch_size)
-        logs = self._evaluate_arrays(X, y, chunk)
+        with self.reading():  # one weight version for the whole set
+            logs = self._evaluate_arrays(X, y, chunk)
         if verbose:
             print(" - ".join(f"{k}: {_fmt(v)}" for k, v in logs.items()))
         if return_dict:
@@ -532,8 +590,9 @@ class Sequential:
             raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
         X = self._check_x(X)
         rng = np.random.default_rng(seed)
-        if not self.built:
-            self.build((None,) + X.shape[1:], rng=rng)
+        with self._lock:
+            if not self.built:
+                self.build((None,) + X.shape[1:], rng=rng)
         y = self._check_y(y, X)
         X_val = y_val = None
         if validation_data is not None:
@@ -550,8 +609,9 @@ class Sequential:
                 )
             X, X_val = X[:split], X[split:]
             y, y_val = y[:split], y[split:]
-        if not self.optimizer.built_for(self._params):
-            self.optimizer.build(self._params, self._segments)
+        with self._lock:
+            if not self.optimizer.built_for(self._params):
+                self.optimizer.build(self._params, self._segments)
 
         history = History()
         cbs: List[Callback] = [history] + list(callbacks or [])
@@ -607,19 +667,22 @@ class Sequential:
                 start = b * batch_size
                 xb = Xs[start:start + batch_size]
                 yb = ys[start:start + batch_size]
-                value, out = self._train_step(xb, yb, fused)
-                if not isfinite(value):
-                    diverged = True
-                    break
-                np.copyto(backup, params)
-                try:
-                    opt_step(params, grads)
-                finally:  # even on Ctrl-C mid-step: the packed and C++ copies must follow
-                    for layer in layers:
-                        layer._weights_stepped()
+                # One step under the model's lock (other threads' set_weights, evaluate and
+                # fit wait for it), then one new snapshot for predict and streams.
+                with self.updating():
+                    value, out = self._train_step(xb, yb, fused)
+                    if not isfinite(value):
+                        diverged = True
+                        break
+                    np.copyto(backup, params)
+                    try:
+                        opt_step(params, grads)
+                    finally:  # even on Ctrl-C mid-step: the packed copies must follow
+                        for layer in layers:
+                            layer.weights_written(stepped=True)
                 batch_losses.append(value)
                 if metric_fns:
-                    pred = last._activate(out.copy()) if fused else out
+                    pred = last.apply_activation(out.copy()) if fused else out
                     for j, fn in enumerate(metric_fns):
                         per = fn(pred, yb, sparse)
                         sums[j] += float(np.sum(per, dtype=np.float64))
@@ -631,9 +694,10 @@ class Sequential:
             if not diverged and not np.isfinite(params).all():
                 diverged = True
             if diverged:
-                np.copyto(params, backup)
-                for layer in self.layers:
-                    layer._weights_changed()
+                with self.updating():
+                    np.copyto(params, backup)
+                    for layer in self.layers:
+                        layer.weights_written()
                 warnings.warn(
                     f"training diverged in epoch {epoch + 1} (loss became NaN or inf): stopped and "
                     "restored the last weights with a finite loss; try a smaller learning rate, "
@@ -647,7 +711,9 @@ class Sequential:
                 for j, name in enumerate(self.metrics_names):
                     logs[name] = sums[j] / counts[j]
                 if X_val is not None:
-                    for key, value in self._evaluate_arrays(X_val, y_val).items():
+                    with self.reading():  # one weight version, as evaluate
+                        val_logs = self._evaluate_arrays(X_val, y_val)
+                    for key, value in val_logs.items():
                         logs["val_" + key] = value
             elapsed = time.perf_counter() - t0
             for cb in cbs:

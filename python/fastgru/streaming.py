@@ -6,8 +6,11 @@ reading seen so far (as a Keras ``stateful=True`` layer would).
 
 A step is one C++ call (``fastgru.inference``): the states live in C++ and are advanced in
 place, the Dense head runs in the same call, the GIL is released. The stream runs the
-weights the model had when ``stream()`` was called; call it again after further training.
-A model with a user-defined layer, which C++ cannot run, steps through its layers' ``call``.
+inference snapshot the model had when ``stream()`` was called: later weight changes (fit,
+set_weights) do not reach it, so its outputs stay consistent with its state; call
+``stream()`` again for the new weights (and ``reset`` or carry ``state`` over). A model with
+a layer C++ cannot run steps through its layers' ``call`` under the model's lock, and so
+uses the current weights at every step.
 """
 from __future__ import annotations
 
@@ -15,8 +18,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ._validation import check_positive_int
-from .inference import STREAM_CLASSES
+from ._validation import check_positive_int, kernel_array
 from .layers import GRU
 
 __all__ = ["Stream"]
@@ -39,11 +41,11 @@ class Stream:
         self.batch_size = int(batch_size)
         self.input_size = model.layers[0].input_size
         self.dtype = model.layers[0].dtype
-        runner = model._inference_model()
-        if runner is None:  # a user-defined layer: run the layers' own call, step by step
-            self._stream = _LayerStream(model.layers, self.batch_size)
+        native = model.inference_snapshot().stream(self.batch_size)
+        if native is None:  # a layer C++ cannot run: the layers' own call, step by step
+            self._stream = _LayerStream(model, self.batch_size)
         else:
-            self._stream = STREAM_CLASSES[type(runner)](runner, self.batch_size)
+            self._stream = native
         # The bound C++ method itself, so that a step runs no Python code at all.
         self.step = self._stream.step
 
@@ -71,7 +73,7 @@ class Stream:
             if s.shape != (self.batch_size, g.units):
                 raise ValueError(f"state of GRU layer {g.name!r} must have shape "
                                  f"({self.batch_size}, {g.units}); got {s.shape}")
-            arrays.append(np.ascontiguousarray(s, dtype=self.dtype))
+            arrays.append(kernel_array(s, self.dtype))
         self._stream.set_state(arrays)
 
     @property
@@ -86,10 +88,11 @@ class Stream:
 
 class _LayerStream:
     """The C++ stream's interface over the layers' own ``call`` (models C++ cannot run). It
-    runs the layers' current weights, not a snapshot."""
+    runs the layers' current weights, not a snapshot, under the model's lock."""
 
-    def __init__(self, layers, batch_size: int):
-        self._layers = list(layers)
+    def __init__(self, model, batch_size: int):
+        self._model = model
+        self._layers = list(model.layers)
         self._grus = [layer for layer in self._layers if isinstance(layer, GRU)]
         self.batch_size = batch_size
         self._dtype = self._layers[0].dtype
@@ -98,9 +101,12 @@ class _LayerStream:
 
     def step(self, x_t, out=None):
         try:
-            x = np.asarray(x_t, dtype=self._dtype)
+            x = np.asarray(x_t)
         except (TypeError, ValueError):
             raise TypeError("x_t must be a number or an array of numbers") from None
+        if x.dtype.kind not in "fiub":  # as the C++ stream and predict: no complex, no strings
+            raise TypeError(f"x_t must be a number or an array of numbers; got dtype {x.dtype}")
+        x = x.astype(self._dtype, copy=False)
         b, i = self.batch_size, self._input_size
         flat = b == 1 and (x.shape == (i,) or (x.ndim == 0 and i == 1))
         if not flat and x.shape != (b, i):
@@ -111,13 +117,14 @@ class _LayerStream:
             raise ValueError("x_t contains NaN or inf values")
         a = np.ascontiguousarray(x.reshape(b, i))
         states, k = [], 0
-        for layer in self._layers:
-            if isinstance(layer, GRU):
-                _, a = layer.packed().forward(a[:, None, :], self._states[k])
-                states.append(a)
-                k += 1
-            else:
-                a = layer.call(a)
+        with self._model.reading():  # one weight version for the whole step
+            for layer in self._layers:
+                if isinstance(layer, GRU):
+                    _, a = layer.packed().forward(a[:, None, :], self._states[k])
+                    states.append(a)
+                    k += 1
+                else:
+                    a = layer.call(a)
         y = a[0] if flat else a
         if out is not None:
             if (not isinstance(out, np.ndarray) or out.dtype != self._dtype

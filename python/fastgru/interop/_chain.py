@@ -11,55 +11,15 @@ on the last axis, so one after a sequence-returning GRU acts on every time step.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import List, Sequence, Union
 
 import numpy as np
 
 from ..layers import _ACTIVATIONS
+from ..specs import DenseSpec, GRUSpec
 from ._layout import check_keras_weights
 
 ACTIVATIONS = _ACTIVATIONS  # what a fastgru Dense layer can apply
-
-
-@dataclass
-class GRUSpec:
-    kernel: np.ndarray
-    recurrent_kernel: np.ndarray
-    bias: np.ndarray
-    reset_after: bool = True
-    return_sequences: bool = False
-
-    @property
-    def units(self) -> int:
-        return int(self.recurrent_kernel.shape[0])
-
-    @property
-    def input_size(self) -> int:
-        return int(self.kernel.shape[0])
-
-    @property
-    def weights(self) -> list:
-        return [self.kernel, self.recurrent_kernel, self.bias]
-
-
-@dataclass
-class DenseSpec:
-    kernel: np.ndarray
-    bias: np.ndarray
-    activation: str = "linear"
-
-    @property
-    def units(self) -> int:
-        return int(self.kernel.shape[1])
-
-    @property
-    def input_size(self) -> int:
-        return int(self.kernel.shape[0])
-
-    @property
-    def weights(self) -> list:
-        return [self.kernel, self.bias]
 
 
 Spec = Union[GRUSpec, DenseSpec]
