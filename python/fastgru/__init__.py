@@ -21,7 +21,8 @@ from .interop import from_keras, from_onnx, from_torch, keras_gru_weights, to_ke
     to_onnx_gru, to_torch
 from .layers import GRU, Dense
 from .model import Sequential, load_model
-from .optimizers import SGD, Adam
+from .optimizers import SGD, Adam, AdamW, RMSprop
+from . import metrics
 from .preprocessing import MinMaxScaler, NotFittedError, StandardScaler, make_windows
 
 try:
@@ -33,7 +34,7 @@ __all__ = [
     "reference",
     "show_config", "set_num_threads", "get_num_threads",
     "PackedGRU", "GRUTape", "GRUGradients", "gru_forward", "gru_forward_train", "gru_backward",
-    "GRU", "Dense", "Sequential", "load_model", "Adam", "SGD",
+    "GRU", "Dense", "Sequential", "load_model", "Adam", "SGD", "AdamW", "RMSprop", "metrics",
     "Callback", "EarlyStopping", "History", "LambdaCallback",
     "MinMaxScaler", "StandardScaler", "NotFittedError", "make_windows",
     "GRUForecaster", "BacktestResult", "load_forecaster", "load_daily_temperatures",

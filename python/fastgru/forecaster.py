@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
+from . import metrics as metrics_mod
 from ._validation import check_positive_int
 from .callbacks import EarlyStopping, History
 from .layers import GRU, Dense
@@ -61,15 +62,7 @@ def _pd():
     return pd
 
 
-def _rmse(a, b) -> float:
-    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
-
-
-def _mae(a, b) -> float:
-    return float(np.mean(np.abs(np.asarray(a) - np.asarray(b))))
-
-
-_METRIC_FNS = {"rmse": _rmse, "mae": _mae}
+_METRIC_FNS = {"rmse": metrics_mod.rmse, "mae": metrics_mod.mae}
 
 
 @dataclass

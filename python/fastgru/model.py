@@ -44,6 +44,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import losses as losses_mod
+from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from ._validation import check_positive_int
 from .callbacks import Callback, History
@@ -56,53 +57,6 @@ __all__ = ["Sequential", "load_model"]
 _FORMAT = "fastgru.Sequential"
 _FORMAT_VERSION = 1
 _PREDICT_CHUNK = 2048
-
-
-# --------------------------------------------------------------------------- metrics
-def _metric_abs(p, y, sparse):
-    return np.abs(p - y).mean(axis=-1)
-
-
-def _metric_sq(p, y, sparse):
-    d = p - y
-    return (d * d).mean(axis=-1)
-
-
-def _metric_binary_accuracy(p, y, sparse):
-    return ((p > 0.5) == (y > 0.5)).mean(axis=-1)
-
-
-def _metric_sparse_categorical_accuracy(p, y, sparse):
-    return p.argmax(axis=-1) == y
-
-
-def _metric_categorical_accuracy(p, y, sparse):
-    return p.argmax(axis=-1) == y.argmax(axis=-1)
-
-
-_METRICS = {
-    "mae": _metric_abs, "mean_absolute_error": _metric_abs,
-    "mse": _metric_sq, "mean_squared_error": _metric_sq,
-    "binary_accuracy": _metric_binary_accuracy,
-    "sparse_categorical_accuracy": _metric_sparse_categorical_accuracy,
-    "categorical_accuracy": _metric_categorical_accuracy,
-}
-
-
-def _resolve_metric(name: str, loss: losses_mod.Loss, out_units: int):
-    """Keras' resolution of ``"accuracy"``: binary for one output, sparse for sparse losses."""
-    key = name.lower()
-    if key in ("accuracy", "acc"):
-        if out_units == 1:
-            return _metric_binary_accuracy
-        if loss.sparse:
-            return _metric_sparse_categorical_accuracy
-        return _metric_categorical_accuracy
-    if key in _METRICS:
-        return _METRICS[key]
-    raise ValueError(
-        f"unknown metric {name!r}; expected 'accuracy' or one of {sorted(_METRICS)}"
-    )
 
 
 def _fmt(value: float) -> str:
@@ -128,6 +82,7 @@ class Sequential:
         self.optimizer: Optional[optimizers_mod.Optimizer] = None
         self.loss: Optional[losses_mod.Loss] = None
         self.metrics_names: List[str] = []
+        self._metrics: list = []  # names or fastgru.metrics.Metric, as given to compile
         self.stop_training = False
         self.history: Optional[History] = None
         self._params: Optional[np.ndarray] = None
@@ -151,6 +106,7 @@ class Sequential:
 
     def __setstate__(self, state: dict) -> None:
         state.pop("_inference", None)  # the cache of pickles made before snapshots
+        state.setdefault("_metrics", list(state.get("metrics_names", [])))  # older pickles
         self.__dict__.update(state)
         self._lock = threading.RLock()
         self._write_depth = 0
@@ -351,19 +307,18 @@ class Sequential:
 
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="adam", loss="mse", metrics: Optional[Sequence[str]] = None) -> None:
-        """Choose the optimizer (``"adam"``, ``"sgd"``, an instance), loss and metrics."""
+        """Choose the optimizer (``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, an instance),
+        the loss (a Keras name or a Loss) and metrics (Keras names or fastgru.metrics.Metric)."""
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = losses_mod.get(loss)
         if metrics is None:
             metrics = []
-        if isinstance(metrics, str):
+        if isinstance(metrics, (str, metrics_mod.Metric)):
             metrics = [metrics]
         for m in metrics:
-            if not isinstance(m, str):
-                raise TypeError(f"metrics are given by name; got {m!r}")
-            if m.lower() not in ("accuracy", "acc") and m.lower() not in _METRICS:
-                raise ValueError(f"unknown metric {m!r}; expected 'accuracy' or one of {sorted(_METRICS)}")
-        self.metrics_names = list(metrics)
+            metrics_mod.check(m)
+        self._metrics = list(metrics)
+        self.metrics_names = [metrics_mod.log_name(m) for m in metrics]
         if self.built:
             self.optimizer.build(self._params, self._segments)
 
@@ -491,13 +446,13 @@ class Sequential:
                 value, _ = self.loss.value_and_grad(yb, out, grad=False)
                 pred = out
             loss_sum += value * len(xb)
-            for j, fn in enumerate(metric_fns):
-                per = fn(pred, yb, self.loss.sparse)
+            for j, metric in enumerate(metric_fns):
+                per = metric.per_sample(pred, yb, self.loss.sparse)
                 sums[j] += float(np.sum(per, dtype=np.float64))
                 counts[j] += per.size
         logs = {"loss": loss_sum / n}
-        for j, name in enumerate(self.metrics_names):
-            logs[name] = sums[j] / counts[j]
+        for j, (name, metric) in enumerate(zip(self.metrics_names, metric_fns)):
+            logs[name] = metric.result(sums[j] / counts[j])
         return logs
 
     def evaluate(self, X, y, batch_size: Optional[int] = None, verbose: int = 0, return_dict: bool = False):
@@ -521,7 +476,7 @@ class Sequential:
         if not self.metrics_names:
             return []
         units = self.layers[-1].units
-        return [_resolve_metric(m, self.loss, units) for m in self.metrics_names]
+        return [metrics_mod.get(m, self.loss.sparse, units) for m in self._metrics]
 
     # -- training ---------------------------------------------------------------------
     def _train_step(self, xb: np.ndarray, yb: np.ndarray, fused: bool):
@@ -683,8 +638,8 @@ class Sequential:
                 batch_losses.append(value)
                 if metric_fns:
                     pred = last.apply_activation(out.copy()) if fused else out
-                    for j, fn in enumerate(metric_fns):
-                        per = fn(pred, yb, sparse)
+                    for j, metric in enumerate(metric_fns):
+                        per = metric.per_sample(pred, yb, sparse)
                         sums[j] += float(np.sum(per, dtype=np.float64))
                         counts[j] += per.size
                 if end_cbs:
@@ -708,8 +663,8 @@ class Sequential:
                 logs = {"loss": float("nan")}
             else:
                 logs = {"loss": float(sum(batch_losses) / len(batch_losses))}
-                for j, name in enumerate(self.metrics_names):
-                    logs[name] = sums[j] / counts[j]
+                for j, (name, metric) in enumerate(zip(self.metrics_names, metric_fns)):
+                    logs[name] = metric.result(sums[j] / counts[j])
                 if X_val is not None:
                     for key, value in self._evaluate_arrays(X_val, y_val).items():
                         logs["val_" + key] = value
@@ -779,7 +734,7 @@ class Sequential:
             config["compile"] = {
                 "optimizer": optimizers_mod.serialize(self.optimizer),
                 "loss": losses_mod.serialize(self.loss),
-                "metrics": list(self.metrics_names),
+                "metrics": metrics_mod.serialize(self._metrics),
             }
         arrays = {"__config__": np.array(json.dumps(config))}
         for i, w in enumerate(self.get_weights()):
