@@ -624,8 +624,8 @@ class GRUForecaster(_ParamsMixin):
             frame = pd.DataFrame(np.concatenate([actual, forecast, persistence], axis=1),
                                  index=index, columns=cols)
         return BacktestResult(
-            predictions=frame, rmse=_rmse(actual, forecast), mae=_mae(actual, forecast),
-            persistence_rmse=_rmse(actual, persistence), persistence_mae=_mae(actual, persistence),
+            predictions=frame, rmse=metrics_mod.rmse(actual, forecast), mae=metrics_mod.mae(actual, forecast),
+            persistence_rmse=metrics_mod.rmse(actual, persistence), persistence_mae=metrics_mod.mae(actual, persistence),
             n_steps=test_size, targets=list(self.target_names_),
         )
 
