@@ -132,3 +132,202 @@ def test_metrics_in_fit_and_evaluate_match_keras(ours, theirs):
     for i in range(0, 40, 7):  # Keras accumulates batch by batch
         metric.update_state(y[i:i + 7], m.predict(X[i:i + 7]))
     assert logs[name] == pytest.approx(float(metric.result()), rel=1e-5)
+
+
+# --------------------------------------------------------------------------- layers
+def _data(n=6, t=5, f=3, seed=4):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, t, f)).astype(np.float32), rng.standard_normal((n, 1)).astype(np.float32)
+
+
+def _one_sgd_step(ours, theirs, X, y, lr=0.1):
+    """One full-batch SGD step in both; returns both models' weights after it."""
+    theirs.compile(optimizer=keras.optimizers.SGD(lr), loss="mse")
+    theirs.fit(X, y, batch_size=len(X), epochs=1, shuffle=False, verbose=0)
+    ours.compile(optimizer=fg.SGD(lr), loss="mse")
+    ours.fit(X, y, batch_size=len(X), epochs=1, shuffle=False, verbose=0)
+    return ours.get_weights(), theirs.get_weights()
+
+
+def _bidirectional_pair(merge_mode, return_sequences, reset_after, lead=False):
+    """Keras and fastgru twins (same weights); ``lead`` puts a GRU before the Bidirectional,
+    so its input gradient (both directions, the backward one reversed) is used."""
+    keras.utils.set_random_seed(0)
+    theirs = keras.Sequential([
+        keras.Input((5, 3)),
+    ] + ([keras.layers.GRU(3, return_sequences=True)] if lead else []) + [
+        keras.layers.Bidirectional(keras.layers.GRU(4, return_sequences=return_sequences,
+                                                    reset_after=reset_after), merge_mode=merge_mode),
+    ] + ([keras.layers.GRU(3)] if return_sequences else []) + [keras.layers.Dense(1)])
+    ours = fg.Sequential([
+        fg.Input((5, 3)),
+    ] + ([fg.GRU(3, return_sequences=True)] if lead else []) + [
+        fg.Bidirectional(fg.GRU(4, return_sequences=return_sequences, reset_after=reset_after),
+                         merge_mode=merge_mode),
+    ] + ([fg.GRU(3)] if return_sequences else []) + [fg.Dense(1)])
+    assert [w.shape for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    ours.set_weights(theirs.get_weights())
+    return ours, theirs
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "ave", "mul"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_bidirectional_predict_matches_keras(merge_mode, return_sequences, reset_after):
+    X, _ = _data()
+    ours, theirs = _bidirectional_pair(merge_mode, return_sequences, reset_after)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X, verbose=0), rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("merge_mode,return_sequences,reset_after,lead", [
+    ("concat", True, True, True), ("sum", False, False, False), ("ave", True, False, False),
+    ("mul", False, True, True),
+])
+def test_bidirectional_train_step_matches_keras(merge_mode, return_sequences, reset_after, lead):
+    """One full-batch SGD step (C++ forward and backward of both GRUs) lands on Keras' weights."""
+    X, y = _data()
+    ours, theirs = _bidirectional_pair(merge_mode, return_sequences, reset_after, lead)
+    before = ours.get_weights()
+    w_ours, w_theirs = _one_sgd_step(ours, theirs, X, y)
+    for a, b in zip(w_ours, w_theirs):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+    k = 3 if lead else 0
+    assert not np.allclose(w_ours[k + 3], before[k + 3])  # the backward GRU was trained too
+
+
+def _recording(monkeypatch, module):
+    masks = []
+    original = module.dropout_mask
+
+    def record(*args, **kwargs):
+        m = original(*args, **kwargs)
+        masks.append(m)
+        return m
+
+    monkeypatch.setattr(module, "dropout_mask", record)
+    return masks
+
+
+def test_gru_input_dropout_uses_one_mask_per_sequence_like_keras(monkeypatch):
+    """Keras 3 (recurrent_dropout=0): x * mask, one (samples, features) mask for all steps,
+    training only. Fed the same mask, one SGD step lands on Keras' weights."""
+    import fastgru.layers
+
+    X, y = _data()
+    masks = _recording(monkeypatch, fastgru.layers)
+    keras.utils.set_random_seed(0)
+    theirs = keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4, dropout=0.5),
+                               keras.layers.Dense(1)])
+    ours = fg.Sequential([fg.GRU(4, dropout=0.5, input_shape=(5, 3)), fg.Dense(1)])
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X, verbose=0), atol=1e-6)  # no dropout
+    ours.compile(optimizer=fg.SGD(0.1), loss="mse")
+    ours.fit(X, y, batch_size=len(X), epochs=1, shuffle=False, verbose=0)
+    assert len(masks) == 1 and masks[0].shape == (6, 3) and set(np.unique(masks[0])) <= {0.0, 2.0}
+    cell = theirs.layers[0].cell
+    monkeypatch.setattr(cell, "get_dropout_mask", lambda inputs: keras.ops.convert_to_tensor(masks[0]))
+    theirs.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    theirs.fit(X, y, batch_size=len(X), epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+
+
+def test_dropout_layer_is_identity_at_inference_and_masks_in_training(monkeypatch):
+    import fastgru.keras_layers
+
+    X, y = _data()
+    masks = _recording(monkeypatch, fastgru.keras_layers)
+    keras.utils.set_random_seed(0)
+    theirs = keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4, return_sequences=True),
+                               keras.layers.Dropout(0.25), keras.layers.GRU(2), keras.layers.Dense(1)])
+    ours = fg.Sequential([fg.Input((5, 3)), fg.GRU(4, return_sequences=True), fg.Dropout(0.25),
+                          fg.GRU(2), fg.Dense(1)])
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X, verbose=0), atol=1e-6)
+    ours.compile(optimizer=fg.SGD(0.1), loss="mse")
+    ours.fit(X, y, batch_size=len(X), epochs=1, shuffle=False, verbose=0)
+    (mask,) = masks
+    assert mask.shape == (6, 5, 4)
+    np.testing.assert_allclose(np.unique(mask), [0.0, 1 / 0.75], rtol=1e-6)
+    # Keras with that mask in place of its random one
+    twin = keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4, return_sequences=True),
+                             keras.layers.Lambda(lambda t: t * mask), keras.layers.GRU(2),
+                             keras.layers.Dense(1)])
+    twin.set_weights(theirs.get_weights())
+    twin.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    twin.fit(X, y, batch_size=len(X), epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+
+
+def test_input_shape_builds_like_keras():
+    theirs = keras.Sequential([keras.Input((100, 1)), keras.layers.GRU(50), keras.layers.Dense(1)])
+    for ours in (fg.Sequential([fg.GRU(50, input_shape=(100, 1)), fg.Dense(1)]),
+                 fg.Sequential([fg.Input((100, 1)), fg.GRU(50), fg.Dense(1)])):
+        assert ours.count_params() == theirs.count_params()
+        assert [w.shape for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+        assert ours.input_shape == (None, 100, 1)
+        assert ours.output_shape == tuple(theirs.output_shape)
+    lines = []
+    fg.Sequential([fg.Input((100, 1)), fg.GRU(50), fg.Dense(1)]).summary(print_fn=lines.append)
+    assert f"Total params: {theirs.count_params():,}" in lines[0]
+
+
+def test_unbuilt_model_predicts_and_evaluates_as_keras():
+    X, y = _data()
+    ours = fg.Sequential([fg.GRU(4, seed=0), fg.Dense(1, seed=0)])
+    assert ours.predict(X).shape == (6, 1)
+    theirs = keras.Sequential([keras.layers.GRU(4), keras.layers.Dense(1)])
+    theirs.predict(X, verbose=0)  # Keras builds it from X too
+    theirs.set_weights(ours.get_weights())
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X, verbose=0), atol=1e-6)
+    fresh = fg.Sequential([fg.GRU(4), fg.Dense(1)])
+    fresh.compile(loss="mse")
+    assert np.isfinite(fresh.evaluate(X, y))
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_gru_return_state_matches_keras(return_sequences):
+    X, _ = _data()
+    theirs = keras.layers.GRU(4, return_sequences=return_sequences, return_state=True)
+    k_out, k_state = theirs(X)
+    ours = fg.GRU(4, return_sequences=return_sequences, return_state=True)
+    ours.build(X.shape)
+    ours.set_weights(theirs.get_weights())
+    out, state = ours(X)
+    np.testing.assert_allclose(out, np.asarray(k_out), atol=1e-6)
+    np.testing.assert_allclose(state, np.asarray(k_state), atol=1e-6)
+    with pytest.raises(ValueError, match="return_state"):
+        fg.Sequential([fg.GRU(4, return_state=True), fg.Dense(1)])
+
+
+def test_stateful_is_refused_with_a_pointer_to_stream():
+    with pytest.raises(ValueError, match=r"model\.stream\(\)"):
+        fg.GRU(4, stateful=True)
+
+
+def test_weights_api_like_keras(tmp_path):
+    X, _ = _data()
+    keras.utils.set_random_seed(0)
+    theirs = keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4), keras.layers.Dense(1)])
+    ours = fg.Sequential([fg.Input((5, 3)), fg.GRU(4), fg.Dense(1)])
+    assert [w.shape for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
+    assert len(ours.trainable_weights) == len(theirs.trainable_weights)
+    assert ours.non_trainable_weights == [] and theirs.non_trainable_weights == []
+    ours.set_weights(theirs.get_weights())
+    for a, b in zip(ours.weights, theirs.weights):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    with pytest.raises(ValueError):
+        ours.weights[0][0, 0] = 1.0  # read-only: write with set_weights
+    path = tmp_path / "m.weights.npz"
+    ours.save_weights(path)
+    other = fg.Sequential([fg.Input((5, 3)), fg.GRU(4), fg.Dense(1)])
+    other.load_weights(path)
+    np.testing.assert_array_equal(other.predict(X), ours.predict(X))
+    for name in ("m.weights.h5", "m.keras", "m.h5"):
+        with pytest.raises(ValueError, match="npz"):
+            ours.save_weights(tmp_path / name)
+        with pytest.raises(ValueError, match="to_keras"):
+            ours.save(tmp_path / name)
+        assert not (tmp_path / name).exists()  # never a different format under that name
