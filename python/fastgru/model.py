@@ -35,7 +35,6 @@ import os
 import sys
 import tempfile
 import threading
-import time
 import warnings
 import zipfile
 from contextlib import contextmanager
@@ -50,7 +49,8 @@ from ._validation import check_positive_int
 from .callbacks import Callback, History
 from .inference import InferenceSnapshot
 from .keras_layers import Input
-from .layers import LAYER_CLASSES, GRU, Dense, Layer, check_weight_arrays
+from .progress import ProgressBar, format_logs, is_terminal
+from .layers import LAYER_CLASSES, Dense, Layer, check_weight_arrays
 from .streaming import Stream
 
 __all__ = ["Sequential", "load_model"]
@@ -58,13 +58,6 @@ __all__ = ["Sequential", "load_model"]
 _FORMAT = "fastgru.Sequential"
 _FORMAT_VERSION = 1
 _PREDICT_CHUNK = 2048
-
-
-def _fmt(value: float) -> str:
-    """Keras' number format in progress lines."""
-    if value is None or not math.isfinite(value):
-        return str(value)
-    return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.4e}"
 
 
 def _overrides(cb: Callback, hook: str) -> bool:
@@ -548,7 +541,7 @@ class Sequential:
         with self.reading():  # one weight version for the whole set
             logs = self._evaluate_arrays(X, y, chunk)
         if verbose:
-            print(" - ".join(f"{k}: {_fmt(v)}" for k, v in logs.items()))
+            print(format_logs(logs))
         if return_dict:
             return logs
         if not self.metrics_names:
@@ -690,7 +683,12 @@ class Sequential:
         for epoch in range(epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch, {})
-            t0 = time.perf_counter()
+            progress = None
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}", file=sys.stdout, flush=True)
+                # verbose=1 on a terminal: a live bar; else one plain line per epoch
+                progress = ProgressBar(steps, live=verbose == 1 and is_terminal(sys.stdout))
+            running_loss = 0.0
             if shuffle:
                 perm = rng.permutation(n)
                 np.take(X, perm, axis=0, out=Xs)
@@ -719,6 +717,9 @@ class Sequential:
                         for layer in layers:
                             layer.weights_written(stepped=True)
                 batch_losses.append(value)
+                if progress is not None:
+                    running_loss += value
+                    progress.update(b + 1, running_loss / (b + 1))
                 if metric_fns:
                     pred = last.apply_activation(out.copy()) if fused else out
                     for j, metric in enumerate(metric_fns):
@@ -751,13 +752,10 @@ class Sequential:
                 if X_val is not None:
                     for key, value in self._evaluate_arrays(X_val, y_val).items():
                         logs["val_" + key] = value
-            elapsed = time.perf_counter() - t0
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
-            if verbose:
-                line = " - ".join(f"{k}: {_fmt(v)}" for k, v in logs.items())
-                print(f"Epoch {epoch + 1}/{epochs}\n{steps}/{steps} - {line} - {elapsed:.2f}s",
-                      file=sys.stdout, flush=True)
+            if progress is not None:
+                progress.finish(logs)
             if diverged or self.stop_training:
                 break
 
