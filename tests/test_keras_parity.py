@@ -331,3 +331,18 @@ def test_weights_api_like_keras(tmp_path):
         with pytest.raises(ValueError, match="to_keras"):
             ours.save(tmp_path / name)
         assert not (tmp_path / name).exists()  # never a different format under that name
+
+
+def test_models_with_the_new_layers_save_load_and_convert(tmp_path):
+    X, _ = _data()
+    m = fg.Sequential([fg.Input((5, 3)), fg.GRU(4, return_sequences=True, dropout=0.1),
+                       fg.Dropout(0.2), fg.GRU(3), fg.Dense(1)])
+    m.save(tmp_path / "d.npz")
+    np.testing.assert_array_equal(fg.load_model(tmp_path / "d.npz").predict(X), m.predict(X))
+    k = fg.to_keras(m)  # Dropout is the identity at inference: the Keras twin predicts the same
+    np.testing.assert_allclose(k.predict(X, verbose=0), m.predict(X), atol=1e-6)
+    b = fg.Sequential([fg.Input((5, 3)), fg.Bidirectional(fg.GRU(4), merge_mode="mul"), fg.Dense(1)])
+    b.save(tmp_path / "b.npz")
+    loaded = fg.load_model(tmp_path / "b.npz")
+    np.testing.assert_array_equal(loaded.predict(X), b.predict(X))
+    assert loaded.layers[0].merge_mode == "mul"

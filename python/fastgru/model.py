@@ -839,8 +839,8 @@ def check_native_path(path: str, what: str, suffix: str) -> str:
                 break
         raise ValueError(
             f"{what}({path!r}): fastgru writes its own .npz format, not Keras' .keras/.h5; use "
-            f"a name such as {stem + suffix!r}. For a real Keras file, convert the model: "
-            "fastgru.to_keras(model).save(path)"
+            f"a name such as {stem + suffix!r}. For a real Keras file of a GRU/Dense model, "
+            "convert it: fastgru.to_keras(model).save(path)"
         )
     return path
 
