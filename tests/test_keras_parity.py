@@ -354,3 +354,10 @@ def test_recurrent_dropout_is_refused_not_ignored():
     with pytest.raises(NotImplementedError, match="recurrent_dropout"):
         fg.GRU(4, recurrent_dropout=0.2)
     assert fg.GRU(4, recurrent_dropout=0.0).recurrent_dropout == 0.0
+
+
+def test_input_dtype_must_match_the_layers():
+    with pytest.raises(ValueError, match="float64"):
+        fg.Sequential([fg.Input((3, 2), dtype="float64"), fg.GRU(3)])
+    m = fg.Sequential([fg.Input((3, 2), dtype="float64"), fg.GRU(3, dtype="float64")])
+    assert m.predict(np.zeros((1, 3, 2))).dtype == np.float64

@@ -78,6 +78,7 @@ class Sequential:
         self.metrics_names: List[str] = []
         self._metrics: list = []  # names or fastgru.metrics.Metric, as given to compile
         self.declared_input_shape: Optional[tuple] = None  # from Input(shape) or input_shape=
+        self._declared_dtype: Optional[np.dtype] = None  # from Input(dtype=)
         self.stop_training = False
         self.history: Optional[History] = None
         self._params: Optional[np.ndarray] = None
@@ -103,6 +104,7 @@ class Sequential:
         state.pop("_inference", None)  # the cache of pickles made before snapshots
         state.setdefault("_metrics", list(state.get("metrics_names", [])))  # older pickles
         state.setdefault("declared_input_shape", None)
+        state.setdefault("_declared_dtype", None)
         self.__dict__.update(state)
         self._lock = threading.RLock()
         self._write_depth = 0
@@ -121,11 +123,18 @@ class Sequential:
             if self.layers or self.declared_input_shape is not None:
                 raise ValueError("Input(shape) must come first in a Sequential, and only once")
             self.declared_input_shape = layer.shape[1:]
+            self._declared_dtype = layer.dtype
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential takes fastgru layers (GRU, Dense); got {type(layer).__name__}")
         if self.built:
             raise RuntimeError("cannot add layers to a model that is already built")
+        declared_dtype = self._declared_dtype
+        if declared_dtype is not None and layer.dtype != declared_dtype:
+            raise ValueError(
+                f"Input(dtype={declared_dtype.name!r}) but the {type(layer).__name__} layer computes in "
+                f"{layer.dtype.name}; give the layers dtype={declared_dtype.name!r} too"
+            )
         if getattr(layer, "return_state", False):
             raise ValueError(
                 f"layer {layer.name!r} has return_state=True: it returns [output, state], but a "
