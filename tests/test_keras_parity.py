@@ -361,3 +361,30 @@ def test_input_dtype_must_match_the_layers():
         fg.Sequential([fg.Input((3, 2), dtype="float64"), fg.GRU(3)])
     m = fg.Sequential([fg.Input((3, 2), dtype="float64"), fg.GRU(3, dtype="float64")])
     assert m.predict(np.zeros((1, 3, 2))).dtype == np.float64
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adamw", "sgd"])
+def test_classifier_with_categorical_crossentropy_trains_like_keras(optimizer):
+    """GRU -> Dense(softmax), categorical_crossentropy (fused with the softmax here), accuracy:
+    two full-batch steps of each optimizer by name land on Keras' weights and metrics."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((8, 4, 2)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    keras.utils.set_random_seed(0)
+    theirs = keras.Sequential([keras.Input((4, 2)), keras.layers.GRU(5),
+                               keras.layers.Dense(3, activation="softmax")])
+    ours = fg.Sequential([fg.Input((4, 2)), fg.GRU(5), fg.Dense(3, activation="softmax")])
+    ours.set_weights(theirs.get_weights())
+    theirs.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    ours.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    k_hist = theirs.fit(X, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    f_hist = ours.fit(X, y, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=5e-6)
+    np.testing.assert_allclose(f_hist["loss"], k_hist["loss"], rtol=1e-5)
+    assert f_hist["accuracy"] == pytest.approx(k_hist["accuracy"])
+    k_eval = theirs.evaluate(X, y, verbose=0, return_dict=True)
+    f_eval = ours.evaluate(X, y, return_dict=True)
+    assert f_eval["loss"] == pytest.approx(k_eval["loss"], rel=1e-5)
+    assert f_eval["accuracy"] == pytest.approx(k_eval["accuracy"])
