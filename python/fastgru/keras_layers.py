@@ -129,7 +129,7 @@ class Bidirectional(Layer):
         if merge_mode not in _MERGE_MODES:
             raise ValueError(f"merge_mode must be one of {_MERGE_MODES}; got {merge_mode!r}")
         if input_shape is None:
-            input_shape = layer.input_shape
+            input_shape = layer.declared_input_shape
         super().__init__(name=name, dtype=layer.dtype.name, seed=layer.seed, input_shape=input_shape)
         self.merge_mode = merge_mode
         config = layer.get_config()

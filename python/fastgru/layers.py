@@ -205,7 +205,7 @@ class Layer:
         self.dtype = _check_dtype(dtype)
         self.seed = seed
         # Keras' input_shape= (without the samples axis): the model builds from it
-        self.input_shape = None if input_shape is None else check_input_shape(input_shape, "input_shape")
+        self.declared_input_shape = None if input_shape is None else check_input_shape(input_shape, "input_shape")
         self.built = False
         self.input_size: Optional[int] = None
         self._weights: List[np.ndarray] = []
@@ -229,7 +229,7 @@ class Layer:
                       "reset_after": "_reset_after"}
 
     def __setstate__(self, state: dict) -> None:
-        state.setdefault("input_shape", None)  # pickles made before input_shape=
+        state.setdefault("declared_input_shape", None)  # pickles made before input_shape=
         for old, new in self._renamed_state.items():
             if old in state and new not in state:
                 state[new] = state.pop(old)
@@ -360,8 +360,8 @@ class Layer:
 
     def get_config(self) -> dict:
         config = {"name": self.name, "dtype": self.dtype.name, "seed": self.seed}
-        if self.input_shape is not None:
-            config["input_shape"] = list(self.input_shape)
+        if self.declared_input_shape is not None:
+            config["input_shape"] = list(self.declared_input_shape)
         return config
 
     @classmethod

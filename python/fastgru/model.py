@@ -141,13 +141,13 @@ class Sequential:
                 "Sequential passes one output from layer to layer (Keras refuses it too). Call "
                 "the GRU directly for its state, or use model.stream() for a running state"
             )
-        if layer.input_shape is not None:
+        if layer.declared_input_shape is not None:
             if self.layers or self.declared_input_shape is not None:
                 raise ValueError(
                     f"layer {layer.name!r} has input_shape=, but only the first layer of a "
                     "Sequential (with no Input before it) can declare the input shape"
                 )
-            self.declared_input_shape = layer.input_shape
+            self.declared_input_shape = layer.declared_input_shape
         if any(layer is other for other in self.layers):
             raise ValueError("the same layer object cannot appear twice in a model")
         layer.check_unowned_or(self)
