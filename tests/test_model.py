@@ -354,11 +354,12 @@ def test_bad_fit_arguments_raise(fitted):
         model.predict(X[0])
 
 
-def test_predict_before_build_and_fit_before_compile_raise():
+def test_predict_before_build_builds_and_fit_before_compile_raises():
     X, y = _regression_data(n=16)
     model = Sequential([GRU(4), Dense(1)])
-    with pytest.raises(RuntimeError, match="not been built"):
-        model.predict(X)
+    assert model.predict(X).shape == (16, 1)  # Keras builds an unbuilt model from the input
+    assert model.built and model.input_shape == (None, None, X.shape[-1])
+    model = Sequential([GRU(4), Dense(1)])
     with pytest.raises(RuntimeError, match="compile"):
         model.fit(X, y, verbose=0)
     with pytest.raises(RuntimeError, match="compile"):

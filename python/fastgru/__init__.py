@@ -21,8 +21,10 @@ from .gru import GRUGradients, GRUTape, PackedGRU, gru_backward, gru_forward, gr
 from .interop import from_keras, from_onnx, from_torch, keras_gru_weights, to_keras, to_onnx, \
     to_onnx_gru, to_torch
 from .layers import GRU, Dense
+from .keras_layers import Bidirectional, Dropout, Input
 from .model import Sequential, load_model
-from .optimizers import SGD, Adam
+from .optimizers import SGD, Adam, AdamW, RMSprop
+from . import metrics
 from .preprocessing import Differencer, LogTransformer, MinMaxScaler, NotFittedError, StandardScaler, \
     make_windows
 
@@ -35,7 +37,7 @@ __all__ = [
     "reference",
     "show_config", "set_num_threads", "get_num_threads",
     "PackedGRU", "GRUTape", "GRUGradients", "gru_forward", "gru_forward_train", "gru_backward",
-    "GRU", "Dense", "Sequential", "load_model", "Adam", "SGD",
+    "GRU", "Dense", "Input", "Dropout", "Bidirectional", "Sequential", "load_model", "Adam", "SGD", "AdamW", "RMSprop", "metrics",
     "Callback", "EarlyStopping", "History", "LambdaCallback",
     "MinMaxScaler", "StandardScaler", "NotFittedError", "make_windows",
     "LogTransformer", "Differencer", "load_airline_passengers",

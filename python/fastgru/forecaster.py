@@ -48,6 +48,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import timeindex
+from . import metrics as metrics_mod
 from ._validation import check_positive_int
 from .callbacks import EarlyStopping, History
 from .intervals import check_levels, conformal_radius, interval_columns
@@ -89,15 +90,7 @@ def _pd():
     return pd
 
 
-def _rmse(a, b) -> float:
-    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
-
-
-def _mae(a, b) -> float:
-    return float(np.mean(np.abs(np.asarray(a) - np.asarray(b))))
-
-
-_METRIC_FNS = {"rmse": _rmse, "mae": _mae}
+_METRIC_FNS = {"rmse": metrics_mod.rmse, "mae": metrics_mod.mae}
 
 
 @dataclass
@@ -920,8 +913,10 @@ class GRUForecaster(_ParamsMixin):
             frame = pd.DataFrame(np.concatenate(list(columns.values()), axis=1),
                                  index=index, columns=cols)
         return BacktestResult(
-            predictions=frame, rmse=_rmse(actual, forecast), mae=_mae(actual, forecast),
-            persistence_rmse=_rmse(actual, persistence), persistence_mae=_mae(actual, persistence),
+            predictions=frame, rmse=metrics_mod.rmse(actual, forecast),
+            mae=metrics_mod.mae(actual, forecast),
+            persistence_rmse=metrics_mod.rmse(actual, persistence),
+            persistence_mae=metrics_mod.mae(actual, persistence),
             n_steps=test_size, targets=list(forecaster.target_names_), levels=levels,
             coverage=coverage, forecaster=forecaster,
         )

@@ -139,6 +139,46 @@ def check_weight_arrays(weights, expected_shapes, owner: str, dtype) -> List[np.
     return arrays
 
 
+def check_input_shape(shape, name: str) -> Tuple[Optional[int], ...]:
+    """Keras' ``shape``/``input_shape`` (no samples axis): positive ints, None for any length."""
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple such as (timesteps, features); got {shape!r}") from None
+    if not dims:
+        raise ValueError(f"{name} must have at least one axis (the features); got {shape!r}")
+    out = []
+    for d in dims:
+        if d is None:
+            out.append(None)
+            continue
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
+            raise ValueError(f"{name} must hold positive ints or None; got {shape!r}")
+        out.append(int(d))
+    if out[-1] is None:
+        raise ValueError(f"{name} must fix the feature count (its last axis); got {shape!r}")
+    return tuple(out)
+
+
+def dropout_mask(rng: np.random.Generator, shape, rate: float, dtype) -> np.ndarray:
+    """Keras' inverted dropout mask: 0 with probability ``rate``, else 1 / (1 - rate)."""
+    dt = np.dtype(dtype)
+    keep = rng.random(shape) >= rate
+    return keep.astype(dt) * dt.type(1.0 / (1.0 - rate))
+
+
+def check_rate(name: str, rate) -> float:
+    try:
+        r = float(rate)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number in [0, 1); got {rate!r}") from None
+    if not 0.0 <= r < 1.0:
+        raise ValueError(f"{name} must be in [0, 1); got {rate!r}")
+    return r
+
+
 def read_only(a: np.ndarray) -> np.ndarray:
     """A view of ``a`` that raises on writes."""
     view = a.view()
@@ -156,10 +196,16 @@ def _overrides(layer, base: type, methods: Sequence[str]) -> bool:
 class Layer:
     """Base class: a name, a dtype, weights in Keras order, lazy build."""
 
-    def __init__(self, name: Optional[str] = None, dtype="float32", seed: Optional[int] = None):
+    #: takes (samples, timesteps, features): a model starting with it needs 3-D input
+    sequence_input = False
+
+    def __init__(self, name: Optional[str] = None, dtype="float32", seed: Optional[int] = None,
+                 input_shape: Optional[Sequence[Optional[int]]] = None):
         self.name = name
         self.dtype = _check_dtype(dtype)
         self.seed = seed
+        # Keras' input_shape= (without the samples axis): the model builds from it
+        self.declared_input_shape = None if input_shape is None else check_input_shape(input_shape, "input_shape")
         self.built = False
         self.input_size: Optional[int] = None
         self._weights: List[np.ndarray] = []
@@ -183,6 +229,7 @@ class Layer:
                       "reset_after": "_reset_after"}
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("declared_input_shape", None)  # pickles made before input_shape=
         for old, new in self._renamed_state.items():
             if old in state and new not in state:
                 state[new] = state.pop(old)
@@ -312,7 +359,10 @@ class Layer:
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype.name, "seed": self.seed}
+        config = {"name": self.name, "dtype": self.dtype.name, "seed": self.seed}
+        if self.declared_input_shape is not None:
+            config["input_shape"] = list(self.declared_input_shape)
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> "Layer":
@@ -336,7 +386,8 @@ class GRU(Layer):
     and repacked in place after each optimizer step in ``fit``.
     """
 
-    _transient = ("_packed", "_tape")
+    _transient = ("_packed", "_tape", "_input_mask")
+    sequence_input = True
 
     def __init__(
         self,
@@ -349,9 +400,28 @@ class GRU(Layer):
         seed: Optional[int] = None,
         dtype="float32",
         name: Optional[str] = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        return_state: bool = False,
+        stateful: bool = False,
+        input_shape: Optional[Sequence[Optional[int]]] = None,
     ):
-        super().__init__(name=name, dtype=dtype, seed=seed)
+        super().__init__(name=name, dtype=dtype, seed=seed, input_shape=input_shape)
         self.units = check_positive_int("units", units)
+        if stateful:
+            raise ValueError(
+                "GRU(stateful=True) is not supported: fastgru keeps the state between calls in a "
+                "stream instead; use model.stream() (st.step(x_t), st.state, st.reset())"
+            )
+        self.dropout = check_rate("dropout", dropout)
+        self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+        if self.recurrent_dropout > 0:
+            raise NotImplementedError(
+                "GRU(recurrent_dropout>0) is not implemented yet: the C++ training kernels do not "
+                "take Keras' per-gate recurrent masks; use dropout= (input dropout) or a Dropout "
+                "layer between layers"
+            )
+        self.return_state = bool(return_state)
         self._return_sequences = bool(return_sequences)  # not the setter: nothing to rebuild yet
         self._reset_after = bool(reset_after)
         self.kernel_initializer = kernel_initializer
@@ -361,6 +431,12 @@ class GRU(Layer):
             get_initializer(init)  # fail early on a bad name
         self._packed: Optional[PackedGRU] = None
         self._tape = None
+
+    def __setstate__(self, state: dict) -> None:
+        for key, default in (("dropout", 0.0), ("recurrent_dropout", 0.0), ("return_state", False),
+                             ("_noise", None), ("_input_mask", None)):
+            state.setdefault(key, default)  # pickles made before these options
+        super().__setstate__(state)
 
     @property
     def return_sequences(self) -> bool:
@@ -422,6 +498,8 @@ class GRU(Layer):
         kernel = get_initializer(self.kernel_initializer)(k_shape, rng, dtype=dt)
         recurrent = get_initializer(self.recurrent_initializer)(rk_shape, rng, dtype=dt)
         bias = get_initializer(self.bias_initializer)(b_shape, rng, dtype=dt)
+        if self.dropout > 0:  # drawn only then: models without dropout initialise as before
+            self._noise = np.random.default_rng(rng.integers(2**63))
         self._finish_build([kernel, recurrent, bias])
 
     def compute_output_shape(self, input_shape) -> tuple:
@@ -460,12 +538,31 @@ class GRU(Layer):
             )
         self._check_input_size(x)
 
+    def __call__(self, x):
+        """Inference forward pass; with ``return_state=True`` a list ``[output, last_state]``
+        as Keras returns (a model's layers pass one output: call such a GRU directly)."""
+        out = super().__call__(x)
+        if not self.return_state:
+            return out
+        if self.return_sequences:
+            return [out, np.ascontiguousarray(out[:, -1, :])]
+        return [out, out.copy()]
+
     def call(self, x: np.ndarray) -> np.ndarray:
         self._check_x(x)
         out, h_last = self.packed().forward(x)
         return out if self.return_sequences else h_last
 
     def forward_train(self, x: np.ndarray) -> np.ndarray:
+        """Training forward. With ``dropout``, one input mask per sequence (samples x features),
+        the same at every step, as Keras 3 draws it (inference never drops)."""
+        self._input_mask = None
+        if self.dropout > 0:
+            if getattr(self, "_noise", None) is None:
+                self._noise = np.random.default_rng(self.seed)
+            mask = dropout_mask(self._noise, (x.shape[0], x.shape[2]), self.dropout, self.dtype)
+            self._input_mask = mask
+            x = x * mask[:, None, :]
         out, h_last, self._tape = self.packed().forward_train(x)
         return out if self.return_sequences else h_last
 
@@ -482,7 +579,11 @@ class GRU(Layer):
         np.copyto(gk, g.dkernel)
         np.copyto(grk, g.drecurrent_kernel)
         np.copyto(gb, g.dbias)
-        return g.dx
+        mask, self._input_mask = self._input_mask, None
+        dx = g.dx
+        if mask is not None and dx is not None:
+            dx *= mask[:, None, :]  # x * mask entered the GRU
+        return dx
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -490,6 +591,9 @@ class GRU(Layer):
             units=self.units,
             return_sequences=self.return_sequences,
             reset_after=self.reset_after,
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            return_state=self.return_state,
             kernel_initializer=_init_name(self.kernel_initializer),
             recurrent_initializer=_init_name(self.recurrent_initializer),
             bias_initializer=_init_name(self.bias_initializer),
@@ -535,8 +639,9 @@ class Dense(Layer):
         seed: Optional[int] = None,
         dtype="float32",
         name: Optional[str] = None,
+        input_shape: Optional[Sequence[Optional[int]]] = None,
     ):
-        super().__init__(name=name, dtype=dtype, seed=seed)
+        super().__init__(name=name, dtype=dtype, seed=seed, input_shape=input_shape)
         self.units = check_positive_int("units", units)
         self._activation = _activation_name(activation)  # not the setter: nothing to rebuild yet
         self.kernel_initializer = kernel_initializer

@@ -20,8 +20,9 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 __all__ = [
-    "Loss", "MeanSquaredError", "MeanAbsoluteError", "Huber",
-    "BinaryCrossentropy", "SparseCategoricalCrossentropy", "get",
+    "Loss", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+    "MeanSquaredLogarithmicError", "Huber", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy", "get",
 ]
 
 EPSILON = 1e-7  # Keras backend epsilon
@@ -102,6 +103,40 @@ class MeanAbsoluteError(Loss):
         return value, g
 
 
+class MeanAbsolutePercentageError(Loss):
+    """Keras ``mean_absolute_percentage_error``: 100 |y - p| / max(|y|, eps), mean over all."""
+
+    name = "mean_absolute_percentage_error"
+
+    def value_and_grad(self, y_true, y_pred, grad=True):
+        scale = 100.0 / np.maximum(np.abs(y_true), EPSILON)
+        diff = y_pred - y_true
+        n = diff.size
+        value = float((np.abs(diff) * scale).sum(dtype=np.float64)) / n
+        if not grad:
+            return value, None
+        g = np.sign(diff) * scale
+        g *= 1.0 / n
+        return value, g.astype(y_pred.dtype, copy=False)
+
+
+class MeanSquaredLogarithmicError(Loss):
+    """Keras ``mean_squared_logarithmic_error``: (log(max(p, eps) + 1) - log(max(y, eps) + 1))^2."""
+
+    name = "mean_squared_logarithmic_error"
+
+    def value_and_grad(self, y_true, y_pred, grad=True):
+        p1 = np.maximum(y_pred, EPSILON) + 1.0
+        e = np.log(p1) - np.log(np.maximum(y_true, EPSILON) + 1.0)
+        n = e.size
+        value = float((e * e).sum(dtype=np.float64)) / n
+        if not grad:
+            return value, None
+        g = (2.0 / n) * e / p1
+        g *= y_pred > EPSILON  # the max stops the gradient below eps
+        return value, g.astype(y_pred.dtype, copy=False)
+
+
 class Huber(Loss):
     """0.5 e^2 where |e| <= delta, else delta (|e| - 0.5 delta); mean over all elements."""
 
@@ -159,6 +194,43 @@ class BinaryCrossentropy(Loss):
         p -= y_true
         p *= 1.0 / n
         return value, p.astype(z.dtype, copy=False)
+
+
+class CategoricalCrossentropy(Loss):
+    """Keras ``categorical_crossentropy``: one-hot (or soft) targets, probabilities over the last
+    axis (normalised to sum 1, clipped to [eps, 1 - eps]); fuses with a softmax output."""
+
+    name = "categorical_crossentropy"
+    fuses_with = "softmax"
+
+    def value_and_grad(self, y_true, y_pred, grad=True):
+        total = y_pred.sum(axis=-1, keepdims=True)
+        raw = y_pred / total
+        q = np.clip(raw, EPSILON, 1.0 - EPSILON)
+        n = int(np.prod(y_pred.shape[:-1]))
+        value = -float((y_true * np.log(q)).sum(dtype=np.float64)) / n
+        if not grad:
+            return value, None
+        # d/dp_k of -sum_j y_j log(p_j / S) = -y_k / p_k + sum_j y_j / S (unclipped j only)
+        live = (raw >= EPSILON) & (raw <= 1.0 - EPSILON)
+        y_live = y_true * live
+        g = y_live.sum(axis=-1, keepdims=True) / total - y_live / y_pred
+        g *= 1.0 / n
+        return value, g.astype(y_pred.dtype, copy=False)
+
+    def logits_value_and_grad(self, y_true, logits, grad=True):
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        e = np.exp(shifted)
+        s = e.sum(axis=-1, keepdims=True)
+        log_softmax = shifted - np.log(s)
+        n = int(np.prod(logits.shape[:-1]))
+        value = -float((y_true * log_softmax).sum(dtype=np.float64)) / n
+        if not grad:
+            return value, None
+        e /= s
+        g = e * y_true.sum(axis=-1, keepdims=True) - y_true
+        g *= 1.0 / n
+        return value, g.astype(logits.dtype, copy=False)
 
 
 class SparseCategoricalCrossentropy(Loss):
@@ -237,13 +309,19 @@ _ALIASES = {
     "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
     "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
     "huber": Huber, "huber_loss": Huber,
+    "mape": MeanAbsolutePercentageError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "msle": MeanSquaredLogarithmicError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
     "binary_crossentropy": BinaryCrossentropy, "bce": BinaryCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
 }
 
 
 def get(identifier: Union[str, Loss]) -> Loss:
-    """A loss by Keras name (``"mse"``, ``"mae"``, ``"huber"``, ``"binary_crossentropy"``,
+    """A loss by Keras name (``"mse"``, ``"mae"``, ``"mape"``, ``"msle"``, ``"huber"``,
+    ``"binary_crossentropy"``, ``"categorical_crossentropy"``,
     ``"sparse_categorical_crossentropy"``) or a ``Loss`` instance."""
     if isinstance(identifier, Loss):
         return identifier

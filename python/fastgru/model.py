@@ -35,7 +35,6 @@ import os
 import sys
 import tempfile
 import threading
-import time
 import warnings
 import zipfile
 from contextlib import contextmanager
@@ -44,11 +43,14 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import losses as losses_mod
+from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from ._validation import check_positive_int, kernel_array
 from .callbacks import Callback, History
 from .inference import InferenceSnapshot
-from .layers import LAYER_CLASSES, GRU, Dense, Layer, check_weight_arrays
+from .keras_layers import Input
+from .progress import ProgressBar, format_logs, is_terminal
+from .layers import LAYER_CLASSES, Dense, Layer, check_weight_arrays
 from .streaming import Stream
 
 __all__ = ["Sequential", "load_model"]
@@ -56,60 +58,6 @@ __all__ = ["Sequential", "load_model"]
 _FORMAT = "fastgru.Sequential"
 _FORMAT_VERSION = 1
 _PREDICT_CHUNK = 2048
-
-
-# --------------------------------------------------------------------------- metrics
-def _metric_abs(p, y, sparse):
-    return np.abs(p - y).mean(axis=-1)
-
-
-def _metric_sq(p, y, sparse):
-    d = p - y
-    return (d * d).mean(axis=-1)
-
-
-def _metric_binary_accuracy(p, y, sparse):
-    return ((p > 0.5) == (y > 0.5)).mean(axis=-1)
-
-
-def _metric_sparse_categorical_accuracy(p, y, sparse):
-    return p.argmax(axis=-1) == y
-
-
-def _metric_categorical_accuracy(p, y, sparse):
-    return p.argmax(axis=-1) == y.argmax(axis=-1)
-
-
-_METRICS = {
-    "mae": _metric_abs, "mean_absolute_error": _metric_abs,
-    "mse": _metric_sq, "mean_squared_error": _metric_sq,
-    "binary_accuracy": _metric_binary_accuracy,
-    "sparse_categorical_accuracy": _metric_sparse_categorical_accuracy,
-    "categorical_accuracy": _metric_categorical_accuracy,
-}
-
-
-def _resolve_metric(name: str, loss: losses_mod.Loss, out_units: int):
-    """Keras' resolution of ``"accuracy"``: binary for one output, sparse for sparse losses."""
-    key = name.lower()
-    if key in ("accuracy", "acc"):
-        if out_units == 1:
-            return _metric_binary_accuracy
-        if loss.sparse:
-            return _metric_sparse_categorical_accuracy
-        return _metric_categorical_accuracy
-    if key in _METRICS:
-        return _METRICS[key]
-    raise ValueError(
-        f"unknown metric {name!r}; expected 'accuracy' or one of {sorted(_METRICS)}"
-    )
-
-
-def _fmt(value: float) -> str:
-    """Keras' number format in progress lines."""
-    if value is None or not math.isfinite(value):
-        return str(value)
-    return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.4e}"
 
 
 def _overrides(cb: Callback, hook: str) -> bool:
@@ -128,6 +76,9 @@ class Sequential:
         self.optimizer: Optional[optimizers_mod.Optimizer] = None
         self.loss: Optional[losses_mod.Loss] = None
         self.metrics_names: List[str] = []
+        self._metrics: list = []  # names or fastgru.metrics.Metric, as given to compile
+        self.declared_input_shape: Optional[tuple] = None  # from Input(shape) or input_shape=
+        self._declared_dtype: Optional[np.dtype] = None  # from Input(dtype=)
         self.stop_training = False
         self.history: Optional[History] = None
         self._params: Optional[np.ndarray] = None
@@ -151,6 +102,9 @@ class Sequential:
 
     def __setstate__(self, state: dict) -> None:
         state.pop("_inference", None)  # the cache of pickles made before snapshots
+        state.setdefault("_metrics", list(state.get("metrics_names", [])))  # older pickles
+        state.setdefault("declared_input_shape", None)
+        state.setdefault("_declared_dtype", None)
         self.__dict__.update(state)
         self._lock = threading.RLock()
         self._write_depth = 0
@@ -163,11 +117,37 @@ class Sequential:
 
     # -- structure --------------------------------------------------------------------
     def add(self, layer: Layer) -> None:
-        """Append a layer (before the model is built)."""
+        """Append a layer (before the model is built); ``Input(shape)`` first, or a first
+        layer with ``input_shape=``, gives the model its input shape (as in Keras)."""
+        if isinstance(layer, Input):
+            if self.layers or self.declared_input_shape is not None:
+                raise ValueError("Input(shape) must come first in a Sequential, and only once")
+            self.declared_input_shape = layer.shape[1:]
+            self._declared_dtype = layer.dtype
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential takes fastgru layers (GRU, Dense); got {type(layer).__name__}")
         if self.built:
             raise RuntimeError("cannot add layers to a model that is already built")
+        declared_dtype = self._declared_dtype
+        if declared_dtype is not None and layer.dtype != declared_dtype:
+            raise ValueError(
+                f"Input(dtype={declared_dtype.name!r}) but the {type(layer).__name__} layer computes in "
+                f"{layer.dtype.name}; give the layers dtype={declared_dtype.name!r} too"
+            )
+        if getattr(layer, "return_state", False):
+            raise ValueError(
+                f"layer {layer.name!r} has return_state=True: it returns [output, state], but a "
+                "Sequential passes one output from layer to layer (Keras refuses it too). Call "
+                "the GRU directly for its state, or use model.stream() for a running state"
+            )
+        if layer.declared_input_shape is not None:
+            if self.layers or self.declared_input_shape is not None:
+                raise ValueError(
+                    f"layer {layer.name!r} has input_shape=, but only the first layer of a "
+                    "Sequential (with no Input before it) can declare the input shape"
+                )
+            self.declared_input_shape = layer.declared_input_shape
         if any(layer is other for other in self.layers):
             raise ValueError("the same layer object cannot appear twice in a model")
         layer.check_unowned_or(self)
@@ -194,7 +174,7 @@ class Sequential:
         if not self.layers:
             raise ValueError("the model has no layers")
         input_shape = tuple(None if d is None else int(d) for d in input_shape)
-        if isinstance(self.layers[0], GRU) and len(input_shape) != 3:
+        if self.layers[0].sequence_input and len(input_shape) != 3:
             raise ValueError(
                 f"the first layer is a GRU: input shape must be (samples, timesteps, features); "
                 f"got {input_shape}"
@@ -206,7 +186,7 @@ class Sequential:
             rng = np.random.default_rng()
         shape = input_shape
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, GRU) and len(shape) != 3:
+            if layer.sequence_input and len(shape) != 3:
                 raise ValueError(
                     f"layer {layer.name!r} (GRU) gets input of shape {shape} from the layer before; "
                     "a GRU that feeds another GRU needs return_sequences=True"
@@ -226,6 +206,8 @@ class Sequential:
         self._flatten()
         # only the feature count is fixed: samples and timesteps may vary between calls
         self.input_shape = (None,) * (len(input_shape) - 1) + (input_shape[-1],)
+        if self.declared_input_shape is not None:  # shown as declared (Keras' summary)
+            self.input_shape = (None,) + tuple(self.declared_input_shape)
         self.built = True
         if self.optimizer is not None:
             self.optimizer.build(self._params, self._segments)
@@ -268,7 +250,16 @@ class Sequential:
         self._require_built("count_params")
         return int(self._params.size)
 
+    def build_from_declared_shape(self, rng: Optional[np.random.Generator] = None) -> bool:
+        """Build from ``Input(shape)`` or the first layer's ``input_shape=`` if the model is
+        not built yet and has one (Keras builds such a model at once). True when built."""
+        if not self.built and self.declared_input_shape is not None and self.layers:
+            self.build((None,) + tuple(self.declared_input_shape), rng=rng)
+        return self.built
+
     def _require_built(self, what: str) -> None:
+        if not self.built and self.build_from_declared_shape():
+            return
         if not self.built:
             raise RuntimeError(
                 f"{what}: the model has not been built yet; call fit() first (or set_weights(), "
@@ -279,7 +270,54 @@ class Sequential:
     def get_weights(self) -> List[np.ndarray]:
         """All weights in Keras order and shapes (copies); [] before the model is built."""
         with self._lock:  # not halfway through a fit step
+            self.build_from_declared_shape()
             return [w for layer in self.layers for w in layer.get_weights()]
+
+    @property
+    def weights(self) -> List[np.ndarray]:
+        """The live weights in Keras order, read-only views (write with ``set_weights``);
+        [] before the model is built. Keras' ``model.weights``."""
+        self.build_from_declared_shape()
+        return [w for layer in self.layers for w in layer.weights] if self.built else []
+
+    @property
+    def trainable_weights(self) -> List[np.ndarray]:
+        """Every weight: fastgru trains all of them (no frozen layers)."""
+        return self.weights
+
+    @property
+    def non_trainable_weights(self) -> List[np.ndarray]:
+        return []
+
+    def save_weights(self, path) -> None:
+        """Write the weights alone (Keras order) to ``path``, an ``.npz`` file written atomically;
+        ``load_weights`` reads it back into a model of the same layers. Keras' ``.weights.h5``
+        is HDF5, which fastgru does not write: such a name is refused, not silently used."""
+        path = check_native_path(os.fspath(path), "save_weights", ".weights.npz")
+        self._require_built("save_weights")
+        arrays = {"__format__": np.array(_WEIGHTS_FORMAT)}
+        for i, w in enumerate(self.get_weights()):
+            arrays[f"weight_{i}"] = w
+        save_npz_atomically(path, arrays)
+
+    def load_weights(self, path) -> None:
+        """Load weights written by ``save_weights`` (or the weights of a ``save`` file) into
+        this model; an unbuilt model is built from them (see ``set_weights``)."""
+        path = check_native_path(os.fspath(path), "load_weights", ".weights.npz")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such weights file: {path!r}")
+        try:
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
+                if not hasattr(data, "files") or not any(k.startswith("weight_") for k in data.files):
+                    raise ValueError("no weight entries")
+                n_weights = sum(1 for k in data.files if k.startswith("weight_"))
+                weights = [np.array(data[f"weight_{i}"]) for i in range(n_weights)]
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(
+                f"cannot load weights from {path!r}: the file is damaged or not written by "
+                f"fastgru's save_weights/save ({type(exc).__name__}: {exc})"
+            ) from exc
+        self.set_weights(weights)
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Load weights in Keras order and shapes, e.g. a Keras model's ``get_weights()``.
@@ -288,11 +326,12 @@ class Sequential:
         """
         weights = list(weights)
         with self.updating():  # one new snapshot, whole; never between two fit steps' halves
+            self.build_from_declared_shape()
             if not self.built:
                 if not weights or np.ndim(weights[0]) != 2:
                     raise ValueError("set_weights on an unbuilt model needs the first layer's kernel first")
                 features = int(np.shape(weights[0])[0])
-                shape = (None, None, features) if isinstance(self.layers[0], GRU) else (None, features)
+                shape = (None, None, features) if self.layers[0].sequence_input else (None, features)
                 self.build(shape)
             expected = [s for layer in self.layers for s in layer.weight_shapes()]
             if len(weights) != len(expected):
@@ -351,19 +390,18 @@ class Sequential:
 
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="adam", loss="mse", metrics: Optional[Sequence[str]] = None) -> None:
-        """Choose the optimizer (``"adam"``, ``"sgd"``, an instance), loss and metrics."""
+        """Choose the optimizer (``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, an instance),
+        the loss (a Keras name or a Loss) and metrics (Keras names or fastgru.metrics.Metric)."""
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = losses_mod.get(loss)
         if metrics is None:
             metrics = []
-        if isinstance(metrics, str):
+        if isinstance(metrics, (str, metrics_mod.Metric)):
             metrics = [metrics]
         for m in metrics:
-            if not isinstance(m, str):
-                raise TypeError(f"metrics are given by name; got {m!r}")
-            if m.lower() not in ("accuracy", "acc") and m.lower() not in _METRICS:
-                raise ValueError(f"unknown metric {m!r}; expected 'accuracy' or one of {sorted(_METRICS)}")
-        self.metrics_names = list(metrics)
+            metrics_mod.check(m)
+        self._metrics = list(metrics)
+        self.metrics_names = [metrics_mod.log_name(m) for m in metrics]
         if self.built:
             self.optimizer.build(self._params, self._segments)
 
@@ -389,7 +427,7 @@ class Sequential:
             raise TypeError(f"{name} must be numeric; got dtype {X.dtype}")
         if not self.layers:
             raise ValueError("the model has no layers")
-        if isinstance(self.layers[0], GRU):
+        if self.layers[0].sequence_input:
             if X.ndim != 3:
                 hint = " (add a feature axis, e.g. X[..., None])" if X.ndim == 2 else ""
                 raise ValueError(
@@ -457,8 +495,9 @@ class Sequential:
                 return runner.predict(X)
             except (TypeError, ValueError):
                 pass
-        self._require_built("predict")
         X = self._check_x(X)
+        if not self.built and not self.build_from_declared_shape():
+            self.build((None,) + X.shape[1:])  # Keras builds an unbuilt model from the input
         chunk = _PREDICT_CHUNK if batch_size is None else check_positive_int("batch_size", batch_size)
         if runner is None:
             with self.reading():
@@ -491,26 +530,27 @@ class Sequential:
                 value, _ = self.loss.value_and_grad(yb, out, grad=False)
                 pred = out
             loss_sum += value * len(xb)
-            for j, fn in enumerate(metric_fns):
-                per = fn(pred, yb, self.loss.sparse)
+            for j, metric in enumerate(metric_fns):
+                per = metric.per_sample(pred, yb, self.loss.sparse)
                 sums[j] += float(np.sum(per, dtype=np.float64))
                 counts[j] += per.size
         logs = {"loss": loss_sum / n}
-        for j, name in enumerate(self.metrics_names):
-            logs[name] = sums[j] / counts[j]
+        for j, (name, metric) in enumerate(zip(self.metrics_names, metric_fns)):
+            logs[name] = metric.result(sums[j] / counts[j])
         return logs
 
     def evaluate(self, X, y, batch_size: Optional[int] = None, verbose: int = 0, return_dict: bool = False):
         """The loss (and metrics) over ``(X, y)``: a float, ``[loss, *metrics]`` or a dict."""
         self._require_compiled("evaluate")
-        self._require_built("evaluate")
         X = self._check_x(X)
+        if not self.built and not self.build_from_declared_shape():
+            self.build((None,) + X.shape[1:])  # as Keras does
         y = self._check_y(y, X)
         chunk = _PREDICT_CHUNK if batch_size is None else check_positive_int("batch_size", batch_size)
         with self.reading():  # one weight version for the whole set
             logs = self._evaluate_arrays(X, y, chunk)
         if verbose:
-            print(" - ".join(f"{k}: {_fmt(v)}" for k, v in logs.items()))
+            print(format_logs(logs))
         if return_dict:
             return logs
         if not self.metrics_names:
@@ -521,7 +561,7 @@ class Sequential:
         if not self.metrics_names:
             return []
         units = self.layers[-1].units
-        return [_resolve_metric(m, self.loss, units) for m in self.metrics_names]
+        return [metrics_mod.get(m, self.loss.sparse, units) for m in self._metrics]
 
     # -- training ---------------------------------------------------------------------
     def _train_step(self, xb: np.ndarray, yb: np.ndarray, fused: bool):
@@ -591,7 +631,7 @@ class Sequential:
         X = self._check_x(X)
         rng = np.random.default_rng(seed)
         with self._lock:
-            if not self.built:
+            if not self.built and not self.build_from_declared_shape(rng):
                 self.build((None,) + X.shape[1:], rng=rng)
         y = self._check_y(y, X)
         X_val = y_val = None
@@ -652,7 +692,12 @@ class Sequential:
         for epoch in range(epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch, {})
-            t0 = time.perf_counter()
+            progress = None
+            if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}", file=sys.stdout, flush=True)
+                # verbose=1 on a terminal: a live bar; else one plain line per epoch
+                progress = ProgressBar(steps, live=verbose == 1 and is_terminal(sys.stdout))
+            running_loss = 0.0
             if shuffle:
                 perm = rng.permutation(n)
                 np.take(X, perm, axis=0, out=Xs)
@@ -681,10 +726,13 @@ class Sequential:
                         for layer in layers:
                             layer.weights_written(stepped=True)
                 batch_losses.append(value)
+                if progress is not None:
+                    running_loss += value
+                    progress.update(b + 1, running_loss / (b + 1))
                 if metric_fns:
                     pred = last.apply_activation(out.copy()) if fused else out
-                    for j, fn in enumerate(metric_fns):
-                        per = fn(pred, yb, sparse)
+                    for j, metric in enumerate(metric_fns):
+                        per = metric.per_sample(pred, yb, sparse)
                         sums[j] += float(np.sum(per, dtype=np.float64))
                         counts[j] += per.size
                 if end_cbs:
@@ -708,20 +756,17 @@ class Sequential:
                 logs = {"loss": float("nan")}
             else:
                 logs = {"loss": float(sum(batch_losses) / len(batch_losses))}
-                for j, name in enumerate(self.metrics_names):
-                    logs[name] = sums[j] / counts[j]
+                for j, (name, metric) in enumerate(zip(self.metrics_names, metric_fns)):
+                    logs[name] = metric.result(sums[j] / counts[j])
                 if X_val is not None:
                     with self.reading():  # one weight version, as evaluate
                         val_logs = self._evaluate_arrays(X_val, y_val)
                     for key, value in val_logs.items():
                         logs["val_" + key] = value
-            elapsed = time.perf_counter() - t0
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
-            if verbose:
-                line = " - ".join(f"{k}: {_fmt(v)}" for k, v in logs.items())
-                print(f"Epoch {epoch + 1}/{epochs}\n{steps}/{steps} - {line} - {elapsed:.2f}s",
-                      file=sys.stdout, flush=True)
+            if progress is not None:
+                progress.finish(logs)
             if diverged or self.stop_training:
                 break
 
@@ -729,6 +774,7 @@ class Sequential:
     def summary(self, print_fn=None) -> None:
         """Print the layers, their output shapes and parameter counts (Keras style)."""
         print_fn = print_fn or print
+        self.build_from_declared_shape()
         rows = []
         shape = self.input_shape
         for layer in self.layers:
@@ -769,8 +815,8 @@ class Sequential:
         and moved into place with ``os.replace``, so a crash never leaves a half-written model.
         The optimizer's state (Adam moments) is not saved.
         """
+        path = check_native_path(os.fspath(path), "save", ".npz")
         self._require_built("save")
-        path = os.fspath(path)
         config = {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
@@ -781,12 +827,33 @@ class Sequential:
             config["compile"] = {
                 "optimizer": optimizers_mod.serialize(self.optimizer),
                 "loss": losses_mod.serialize(self.loss),
-                "metrics": list(self.metrics_names),
+                "metrics": metrics_mod.serialize(self._metrics),
             }
         arrays = {"__config__": np.array(json.dumps(config))}
         for i, w in enumerate(self.get_weights()):
             arrays[f"weight_{i}"] = w
         save_npz_atomically(path, arrays)
+
+
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+_WEIGHTS_FORMAT = "fastgru.weights/1"
+
+
+def check_native_path(path: str, what: str, suffix: str) -> str:
+    """Refuse Keras' file names: fastgru writes ``.npz``, never a different format under a
+    ``.keras`` or ``.h5`` name (a Keras tool would fail on it)."""
+    if path.lower().endswith(_KERAS_SUFFIXES):
+        stem = path
+        for ext in (".weights.h5",) + _KERAS_SUFFIXES:
+            if stem.lower().endswith(ext):
+                stem = stem[: -len(ext)]
+                break
+        raise ValueError(
+            f"{what}({path!r}): fastgru writes its own .npz format, not Keras' .keras/.h5; use "
+            f"a name such as {stem + suffix!r}. For a real Keras file of a GRU/Dense model, "
+            "convert it: fastgru.to_keras(model).save(path)"
+        )
+    return path
 
 
 def save_npz_atomically(path, arrays: Dict[str, np.ndarray]) -> None:

@@ -21,6 +21,17 @@ Keras 3 SGD::
     else:           m = m * momentum - g * lr
                     var += m                        (nesterov: var += m * momentum - g * lr)
 
+Keras 3 RMSprop::
+
+    v = rho * v + (1 - rho) * g*g
+    (centered: a = rho * a + (1 - rho) * g;  denominator = v - a*a + epsilon)
+    increment = lr * g / sqrt(v + epsilon)
+    momentum == 0:  var -= increment
+    else:           m = momentum * m + increment;  var -= m
+
+Keras 3 AdamW: Adam, after ``var -= var * weight_decay * lr`` (decoupled decay, applied
+before the Adam step of the same iteration, to every weight).
+
 ``clipnorm`` clips each weight's gradient to that L2 norm separately (Keras ``clipnorm``);
 ``global_clipnorm`` clips all gradients together by their joint norm. Arithmetic runs in the
 parameters' dtype, as Keras casts everything to the variable dtype.
@@ -34,7 +45,7 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["Optimizer", "Adam", "SGD", "get"]
+__all__ = ["Optimizer", "Adam", "AdamW", "SGD", "RMSprop", "get"]
 
 
 def _check_positive(name, value, allow_zero=False):
@@ -258,16 +269,101 @@ class SGD(Optimizer):
         return config
 
 
-_OPTIMIZERS = {"adam": Adam, "sgd": SGD}
+class AdamW(Adam):
+    """Adam with decoupled weight decay, Keras 3 rule (see the module docstring)."""
+
+    def __init__(self, learning_rate: float = 0.001, weight_decay: float = 0.004,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 amsgrad: bool = False, clipnorm: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, clipnorm,
+                         global_clipnorm)
+        self.weight_decay = _check_positive("weight_decay", weight_decay, allow_zero=True)
+
+    def _update(self, params, grads):
+        dt = params.dtype.type
+        (decay,) = self._scratch(params, 1)
+        np.multiply(params, dt(self.weight_decay), out=decay)  # var * wd * lr, Keras' order
+        decay *= dt(self.learning_rate)
+        params -= decay
+        super()._update(params, grads)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["weight_decay"] = self.weight_decay
+        return config
+
+
+class RMSprop(Optimizer):
+    """RMSprop with optional momentum and centering, Keras 3 rule (see the module docstring)."""
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, centered: bool = False, clipnorm: Optional[float] = None,
+                 global_clipnorm: Optional[float] = None):
+        super().__init__(learning_rate, clipnorm, global_clipnorm)
+        if not 0.0 <= float(rho) < 1.0:
+            raise ValueError(f"rho must be in [0, 1); got {rho!r}")
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1]; got {momentum!r}")
+        self.rho = float(rho)
+        self.momentum = float(momentum)
+        self.epsilon = _check_positive("epsilon", epsilon, allow_zero=True)
+        self.centered = bool(centered)
+
+    def _build_state(self, params):
+        self.velocity = np.zeros_like(params)
+        self.m = np.zeros_like(params) if self.momentum > 0 else None
+        self.average_grad = np.zeros_like(params) if self.centered else None
+
+    def _update(self, params, grads):
+        dt = params.dtype.type
+        rho, one_minus_rho = dt(self.rho), dt(1 - self.rho)
+        tmp, denominator = self._scratch(params, 2)
+        v = self.velocity
+        v *= rho
+        np.multiply(grads, grads, out=tmp)
+        tmp *= one_minus_rho
+        v += tmp
+        if self.centered:
+            a = self.average_grad
+            a *= rho
+            np.multiply(grads, one_minus_rho, out=tmp)
+            a += tmp
+            np.multiply(a, a, out=tmp)
+            np.subtract(v, tmp, out=denominator)
+            denominator += dt(self.epsilon)
+        else:
+            np.add(v, dt(self.epsilon), out=denominator)
+        np.sqrt(denominator, out=denominator)
+        np.multiply(grads, dt(self.learning_rate), out=tmp)  # lr * g / sqrt(denominator)
+        tmp /= denominator
+        if self.m is None:
+            params -= tmp
+            return
+        self.m *= dt(self.momentum)
+        self.m += tmp
+        params -= self.m
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(rho=self.rho, momentum=self.momentum, epsilon=self.epsilon,
+                      centered=self.centered)
+        return config
+
+
+_OPTIMIZERS = {"adam": Adam, "adamw": AdamW, "sgd": SGD, "rmsprop": RMSprop}
 
 
 def get(identifier: Union[str, Optimizer]) -> Optimizer:
-    """An optimizer by name (``"adam"``, ``"sgd"``, Keras defaults) or an instance."""
+    """An optimizer by name (``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, Keras
+    defaults) or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _OPTIMIZERS:
         return _OPTIMIZERS[identifier.lower()]()
-    raise ValueError(f"unknown optimizer {identifier!r}; expected 'adam', 'sgd' or an Optimizer")
+    raise ValueError(
+        f"unknown optimizer {identifier!r}; expected one of {sorted(_OPTIMIZERS)} or an Optimizer"
+    )
 
 
 def serialize(opt: Optimizer) -> dict:

@@ -16,7 +16,7 @@ from typing import List, Sequence, Union
 import numpy as np
 
 from ..layers import _ACTIVATIONS
-from ..specs import DenseSpec, GRUSpec
+from ..specs import DenseSpec, GRUSpec, IdentitySpec
 from ._layout import check_keras_weights
 
 ACTIVATIONS = _ACTIVATIONS  # what a fastgru Dense layer can apply
@@ -164,6 +164,8 @@ def chain_of(model_or_layers, what: str) -> List[Spec]:
                                  return_sequences=layer.return_sequences))
         elif isinstance(layer, Dense):
             chain.append(DenseSpec(*layer.get_weights(), activation=layer.activation))
+        elif isinstance(layer.inference_spec([]), IdentitySpec):
+            continue  # Dropout: the identity at inference, which is all a converted model runs
         else:
             raise TypeError(
                 f"{what}: expected a fastgru Sequential, GRU or Dense layers; got "
