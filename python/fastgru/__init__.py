@@ -20,7 +20,8 @@ from .gru import GRUGradients, GRUTape, PackedGRU, gru_backward, gru_forward, gr
 from .interop import from_keras, from_onnx, from_torch, keras_gru_weights, to_keras, to_onnx, \
     to_onnx_gru, to_torch
 from .layers import GRU, Dense
-from .model import Sequential, load_model
+from .model import Sequential
+from .saving import load_model
 from .optimizers import SGD, Adam
 from .preprocessing import MinMaxScaler, NotFittedError, StandardScaler, make_windows
 

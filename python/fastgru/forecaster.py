@@ -34,8 +34,9 @@ import numpy as np
 from ._validation import check_positive_int
 from .callbacks import EarlyStopping, History
 from .layers import GRU, Dense
-from .model import Sequential, save_npz_atomically
+from .model import Sequential
 from .optimizers import Adam
+from .saving import open_npz, read_weights, save_npz_atomically
 from .preprocessing import (
     MinMaxScaler,
     NotFittedError,
@@ -677,47 +678,50 @@ class GRUForecaster(_ParamsMixin):
 
     @classmethod
     def load(cls, path) -> "GRUForecaster":
-        """Load a forecaster written by ``save``; it predicts without refitting."""
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path} is not a saved GRUForecaster ({exc})") from None
-        with archive:
-            if "meta" not in archive.files:
-                raise ValueError(f"{path} is not a saved GRUForecaster (no metadata)")
-            meta = json.loads(str(archive["meta"]))
+        """Load a forecaster written by ``save``; it predicts without refitting.
+
+        A damaged, truncated or foreign file (or one that is not a regular file) raises
+        ValueError naming it, before anything large is allocated (``fastgru.saving``).
+        """
+        with open_npz(path, "saved GRUForecaster") as archive:
+            if "meta" not in archive:
+                raise ValueError("no metadata")
+            meta = archive.read_json("meta")
             if meta.get("format") != _FORMAT:
-                raise ValueError(f"{path} has format {meta.get('format')!r}; expected {_FORMAT!r}")
-            weights = [archive[f"weight_{i}"] for i in range(sum(
-                1 for f in archive.files if f.startswith("weight_")))]
-            scaler_arrays = {f[len("scaler_"):]: archive[f] for f in archive.files
-                             if f.startswith("scaler_")}
-            context = archive["context"]
-        params = meta["params"]
-        if params["scaler"] not in (None, "minmax", "standard"):
-            params["scaler"] = meta["scaler"]["kind"] if meta["scaler"] else None
-        self = cls(**params)
-        n_features = int(meta["n_features_in"])
-        n_targets = len(meta["positions"])
-        model = self._make_model(int(meta["out_steps"]) * n_targets)
-        model.set_weights(weights)  # builds the model from the kernel shapes
-        self.model_ = model
-        self.history_ = History()
-        self.history_.history = meta.get("history", {})
-        self.scaler_ = _scaler_from_state(meta["scaler"], scaler_arrays)
-        self.n_features_in_ = n_features
-        self.feature_names_in_ = meta["feature_names_in"]
-        self.target_names_ = meta["target_names"]
-        self._positions = list(meta["positions"])
-        self._single = bool(meta["single"])
-        self._out_steps = int(meta["out_steps"])
-        self._pandas = bool(meta["pandas"])
-        self._index_name = meta["index_name"]
-        self._last_index = _decode_index_value(meta["last_index"])
-        self.freq_ = _decode_step(meta["freq"])
-        self._context = np.asarray(context, dtype=np.float64)
+                raise ValueError(f"format {meta.get('format')!r}; expected {_FORMAT!r}")
+            params = meta["params"]
+            if params["scaler"] not in (None, "minmax", "standard"):
+                params["scaler"] = meta["scaler"]["kind"] if meta["scaler"] else None
+            self = cls(**params)
+            n_features = check_positive_int("n_features_in", meta["n_features_in"])
+            n_targets = len(meta["positions"])
+            model = self._make_model(int(meta["out_steps"]) * n_targets)
+            # the layers are not built yet: the file's arrays are checked against their shapes
+            model.set_weights(read_weights(archive, model.layers, (None, None, n_features)))
+            self.model_ = model
+            self.history_ = History()
+            self.history_.history = meta.get("history", {})
+            scaler_state = meta["scaler"]
+            scaler_arrays = {}
+            for name in archive.names:
+                if name.startswith("scaler_"):
+                    scaler_arrays[name[len("scaler_"):]] = archive.read(
+                        name, shape=(int(scaler_state["n_features_in"]),))
+            self.scaler_ = _scaler_from_state(scaler_state, scaler_arrays)
+            self.n_features_in_ = n_features
+            self.feature_names_in_ = meta["feature_names_in"]
+            self.target_names_ = meta["target_names"]
+            self._positions = [int(p) for p in meta["positions"]]
+            if not all(0 <= p < n_features for p in self._positions):
+                raise ValueError(f"target positions {self._positions} out of range")
+            self._single = bool(meta["single"])
+            self._out_steps = int(meta["out_steps"])
+            self._pandas = bool(meta["pandas"])
+            self._index_name = meta["index_name"]
+            self._last_index = _decode_index_value(meta["last_index"])
+            self.freq_ = _decode_step(meta["freq"])
+            self._context = np.asarray(archive.read("context", shape=(int(self.window), n_features)),
+                                       dtype=np.float64)
         return self
 
 

@@ -158,7 +158,9 @@ class Layer:
         """The live weight arrays in Keras order (do not write into them; use set_weights)."""
         return list(self._weights)
 
-    def weight_shapes(self) -> List[tuple]:
+    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
+        """The Keras shapes of the weights, for ``input_size`` input features (default: the
+        built layer's); a file's arrays are checked against them before the layer is built."""
         raise NotImplementedError
 
     def get_weights(self) -> List[np.ndarray]:
@@ -327,9 +329,10 @@ class GRU(Layer):
     def bias(self) -> np.ndarray:
         return self._weights[2]
 
-    def weight_shapes(self) -> List[tuple]:
+    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
         h = self.units
-        return [(self.input_size, 3 * h), (h, 3 * h), bias_shape(h, self.reset_after)]
+        i = self.input_size if input_size is None else input_size
+        return [(i, 3 * h), (h, 3 * h), bias_shape(h, self.reset_after)]
 
     def build(self, input_shape, rng: Optional[np.random.Generator] = None) -> None:
         if len(input_shape) != 3 and not (len(input_shape) == 2 and input_shape[0] is None):
@@ -481,8 +484,9 @@ class Dense(Layer):
     def bias(self) -> np.ndarray:
         return self._weights[1]
 
-    def weight_shapes(self) -> List[tuple]:
-        return [(self.input_size, self.units), (self.units,)]
+    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
+        i = self.input_size if input_size is None else input_size
+        return [(i, self.units), (self.units,)]
 
     def build(self, input_shape, rng: Optional[np.random.Generator] = None) -> None:
         if len(input_shape) < 2:

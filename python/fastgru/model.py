@@ -3,7 +3,7 @@
     m = Sequential([GRU(50), Dense(1)])
     m.compile(optimizer=Adam(learning_rate=1e-3), loss="mse", metrics=["mae"])
     hist = m.fit(X, y, epochs=10, batch_size=32, validation_split=0.1, seed=0)
-    m.predict(X); m.evaluate(X, y); m.save("model.npz"); load_model("model.npz")
+    m.predict(X); m.evaluate(X, y); m.save("model.npz"); load_model("model.npz")  # fastgru.saving
 
 Design notes:
 
@@ -24,14 +24,10 @@ Design notes:
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
-import tempfile
 import time
 import warnings
-import zipfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -41,13 +37,11 @@ from . import optimizers as optimizers_mod
 from ._validation import check_positive_int
 from .callbacks import Callback, History
 from .inference import build_inference_model, has_inference_path
-from .layers import LAYER_CLASSES, GRU, Dense, Layer, check_weight_arrays
+from .layers import GRU, Dense, Layer, check_weight_arrays
 from .streaming import Stream
 
-__all__ = ["Sequential", "load_model"]
+__all__ = ["Sequential"]
 
-_FORMAT = "fastgru.Sequential"
-_FORMAT_VERSION = 1
 _PREDICT_CHUNK = 2048
 
 
@@ -699,89 +693,18 @@ class Sequential:
     def save(self, path) -> None:
         """Write the model (config, weights, compile settings) to one ``.npz`` file.
 
-        No pickle is involved. The file is written to a temporary file in the same directory
-        and moved into place with ``os.replace``, so a crash never leaves a half-written model.
-        The optimizer's state (Adam moments) is not saved.
+        No pickle is involved; the file is replaced atomically, keeps the permissions of the
+        file it replaces and follows a symlink (see ``fastgru.saving``). The optimizer's state
+        (Adam moments) is not saved.
         """
-        self._require_built("save")
-        path = os.fspath(path)
-        config = {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "model": self.get_config(),
-            "compile": None,
-        }
-        if self.optimizer is not None and self.loss is not None:
-            config["compile"] = {
-                "optimizer": optimizers_mod.serialize(self.optimizer),
-                "loss": losses_mod.serialize(self.loss),
-                "metrics": list(self.metrics_names),
-            }
-        arrays = {"__config__": np.array(json.dumps(config))}
-        for i, w in enumerate(self.get_weights()):
-            arrays[f"weight_{i}"] = w
-        save_npz_atomically(path, arrays)
+        from .saving import save_model
+
+        save_model(self, path)
 
 
-def save_npz_atomically(path, arrays: Dict[str, np.ndarray]) -> None:
-    """``np.savez`` to ``path`` (exactly that name) through a temporary file in the same
-    directory and ``os.replace``: a crash never leaves a half-written file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastgru-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def __getattr__(name):  # load_model and save_npz_atomically moved to fastgru.saving
+    if name in ("load_model", "save_npz_atomically"):
+        from . import saving
 
-
-def load_model(path) -> Sequential:
-    """Load a model written by ``Sequential.save``; compiled again if it was compiled.
-
-    Raises ``ValueError`` naming the file when it is damaged, truncated or not a fastgru model
-    (``FileNotFoundError`` when it does not exist).
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such model file: {path!r}")
-    try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-            if not hasattr(data, "files") or "__config__" not in data.files:
-                raise ValueError("no fastgru config entry")
-            config = json.loads(str(data["__config__"][()]))
-            if not isinstance(config, dict) or config.get("format") != _FORMAT:
-                raise ValueError("the config is not a fastgru Sequential config")
-            if config.get("version") != _FORMAT_VERSION:
-                raise ValueError(f"unsupported format version {config.get('version')!r}")
-            n_weights = sum(1 for f in data.files if f.startswith("weight_"))
-            weights = [np.array(data[f"weight_{i}"]) for i in range(n_weights)]
-        model_cfg = config["model"]
-        model = Sequential(name=model_cfg.get("name", "sequential"))
-        for entry in model_cfg["layers"]:
-            cls = LAYER_CLASSES[entry["class_name"]]
-            model.add(cls.from_config(entry["config"]))
-        shape = tuple(model_cfg["input_shape"])
-        model.build(shape)
-        model.set_weights(weights)
-        compile_cfg = config.get("compile")
-        if compile_cfg:
-            model.compile(
-                optimizer=optimizers_mod.deserialize(compile_cfg["optimizer"]),
-                loss=losses_mod.deserialize(compile_cfg["loss"]),
-                metrics=compile_cfg.get("metrics") or None,
-            )
-    except (ValueError, TypeError, KeyError, IndexError, OSError, EOFError, zipfile.BadZipFile,
-            json.JSONDecodeError, RuntimeError) as exc:
-        raise ValueError(
-            f"cannot load fastgru model from {path!r}: the file is damaged, truncated or not a "
-            f"fastgru model ({type(exc).__name__}: {exc})"
-        ) from exc
-    return model
+        return getattr(saving, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
