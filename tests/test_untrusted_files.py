@@ -328,8 +328,8 @@ def _mutate(raw: bytes, config_name: str, ops) -> bytes:
         else:
             try:
                 members = _members(io.BytesIO(raw))
-            except (zipfile.BadZipFile, ValueError, EOFError, KeyError, OSError):
-                continue  # already not a zip: the structural edits no longer apply
+            except Exception:  # noqa: BLE001 - already not a readable zip: edits no longer apply
+                continue
             names = sorted(members)
             if op == "swap":
                 x, y = names[a % len(names)], names[b % len(names)]
@@ -383,7 +383,4 @@ def test_forecaster_load_on_mutated_files_gives_value_error_or_a_working_forecas
     except ValueError as exc:
         assert "mutated_forecaster.npz" in str(exc)
         return
-    try:
-        forecaster.predict(1)
-    except (ValueError, TypeError) as exc:  # a setting that loads but cannot forecast: said so
-        assert str(exc)
+    assert len(forecaster.predict(1)) == 1

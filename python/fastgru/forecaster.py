@@ -693,6 +693,7 @@ class GRUForecaster(_ParamsMixin):
             if params["scaler"] not in (None, "minmax", "standard"):
                 params["scaler"] = meta["scaler"]["kind"] if meta["scaler"] else None
             self = cls(**params)
+            self._check_params()  # what fit would have refused
             n_features = check_positive_int("n_features_in", meta["n_features_in"])
             n_targets = len(meta["positions"])
             model = self._make_model(int(meta["out_steps"]) * n_targets)
@@ -714,6 +715,13 @@ class GRUForecaster(_ParamsMixin):
             self._positions = [int(p) for p in meta["positions"]]
             if not all(0 <= p < n_features for p in self._positions):
                 raise ValueError(f"target positions {self._positions} out of range")
+            if not isinstance(self.target_names_, list) or len(self.target_names_) != n_targets:
+                raise ValueError(f"target_names {self.target_names_!r} for {n_targets} targets")
+            if self.feature_names_in_ is not None and (
+                    not isinstance(self.feature_names_in_, list)
+                    or len(self.feature_names_in_) != n_features):
+                raise ValueError(f"feature_names_in {self.feature_names_in_!r} for {n_features} "
+                                 "features")
             self._single = bool(meta["single"])
             self._out_steps = int(meta["out_steps"])
             self._pandas = bool(meta["pandas"])
@@ -722,6 +730,8 @@ class GRUForecaster(_ParamsMixin):
             self.freq_ = _decode_step(meta["freq"])
             self._context = np.asarray(archive.read("context", shape=(int(self.window), n_features)),
                                        dtype=np.float64)
+            # settings that each look fine but do not fit together: found now, not at predict
+            self.predict(1)
         return self
 
 

@@ -28,6 +28,7 @@ import math
 import os
 import secrets
 import stat
+import tokenize
 import zipfile
 from typing import Dict, Iterator, List, Optional, Sequence
 
@@ -39,7 +40,7 @@ from .layers import LAYER_CLASSES, Layer
 from .model import Sequential
 
 __all__ = ["save_model", "load_model", "save_npz_atomically", "NpzReader", "open_npz",
-           "read_weights"]
+           "open_regular_file", "read_weights"]
 
 MODEL_FORMAT = "fastgru.Sequential"
 MODEL_FORMAT_VERSION = 1
@@ -191,14 +192,7 @@ class NpzReader:
         if info is None:
             raise ValueError(f"no member {name!r}")
         with self._zip.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                header = np.lib.format.read_array_header_1_0(f)
-            elif version in ((2, 0), (3, 0)):
-                header = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"member {name!r}: unknown .npy version {version}")
-            got_shape, fortran, dtype = header
+            got_shape, fortran, dtype = _npy_header(f, name)
             if dtype.hasobject or dtype.kind not in kinds or dtype.fields is not None:
                 raise ValueError(f"member {name!r} has dtype {dtype}; expected kind {kinds!r}")
             if shape is not None and tuple(got_shape) != tuple(shape):
@@ -220,6 +214,19 @@ class NpzReader:
         return json.loads(str(self.read(name, shape=(), kinds="U")[()]))
 
 
+def _npy_header(f, name: str):
+    """(shape, fortran_order, dtype) from the ``.npy`` header at the start of ``f``."""
+    version = np.lib.format.read_magic(f)
+    try:
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(f)
+        if version in ((2, 0), (3, 0)):
+            return np.lib.format.read_array_header_2_0(f)
+    except (SyntaxError, tokenize.TokenError) as exc:  # numpy parses it as a Python literal
+        raise ValueError(f"member {name!r} has a damaged .npy header ({exc})") from None
+    raise ValueError(f"member {name!r}: unknown .npy version {version}")
+
+
 @contextlib.contextmanager
 def open_npz(path, what: str) -> Iterator[NpzReader]:
     """The checked ``.npz`` archive at ``path``. Inside the ``with`` block, any sign of a
@@ -227,14 +234,14 @@ def open_npz(path, what: str) -> Iterator[NpzReader]:
     it read: a KeyError, TypeError, ...) becomes a ValueError naming the file and ``what`` it
     should be. A missing file raises FileNotFoundError."""
     path = os.fspath(path)
-    fd = _open_regular(path)
+    fd = open_regular_file(path)
     try:
         with os.fdopen(fd, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             try:
                 with zipfile.ZipFile(f) as zf:
                     yield NpzReader(zf, size)
-            except _DAMAGE as exc:
+            except (*_DAMAGE, OSError) as exc:  # OSError: e.g. a seek to a damaged offset
                 raise ValueError(f"{path!r} is not a {what}: the file is damaged, truncated or "
                                  f"foreign ({type(exc).__name__}: {exc})") from exc
     except OSError as exc:
@@ -243,7 +250,7 @@ def open_npz(path, what: str) -> Iterator[NpzReader]:
         raise
 
 
-def _open_regular(path: str) -> int:
+def open_regular_file(path: str) -> int:
     """A read descriptor for ``path`` if it is a regular file. Opened non-blocking and checked
     with fstat, so a FIFO is refused instead of waiting for a writer."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
