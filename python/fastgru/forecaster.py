@@ -698,7 +698,7 @@ class GRUForecaster(_ParamsMixin):
             n_targets = len(meta["positions"])
             model = self._make_model(int(meta["out_steps"]) * n_targets)
             # the layers are not built yet: the file's arrays are checked against their shapes
-            model.set_weights(read_weights(archive, model.layers, (None, None, n_features)))
+            model.set_weights(read_weights(archive, model.layers))
             self.model_ = model
             self.history_ = History()
             self.history_.history = meta.get("history", {})
@@ -731,7 +731,9 @@ class GRUForecaster(_ParamsMixin):
             self._context = np.asarray(archive.read("context", shape=(int(self.window), n_features)),
                                        dtype=np.float64)
             # settings that each look fine but do not fit together: found now, not at predict
-            self.predict(1)
+            # (a forecaster that needs known-future values cannot forecast without them)
+            if not getattr(self, "future_covariates", None):
+                self.predict(1)
         return self
 
 

@@ -179,11 +179,26 @@ class NpzReader:
         self._infos = {i.filename[:-4]: i for i in infos}
 
     @property
-    def names(self) -> List[str]:
+    def files(self) -> List[str]:
+        """The member names without ``.npy`` (as ``np.load``'s ``NpzFile.files``)."""
         return list(self._infos)
+
+    names = files
 
     def __contains__(self, name: str) -> bool:
         return name in self._infos
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """``read(name)``: a numeric array, its size checked against the member's."""
+        return self.read(name)
+
+    def shape(self, name: str) -> tuple:
+        """The shape the member's header declares (no data is read)."""
+        info = self._infos.get(name)
+        if info is None:
+            raise ValueError(f"no member {name!r}")
+        with self._zip.open(info) as f:
+            return tuple(_npy_header(f, name)[0])
 
     def read(self, name: str, shape: Optional[Sequence[int]] = None, kinds: str = "fiu") -> np.ndarray:
         """The array ``name``; its header must declare a dtype of one of ``kinds`` and, when
@@ -274,10 +289,16 @@ def open_regular_file(path: str) -> int:
     return fd
 
 
-def read_weights(archive: NpzReader, layers: Sequence[Layer], input_shape) -> List[np.ndarray]:
+def read_weights(archive: NpzReader, layers: Sequence[Layer], input_shape=None) -> List[np.ndarray]:
     """``weight_0``, ``weight_1``, ... for unbuilt ``layers`` fed ``input_shape``: exactly as
     many as the layers have, each header checked against the shape they imply before it is
-    read (so a small file cannot make a large model)."""
+    read (so a small file cannot make a large model). Without ``input_shape`` the feature count
+    is the first kernel's first axis, as its header declares it."""
+    if input_shape is None:
+        kernel = archive.shape("weight_0") if "weight_0" in archive else ()
+        if len(kernel) != 2:
+            raise ValueError(f"the first kernel has shape {kernel}; expected (features, units)")
+        input_shape = (None, None, kernel[0])
     input_shape = tuple(input_shape)
     if len(input_shape) not in (2, 3) or any(
             d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1)
