@@ -704,7 +704,7 @@ class GRUForecaster(_ParamsMixin):
             self.history_.history = meta.get("history", {})
             scaler_state = meta["scaler"]
             scaler_arrays = {}
-            for name in archive.names:
+            for name in archive.files:
                 if name.startswith("scaler_"):
                     scaler_arrays[name[len("scaler_"):]] = archive.read(
                         name, shape=(int(scaler_state["n_features_in"]),))

@@ -183,8 +183,6 @@ class NpzReader:
         """The member names without ``.npy`` (as ``np.load``'s ``NpzFile.files``)."""
         return list(self._infos)
 
-    names = files
-
     def __contains__(self, name: str) -> bool:
         return name in self._infos
 
@@ -309,7 +307,7 @@ def read_weights(archive: NpzReader, layers: Sequence[Layer], input_shape=None) 
     for layer in layers:
         expected += layer.weight_shapes(input_size=shape[-1])
         shape = layer.compute_output_shape(shape)
-    found = sum(1 for n in archive.names if n.startswith("weight_"))
+    found = sum(1 for n in archive.files if n.startswith("weight_"))
     if found != len(expected):
         raise ValueError(f"it has {found} weight arrays; the config implies {len(expected)}")
     return [archive.read(f"weight_{i}", shape=s) for i, s in enumerate(expected)]
