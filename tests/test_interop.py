@@ -700,3 +700,98 @@ def test_from_keras_single_layer_without_bias_gets_zero_biases(keras):
     converted = fg.from_keras(layer)
     np.testing.assert_array_equal(converted.bias, np.zeros((2, 9)))
     np.testing.assert_allclose(converted(x), want, rtol=0, atol=F32_TOL)
+
+
+# ---------------------------------------------------------------- subclasses that compute else
+def _torch_subclasses(torch):
+    nn = torch.nn
+
+    class ScaledLinear(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 1.5
+
+    class NoisyGRU(nn.GRU):
+        def forward(self, x, h=None):
+            out, h = super().forward(x, h)
+            return out + 0.05, h
+
+    class ClippedSequential(nn.Sequential):
+        def forward(self, x):
+            return torch.clamp(super().forward(x), -0.1, 0.1)
+
+    class ReLU(nn.ReLU):  # the same name as torch's: only the override tells them apart
+        def forward(self, x):
+            return torch.where(x > 0, x, 0.1 * x)
+
+    def gru():
+        return nn.GRU(3, 4, batch_first=True)
+
+    return {
+        "Linear": lambda: [gru(), ScaledLinear(4, 2)],
+        "GRU": lambda: [NoisyGRU(3, 4, batch_first=True), nn.Linear(4, 2)],
+        "Sequential": lambda: ClippedSequential(gru()),
+        "nested-Sequential": lambda: [ClippedSequential(gru()), nn.Linear(4, 1)],
+        "ReLU": lambda: [gru(), nn.Linear(4, 2), ReLU()],
+        "bare-GRU": lambda: NoisyGRU(3, 4, batch_first=True),
+    }
+
+
+@pytest.mark.parametrize("name", ["Linear", "GRU", "Sequential", "nested-Sequential", "ReLU",
+                                  "bare-GRU"])
+def test_from_torch_refuses_subclasses_that_override_forward(torch, name):
+    module = _torch_subclasses(torch)[name]()
+    with pytest.raises(NotImplementedError, match="overrides forward"):
+        fg.from_torch(module)
+
+
+def test_from_torch_converts_subclasses_that_only_add_methods(torch):
+    class NamedLinear(torch.nn.Linear):
+        def describe(self):
+            return "head"
+
+    modules = _randomize(torch.nn.Sequential(torch.nn.GRU(3, 4, batch_first=True),
+                                             NamedLinear(4, 2)), torch)
+    model = fg.from_torch(list(modules))
+    x = _inputs(3)[1]
+    with torch.no_grad():
+        out, _ = modules[0](torch.from_numpy(x))
+        want = modules[1](out[:, -1]).numpy()
+    np.testing.assert_allclose(model.predict(x), want, rtol=0, atol=F32_TOL)
+
+
+def test_from_keras_refuses_subclasses_that_override_call(keras):
+    L = keras.layers
+
+    class ScaledDense(L.Dense):
+        def call(self, inputs):
+            return super().call(inputs) * 1.5
+
+    class NoisyGRU(L.GRU):
+        def call(self, sequences, initial_state=None, mask=None, training=False):
+            return super().call(sequences, initial_state, mask, training) + 0.05
+
+    class HardCell(L.GRUCell):
+        def call(self, inputs, states, training=False):
+            h, new = super().call(inputs, states, training=training)
+            return h * 0.5, new
+
+    class Doubling(keras.Sequential):
+        def call(self, inputs, training=None, mask=None):
+            return super().call(inputs, training=training, mask=mask) * 2
+
+    cases = [
+        keras.Sequential([keras.Input((None, 3)), L.GRU(4), ScaledDense(2)]),
+        keras.Sequential([keras.Input((None, 3)), NoisyGRU(4), L.Dense(2)]),
+        keras.Sequential([keras.Input((None, 3)), L.RNN(HardCell(4)), L.Dense(2)]),
+        Doubling([keras.Input((None, 3)), L.GRU(4), L.Dense(2)]),
+    ]
+    with pytest.raises(NotImplementedError, match="overrides call"):
+        fg.from_keras(cases[0])
+    with pytest.raises(NotImplementedError, match="overrides call"):
+        fg.from_keras(cases[1])
+    with pytest.raises(NotImplementedError, match="overrides call|RNN"):
+        fg.from_keras(cases[2])  # a plain RNN of a GRU cell is not a GRU layer either
+    with pytest.raises(NotImplementedError, match="overrides call"):
+        fg.from_keras(cases[3])
+    with pytest.raises(NotImplementedError, match="overrides call"):
+        fg.from_keras(cases[1].layers[0])  # the single-layer path too

@@ -22,7 +22,8 @@ from .interop import from_keras, from_onnx, from_torch, keras_gru_weights, to_ke
     to_onnx_gru, to_torch
 from .layers import GRU, Dense
 from .keras_layers import Bidirectional, Dropout, Input
-from .model import Sequential, load_model
+from .model import Sequential
+from .saving import load_model
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from . import metrics
 from .preprocessing import Differencer, LogTransformer, MinMaxScaler, NotFittedError, StandardScaler, \

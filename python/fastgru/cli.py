@@ -10,7 +10,7 @@
     fastgru bench ...            (arguments go to fastgru.bench)
 
 ``main(argv)`` returns the exit status: 0 on success, 2 for a usage or data error (a message on
-stderr, no traceback).
+stderr, no traceback), 1 when the model does not fit in memory (one line too).
 """
 from __future__ import annotations
 
@@ -595,6 +595,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"fastgru: error: {msg}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # e.g. --units 100000: the weights alone need hundreds of GiB
+        detail = f" ({exc})" if str(exc) else ""
+        print(f"fastgru: error: not enough memory{detail}; try smaller --units, --window or "
+              "--batch-size", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fastgru: interrupted", file=sys.stderr)
         return 130

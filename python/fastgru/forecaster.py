@@ -53,8 +53,9 @@ from ._validation import check_positive_int
 from .callbacks import EarlyStopping, History
 from .intervals import check_levels, conformal_radius, interval_columns
 from .layers import GRU, Dense
-from .model import Sequential, save_npz_atomically
+from .model import Sequential
 from .optimizers import Adam
+from .saving import open_npz, read_weights, save_npz_atomically
 from .preprocessing import (
     MinMaxScaler,
     NotFittedError,
@@ -972,62 +973,87 @@ class GRUForecaster(_ParamsMixin):
 
     @classmethod
     def load(cls, path) -> "GRUForecaster":
-        """Load a forecaster written by ``save``; it predicts without refitting."""
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path} is not a saved GRUForecaster ({exc})") from None
-        with archive:
-            if "meta" not in archive.files:
-                raise ValueError(f"{path} is not a saved GRUForecaster (no metadata)")
-            meta = json.loads(str(archive["meta"]))
+        """Load a forecaster written by ``save``; it predicts without refitting.
+
+        A damaged, truncated or foreign file (or one that is not a regular file) raises
+        ValueError naming it, before anything large is allocated (``fastgru.saving``).
+        """
+        with open_npz(path, "saved GRUForecaster") as archive:
+            if "meta" not in archive:
+                raise ValueError("no metadata")
+            meta = archive.read_json("meta")
             if meta.get("format") not in _READABLE_FORMATS:
-                raise ValueError(f"{path} has format {meta.get('format')!r}; expected {_FORMAT!r}")
-            weights = [archive[f"weight_{i}"] for i in range(sum(
-                1 for f in archive.files if f.startswith("weight_")))]
-            scaler_arrays = {f[len("scaler_"):]: archive[f] for f in archive.files
-                             if f.startswith("scaler_")}
-            context = archive["context"]
-            context_known = (archive["context_known"] if "context_known" in archive.files
-                             else np.empty((len(context), 0)))
-            errors = archive["interval_errors"] if "interval_errors" in archive.files else None
-        params = meta["params"]
-        if params["scaler"] not in (None, "minmax", "standard"):
-            params["scaler"] = meta["scaler"]["kind"] if meta["scaler"] else None
-        if isinstance(params.get("difference"), list):
-            params["difference"] = tuple(params["difference"])
-        if meta["format"] == "fastgru.GRUForecaster/1":  # before transforms and intervals
-            params.setdefault("calibration_size", None)
-        self = cls(**params)
-        n_features = int(meta["n_features_in"])
-        positions = list(meta["positions"])
-        model = self._make_model(int(meta["out_steps"]) * len(positions))
-        model.set_weights(weights)  # builds the model from the kernel shapes
-        self.model_ = model
-        self.history_ = History()
-        self.history_.history = meta.get("history", {})
-        self.scaler_ = _scaler_from_state(meta["scaler"], scaler_arrays)
-        self.n_features_in_ = n_features
-        self.feature_names_in_ = meta["feature_names_in"]
-        self.target_names_ = meta["target_names"]
-        self._positions = positions
-        self._future_positions = list(meta.get("future_positions", []))
-        self._past_positions = list(meta.get("past_positions", [
-            i for i in range(n_features) if i not in positions]))
-        self._calendar = list(timeindex.check_calendar(self.calendar))
-        self._lags = list(check_lags(self.difference))
-        self._shift = sum(self._lags)
-        self._single = bool(meta["single"])
-        self._out_steps = int(meta["out_steps"])
-        self._pandas = bool(meta["pandas"])
-        self._index_name = meta["index_name"]
-        self._last_index = timeindex.decode_index_value(meta["last_index"])
-        self.freq_ = timeindex.decode_step(meta["freq"])
-        self._context = np.asarray(context, dtype=np.float64)
-        self._context_known = np.asarray(context_known, dtype=np.float64)
-        self.interval_errors_ = None if errors is None else np.asarray(errors, dtype=np.float64)
+                raise ValueError(f"format {meta.get('format')!r}; expected {_FORMAT!r}")
+            params = meta["params"]
+            if params["scaler"] not in (None, "minmax", "standard"):
+                params["scaler"] = meta["scaler"]["kind"] if meta["scaler"] else None
+            if isinstance(params.get("difference"), list):
+                params["difference"] = tuple(params["difference"])
+            if meta["format"] == "fastgru.GRUForecaster/1":  # before transforms and intervals
+                params.setdefault("calibration_size", None)
+            self = cls(**params)
+            self._check_params()  # what fit would have refused
+            n_features = check_positive_int("n_features_in", meta["n_features_in"])
+            n_targets = len(meta["positions"])
+            model = self._make_model(int(meta["out_steps"]) * n_targets)
+            # the layers are not built yet: the file's arrays are checked against their shapes
+            model.set_weights(read_weights(archive, model.layers))
+            self.model_ = model
+            self.history_ = History()
+            self.history_.history = meta.get("history", {})
+            scaler_state = meta["scaler"]
+            scaler_arrays = {}
+            for name in archive.files:
+                if name.startswith("scaler_"):
+                    scaler_arrays[name[len("scaler_"):]] = archive.read(
+                        name, shape=(int(scaler_state["n_features_in"]),))
+            self.scaler_ = _scaler_from_state(scaler_state, scaler_arrays)
+            self.n_features_in_ = n_features
+            self.feature_names_in_ = meta["feature_names_in"]
+            self.target_names_ = meta["target_names"]
+            self._positions = [int(p) for p in meta["positions"]]
+            if not all(0 <= p < n_features for p in self._positions):
+                raise ValueError(f"target positions {self._positions} out of range")
+            if not isinstance(self.target_names_, list) or len(self.target_names_) != n_targets:
+                raise ValueError(f"target_names {self.target_names_!r} for {n_targets} targets")
+            if self.feature_names_in_ is not None and (
+                    not isinstance(self.feature_names_in_, list)
+                    or len(self.feature_names_in_) != n_features):
+                raise ValueError(f"feature_names_in {self.feature_names_in_!r} for {n_features} "
+                                 "features")
+            self._future_positions = [int(p) for p in meta.get("future_positions", [])]
+            self._past_positions = [int(p) for p in meta.get("past_positions", [
+                i for i in range(n_features) if i not in self._positions])]
+            if not all(0 <= p < n_features for p in self._future_positions + self._past_positions):
+                raise ValueError("covariate positions out of range")
+            self._calendar = list(timeindex.check_calendar(self.calendar))
+            self._lags = list(check_lags(self.difference))
+            self._shift = sum(self._lags)
+            self._single = bool(meta["single"])
+            self._out_steps = int(meta["out_steps"])
+            self._pandas = bool(meta["pandas"])
+            self._index_name = meta["index_name"]
+            self._last_index = timeindex.decode_index_value(meta["last_index"])
+            self.freq_ = timeindex.decode_step(meta["freq"])
+            context = archive.read("context")
+            if context.ndim != 2 or context.shape[1] != n_features or len(context) < int(self.window):
+                raise ValueError(f"context has shape {context.shape}; expected "
+                                 f"(>= {int(self.window)}, {n_features})")
+            self._context = np.asarray(context, dtype=np.float64)
+            if "context_known" in archive:
+                known = archive.read("context_known")
+                if known.ndim != 2 or len(known) != len(context):
+                    raise ValueError(f"context_known has shape {known.shape}; expected "
+                                     f"({len(context)}, k)")
+            else:
+                known = np.empty((len(context), 0))
+            self._context_known = np.asarray(known, dtype=np.float64)
+            errors = archive.read("interval_errors") if "interval_errors" in archive else None
+            self.interval_errors_ = None if errors is None else np.asarray(errors, dtype=np.float64)
+            # settings that each look fine but do not fit together: found now, not at predict
+            # (a forecaster that needs known-future values cannot forecast without them)
+            if not self.future_covariates:
+                self.predict(1)
         return self
 
 

@@ -61,7 +61,7 @@ class Dropout(Layer):
         self._mask = None
         self._noise = None
 
-    def weight_shapes(self) -> List[tuple]:
+    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
         return []
 
     def build(self, input_shape, rng: Optional[np.random.Generator] = None) -> None:
@@ -154,8 +154,9 @@ class Bidirectional(Layer):
         return 2 * h if self.merge_mode == "concat" else h
 
     # -- weights: the two GRUs' own, forward first (Keras order) ------------------------
-    def weight_shapes(self) -> List[tuple]:
-        return self.forward_layer.weight_shapes() + self.backward_layer.weight_shapes()
+    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
+        return (self.forward_layer.weight_shapes(input_size)
+                + self.backward_layer.weight_shapes(input_size))
 
     @property
     def weights(self) -> List[np.ndarray]:

@@ -253,7 +253,9 @@ class Layer:
         form keep the default."""
         return None
 
-    def weight_shapes(self) -> List[tuple]:
+    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
+        """The Keras shapes of the weights, for ``input_size`` input features (default: the
+        built layer's); a file's arrays are checked against them before the layer is built."""
         raise NotImplementedError
 
     def get_weights(self) -> List[np.ndarray]:
@@ -479,9 +481,10 @@ class GRU(Layer):
         return GRUSpec(kernel, recurrent_kernel, bias, reset_after=self.reset_after,
                        return_sequences=self.return_sequences)
 
-    def weight_shapes(self) -> List[tuple]:
+    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
         h = self.units
-        return [(self.input_size, 3 * h), (h, 3 * h), bias_shape(h, self.reset_after)]
+        i = self.input_size if input_size is None else input_size
+        return [(i, 3 * h), (h, 3 * h), bias_shape(h, self.reset_after)]
 
     def build(self, input_shape, rng: Optional[np.random.Generator] = None) -> None:
         if len(input_shape) != 3 and not (len(input_shape) == 2 and input_shape[0] is None):
@@ -675,8 +678,9 @@ class Dense(Layer):
         kernel, bias = weights
         return DenseSpec(kernel, bias, activation=self.activation)
 
-    def weight_shapes(self) -> List[tuple]:
-        return [(self.input_size, self.units), (self.units,)]
+    def weight_shapes(self, input_size: Optional[int] = None) -> List[tuple]:
+        i = self.input_size if input_size is None else input_size
+        return [(i, self.units), (self.units,)]
 
     def build(self, input_shape, rng: Optional[np.random.Generator] = None) -> None:
         if len(input_shape) < 2:

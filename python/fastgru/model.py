@@ -3,7 +3,7 @@
     m = Sequential([GRU(50), Dense(1)])
     m.compile(optimizer=Adam(learning_rate=1e-3), loss="mse", metrics=["mae"])
     hist = m.fit(X, y, epochs=10, batch_size=32, validation_split=0.1, seed=0)
-    m.predict(X); m.evaluate(X, y); m.save("model.npz"); load_model("model.npz")
+    m.predict(X); m.evaluate(X, y); m.save("model.npz"); load_model("model.npz")  # fastgru.saving
 
 Design notes:
 
@@ -29,14 +29,10 @@ Design notes:
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
-import tempfile
 import threading
 import warnings
-import zipfile
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -50,13 +46,11 @@ from .callbacks import Callback, History
 from .inference import InferenceSnapshot
 from .keras_layers import Input
 from .progress import ProgressBar, format_logs, is_terminal
-from .layers import LAYER_CLASSES, Dense, Layer, check_weight_arrays
+from .layers import Dense, Layer, check_weight_arrays
 from .streaming import Stream
 
-__all__ = ["Sequential", "load_model"]
+__all__ = ["Sequential"]
 
-_FORMAT = "fastgru.Sequential"
-_FORMAT_VERSION = 1
 _PREDICT_CHUNK = 2048
 
 
@@ -293,31 +287,17 @@ class Sequential:
         """Write the weights alone (Keras order) to ``path``, an ``.npz`` file written atomically;
         ``load_weights`` reads it back into a model of the same layers. Keras' ``.weights.h5``
         is HDF5, which fastgru does not write: such a name is refused, not silently used."""
-        path = check_native_path(os.fspath(path), "save_weights", ".weights.npz")
-        self._require_built("save_weights")
-        arrays = {"__format__": np.array(_WEIGHTS_FORMAT)}
-        for i, w in enumerate(self.get_weights()):
-            arrays[f"weight_{i}"] = w
-        save_npz_atomically(path, arrays)
+        from .saving import save_weights
+
+        save_weights(self, path)
 
     def load_weights(self, path) -> None:
         """Load weights written by ``save_weights`` (or the weights of a ``save`` file) into
-        this model; an unbuilt model is built from them (see ``set_weights``)."""
-        path = check_native_path(os.fspath(path), "load_weights", ".weights.npz")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no such weights file: {path!r}")
-        try:
-            with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-                if not hasattr(data, "files") or not any(k.startswith("weight_") for k in data.files):
-                    raise ValueError("no weight entries")
-                n_weights = sum(1 for k in data.files if k.startswith("weight_"))
-                weights = [np.array(data[f"weight_{i}"]) for i in range(n_weights)]
-        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ValueError(
-                f"cannot load weights from {path!r}: the file is damaged or not written by "
-                f"fastgru's save_weights/save ({type(exc).__name__}: {exc})"
-            ) from exc
-        self.set_weights(weights)
+        this model; an unbuilt model is built from them (see ``set_weights``). The file is
+        read as untrusted (see ``fastgru.saving``)."""
+        from .saving import load_weights
+
+        load_weights(self, path)
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Load weights in Keras order and shapes, e.g. a Keras model's ``get_weights()``.
@@ -404,6 +384,11 @@ class Sequential:
         self.metrics_names = [metrics_mod.log_name(m) for m in metrics]
         if self.built:
             self.optimizer.build(self._params, self._segments)
+
+    @property
+    def compiled_metrics(self) -> list:
+        """The metrics given to ``compile`` (names or ``fastgru.metrics.Metric`` objects)."""
+        return list(self._metrics)
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None or self.loss is None:
@@ -811,110 +796,18 @@ class Sequential:
     def save(self, path) -> None:
         """Write the model (config, weights, compile settings) to one ``.npz`` file.
 
-        No pickle is involved. The file is written to a temporary file in the same directory
-        and moved into place with ``os.replace``, so a crash never leaves a half-written model.
-        The optimizer's state (Adam moments) is not saved.
+        No pickle is involved; the file is replaced atomically, keeps the permissions of the
+        file it replaces and follows a symlink (see ``fastgru.saving``). The optimizer's state
+        (Adam moments) is not saved.
         """
-        path = check_native_path(os.fspath(path), "save", ".npz")
-        self._require_built("save")
-        config = {
-            "format": _FORMAT,
-            "version": _FORMAT_VERSION,
-            "model": self.get_config(),
-            "compile": None,
-        }
-        if self.optimizer is not None and self.loss is not None:
-            config["compile"] = {
-                "optimizer": optimizers_mod.serialize(self.optimizer),
-                "loss": losses_mod.serialize(self.loss),
-                "metrics": metrics_mod.serialize(self._metrics),
-            }
-        arrays = {"__config__": np.array(json.dumps(config))}
-        for i, w in enumerate(self.get_weights()):
-            arrays[f"weight_{i}"] = w
-        save_npz_atomically(path, arrays)
+        from .saving import save_model
+
+        save_model(self, path)
 
 
-_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-_WEIGHTS_FORMAT = "fastgru.weights/1"
+def __getattr__(name):  # load_model and save_npz_atomically moved to fastgru.saving
+    if name in ("load_model", "save_npz_atomically"):
+        from . import saving
 
-
-def check_native_path(path: str, what: str, suffix: str) -> str:
-    """Refuse Keras' file names: fastgru writes ``.npz``, never a different format under a
-    ``.keras`` or ``.h5`` name (a Keras tool would fail on it)."""
-    if path.lower().endswith(_KERAS_SUFFIXES):
-        stem = path
-        for ext in (".weights.h5",) + _KERAS_SUFFIXES:
-            if stem.lower().endswith(ext):
-                stem = stem[: -len(ext)]
-                break
-        raise ValueError(
-            f"{what}({path!r}): fastgru writes its own .npz format, not Keras' .keras/.h5; use "
-            f"a name such as {stem + suffix!r}. For a real Keras file of a GRU/Dense model, "
-            "convert it: fastgru.to_keras(model).save(path)"
-        )
-    return path
-
-
-def save_npz_atomically(path, arrays: Dict[str, np.ndarray]) -> None:
-    """``np.savez`` to ``path`` (exactly that name) through a temporary file in the same
-    directory and ``os.replace``: a crash never leaves a half-written file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastgru-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def load_model(path) -> Sequential:
-    """Load a model written by ``Sequential.save``; compiled again if it was compiled.
-
-    Raises ``ValueError`` naming the file when it is damaged, truncated or not a fastgru model
-    (``FileNotFoundError`` when it does not exist).
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such model file: {path!r}")
-    try:
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
-            if not hasattr(data, "files") or "__config__" not in data.files:
-                raise ValueError("no fastgru config entry")
-            config = json.loads(str(data["__config__"][()]))
-            if not isinstance(config, dict) or config.get("format") != _FORMAT:
-                raise ValueError("the config is not a fastgru Sequential config")
-            if config.get("version") != _FORMAT_VERSION:
-                raise ValueError(f"unsupported format version {config.get('version')!r}")
-            n_weights = sum(1 for f in data.files if f.startswith("weight_"))
-            weights = [np.array(data[f"weight_{i}"]) for i in range(n_weights)]
-        model_cfg = config["model"]
-        model = Sequential(name=model_cfg.get("name", "sequential"))
-        for entry in model_cfg["layers"]:
-            cls = LAYER_CLASSES[entry["class_name"]]
-            model.add(cls.from_config(entry["config"]))
-        shape = tuple(model_cfg["input_shape"])
-        model.build(shape)
-        model.set_weights(weights)
-        compile_cfg = config.get("compile")
-        if compile_cfg:
-            model.compile(
-                optimizer=optimizers_mod.deserialize(compile_cfg["optimizer"]),
-                loss=losses_mod.deserialize(compile_cfg["loss"]),
-                metrics=compile_cfg.get("metrics") or None,
-            )
-    except (ValueError, TypeError, KeyError, IndexError, OSError, EOFError, zipfile.BadZipFile,
-            json.JSONDecodeError, RuntimeError) as exc:
-        raise ValueError(
-            f"cannot load fastgru model from {path!r}: the file is damaged, truncated or not a "
-            f"fastgru model ({type(exc).__name__}: {exc})"
-        ) from exc
-    return model
+        return getattr(saving, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

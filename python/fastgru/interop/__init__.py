@@ -23,7 +23,8 @@ from __future__ import annotations
 from ._layout import keras_gru_weights, keras_to_onnx_gru, keras_to_torch, onnx_gru_to_keras, \
     torch_to_keras
 from .keras import from_keras, to_keras
-from .onnx import from_onnx, to_onnx, to_onnx_gru
+from .onnx_export import to_onnx, to_onnx_gru
+from .onnx_import import from_onnx
 from .torch import from_torch, to_torch, torch_gru_weights_to_keras
 
 __all__ = [

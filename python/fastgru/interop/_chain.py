@@ -11,7 +11,7 @@ on the last axis, so one after a sequence-returning GRU acts on every time step.
 from __future__ import annotations
 
 import copy
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -43,6 +43,27 @@ def check_activation(activation: str) -> str:
             f"activation {activation!r} is not supported; fastgru Dense layers have {ACTIVATIONS}"
         )
     return activation
+
+
+def require_stock_computation(obj, methods: Sequence[str], what: str, package: str = "",
+                              base: Optional[type] = None) -> None:
+    """Refuse ``obj`` when its class overrides how its framework class computes (``forward``,
+    ``call``, ...): its weights converted would give a model that computes something else.
+
+    ``base`` is that framework class; by default the first class in ``obj``'s MRO that comes
+    from the ``package`` (``"torch"``, ``"keras"``), so a subclass that only adds methods or
+    attributes still converts.
+    """
+    cls = type(obj)
+    if base is None:
+        base = next((c for c in cls.__mro__ if c.__module__.split(".")[0] == package), object)
+    changed = [m for m in methods if getattr(cls, m, None) is not getattr(base, m, None)]
+    if changed:
+        raise NotImplementedError(
+            f"{what} is a {cls.__module__}.{cls.__qualname__}, a subclass of "
+            f"{base.__module__}.{base.__qualname__} that overrides {', '.join(changed)}: fastgru "
+            f"would compute what {base.__qualname__} computes, not what this class does"
+        )
 
 
 def last_features(chain: Sequence[Spec]) -> int:

@@ -12,7 +12,7 @@ from typing import List, Optional
 import numpy as np
 
 from ._chain import ACTIVATIONS, GRUSpec, Spec, build_sequential, chain_of, dense_spec, \
-    gru_layer, with_activation
+    gru_layer, require_stock_computation, with_activation
 from ._layout import check_keras_weights, layer_weights
 
 __all__ = ["from_keras", "to_keras"]
@@ -20,6 +20,15 @@ __all__ = ["from_keras", "to_keras"]
 # layers that do nothing at inference
 _NO_OP_LAYERS = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise",
                  "AlphaDropout", "ActivityRegularization")
+
+
+# what a layer or model subclass may not override: it would compute something else than its
+# weights and settings say
+_COMPUTING = ("call", "__call__")
+
+
+def _require_stock(obj, what: str) -> None:
+    require_stock_computation(obj, _COMPUTING, what, "keras")
 
 
 def _keras():
@@ -51,6 +60,8 @@ def _gru_spec(layer) -> GRUSpec:
     """A GRUSpec from a Keras GRU layer, refusing what fastgru's GRU does not compute."""
     cell = layer.cell
     name = f"GRU layer {layer.name!r}"
+    _require_stock(layer, name)
+    _require_stock(cell, f"the cell of {name}")
     problems = []
     if layer.go_backwards:
         problems.append("go_backwards=True (fastgru runs forward in time)")
@@ -77,6 +88,7 @@ def _gru_spec(layer) -> GRUSpec:
 
 
 def _dense_spec(layer):
+    _require_stock(layer, f"Dense layer {layer.name!r}")
     activation = _activation_name(layer.activation)
     if activation not in ACTIVATIONS:
         raise NotImplementedError(
@@ -91,6 +103,7 @@ def _chain_layers(model) -> list:
     """The model's layers, checked to form a chain: one input, one output, each layer used once
     and fed by the one before it (a Sequential is one by construction)."""
     keras = _keras()
+    _require_stock(model, f"model {model.name!r}")
     layers = list(model.layers)
     if isinstance(model, keras.Sequential):
         return layers
@@ -121,6 +134,7 @@ def _keras_chain(model) -> List[Spec]:
         if _is_keras(layer, "Model"):  # a nested Sequential / Model: its layers in place
             chain += _keras_chain(layer)
         elif kind in _NO_OP_LAYERS:
+            _require_stock(layer, f"layer {layer.name!r}")
             continue
         elif kind == "Bidirectional":
             raise NotImplementedError(
@@ -132,11 +146,14 @@ def _keras_chain(model) -> List[Spec]:
         elif _is_keras(layer, "Dense"):
             chain.append(_dense_spec(layer))
         elif _is_keras(layer, "Activation"):
+            _require_stock(layer, f"layer {layer.name!r}")
             chain = with_activation(chain, _activation_name(layer.activation))
         elif _is_keras(layer, "ReLU") and not (layer.max_value or layer.negative_slope or
                                                 layer.threshold):
+            _require_stock(layer, f"layer {layer.name!r}")
             chain = with_activation(chain, "relu")
         elif _is_keras(layer, "Softmax") and layer.axis in (-1, [-1]):
+            _require_stock(layer, f"layer {layer.name!r}")
             chain = with_activation(chain, "softmax")
         else:
             raise NotImplementedError(
@@ -158,7 +175,8 @@ def from_keras(keras_obj, return_sequences: Optional[bool] = None):
 
     GRU layers with ``go_backwards``, ``stateful``, ``return_state``, another activation than
     tanh or recurrent activation than sigmoid, ``Bidirectional`` wrappers and other layer types
-    raise NotImplementedError naming them. ``use_bias=False`` becomes zero biases.
+    raise NotImplementedError naming them, as do subclasses of these layers (or of the model
+    classes) that override ``call``. ``use_bias=False`` becomes zero biases.
     """
     if _is_keras(keras_obj, "Model"):
         chain = _keras_chain(keras_obj)

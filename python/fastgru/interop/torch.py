@@ -22,7 +22,7 @@ from typing import List
 import numpy as np
 
 from ._chain import DenseSpec, GRUSpec, Spec, build_sequential, chain_of, dense_spec, \
-    gru_layer, set_sequence_flags, with_activation
+    gru_layer, require_stock_computation, set_sequence_flags, with_activation
 from ._layout import Weights, check_keras_weights, is_triple, keras_to_torch, layer_weights, \
     require_reset_after, to_numpy, torch_to_keras
 
@@ -30,6 +30,8 @@ __all__ = ["torch_gru_weights_to_keras", "from_torch", "to_torch", "TorchGRURegr
 
 _TORCH_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softmax": "softmax"}
 _TORCH_NO_OPS = ("Identity", "Dropout", "AlphaDropout", "FeatureAlphaDropout")
+# what a module subclass may not override: it would compute something else than its weights say
+_COMPUTING = ("forward", "__call__")
 _SUPPORTED = ("nn.GRU, nn.GRUCell, nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Softmax(dim=-1), "
               "nn.Identity, nn.Dropout, nested nn.Sequential")
 
@@ -86,8 +88,11 @@ def _flat_modules(modules, return_sequences: bool) -> list:
     out = []
     for m in modules:
         if isinstance(m, torch.nn.Sequential):
+            require_stock_computation(m, _COMPUTING, f"module {type(m).__name__}", "torch")
             out += _flat_modules(list(m), return_sequences)
         elif isinstance(m, _regressor_class()):
+            require_stock_computation(m, _COMPUTING, f"module {type(m).__name__}",
+                                      base=_regressor_class())
             if bool(m.return_sequences) != bool(return_sequences):
                 raise NotImplementedError(
                     f"a TorchGRURegressor with return_sequences={m.return_sequences} inside a "
@@ -116,13 +121,17 @@ def _torch_chain(modules, return_sequences: bool) -> List[Spec]:
     chain: List[Spec] = []
     for i, m in enumerate(modules):
         kind = type(m).__name__
+        what = f"module {i} ({kind})"
         if isinstance(m, (torch.nn.GRU, torch.nn.GRUCell)):
+            require_stock_computation(m, _COMPUTING, what, "torch")
             _check_torch_gru(m)
             chain += _gru_specs(m)
         elif isinstance(m, torch.nn.Linear):
+            require_stock_computation(m, _COMPUTING, what, "torch")
             bias = None if m.bias is None else to_numpy(m.bias)
             chain.append(dense_spec(to_numpy(m.weight).T.copy(), bias))
         elif kind in _TORCH_ACTIVATIONS and isinstance(m, getattr(torch.nn, kind)):
+            require_stock_computation(m, _COMPUTING, what, "torch")
             if kind == "Softmax":
                 # rank of the tensor there: sequences before the last GRU or when asked for
                 rank = 3 if i < last_gru or return_sequences else 2
@@ -133,6 +142,7 @@ def _torch_chain(modules, return_sequences: bool) -> List[Spec]:
                     )
             chain = with_activation(chain, _TORCH_ACTIVATIONS[kind])
         elif kind in _TORCH_NO_OPS and isinstance(m, getattr(torch.nn, kind)):
+            require_stock_computation(m, _COMPUTING, what, "torch")
             continue  # no-ops at inference
         else:
             raise NotImplementedError(
@@ -158,12 +168,15 @@ def from_torch(module, return_sequences: bool = False):
       them), nn.Identity and nn.Dropout (no-ops at inference). Linear layers after the last GRU
       read its last state unless ``return_sequences=True`` (see the module docstring).
 
-    Raises NotImplementedError naming the feature for bidirectional GRUs, projections, and any
-    other module type; never returns a model that computes something else.
+    Raises NotImplementedError naming the feature for bidirectional GRUs, projections, any
+    other module type, and subclasses of the modules above that override ``forward`` (what
+    they compute is not what their weights say); never returns a model that computes
+    something else.
     """
     import torch
 
     if isinstance(module, (torch.nn.GRU, torch.nn.GRUCell)):
+        require_stock_computation(module, _COMPUTING, type(module).__name__, "torch")
         _check_torch_gru(module)
         specs = _gru_specs(module)
         set_sequence_flags(specs, return_sequences)
@@ -173,6 +186,8 @@ def from_torch(module, return_sequences: bool = False):
         return_sequences = module.return_sequences
         modules = [module]
     elif isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList, list, tuple)):
+        if isinstance(module, torch.nn.Module):
+            require_stock_computation(module, _COMPUTING, type(module).__name__, "torch")
         modules = list(module)
     else:
         raise TypeError(
