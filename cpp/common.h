@@ -89,9 +89,9 @@ struct PackedWeights {
   AlignedBuffer<T> rec;          // K=H,  N=3Hp (reset_after only: one GEMM for all three gates)
   AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp (reset_after=False only)
   AlignedBuffer<T> rec_h;        // K=H,  N=Hp  (reset_after=False only)
-  // The batch-1 latency path (reset_after, grouped_width <= kGroupedVectors vectors; see the
-  // constructor for when exactly) keeps all of h*U in registers, so it wants every gate of a
-  // unit in a fixed register and no padding to stream: columns grouped by units, a vector per
+  // The batch-1 latency path (reset_after, U up to kGroupedLargeBytes; see the constructor
+  // for when exactly) keeps h*U in registers, a chunk of unit groups at a time, so it wants
+  // every gate of a unit in a fixed register and no padding to stream: columns grouped by units, a vector per
   // gate for each L units [z r n], then the last H % L units packed [z r n] into one vector
   // (3t <= L) or [z r][n] into two (2t <= L), else padded to [z][r][n] (grouped_column()).
   AlignedBuffer<T> rec_grouped;     // K=H, N=grouped_width, row-major (else empty)
@@ -99,8 +99,9 @@ struct PackedWeights {
   AlignedBuffer<T> bias_grouped;    // grouped_width: bias_x in that layout
   size_t grouped_width = 0;
   size_t grouped_vectors() const { return grouped_width / size_t(geo.lanes); }
-  static constexpr size_t kGroupedVectors = 12;
+  static constexpr size_t kGroupedVectors = 12;  // at most this many: one chunk on AVX-512
   static constexpr size_t kGroupedSmallBytes = 32 * 1024;
+  static constexpr size_t kGroupedLargeBytes = 512 * 1024;
   AlignedBuffer<T> bias_x;       // 3Hp: input bias, with the recurrent z/r bias folded in
   AlignedBuffer<T> bias_hh;      // Hp:  recurrent h bias (reset_after) or zeros
   // backward: dx = dG*W^T, dh += dG[z,r]*U[z,r]^T + dG_h*U[h]^T (empty if !for_training)

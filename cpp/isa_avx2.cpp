@@ -5,4 +5,5 @@
 #define FASTGRU_VEC_BYTES 32
 #define FASTGRU_MR 4
 #define FASTGRU_NV 3
+#define FASTGRU_LATENCY_GROUPS 4
 #include "kernels_impl.h"

@@ -5,4 +5,5 @@
 #define FASTGRU_VEC_BYTES 64
 #define FASTGRU_MR 8
 #define FASTGRU_NV 3
+#define FASTGRU_LATENCY_GROUPS 4
 #include "kernels_impl.h"
