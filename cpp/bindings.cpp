@@ -517,6 +517,7 @@ py::dict config() {
   d["cpu_threads"] = 1;
 #endif
   d["threads"] = max_threads();
+  d["adaptive_threads"] = adaptive_threads();
   return d;
 }
 
@@ -550,6 +551,7 @@ PYBIND11_MODULE(_core, m) {
     set_max_threads(n);
   });
   m.def("get_num_threads", &max_threads);
+  m.def("set_adaptive_threads", &set_adaptive_threads, py::arg("on"));
   m.def("set_simd", [](const std::string& name) {
     try {
       select_path(name);

@@ -227,6 +227,19 @@ std::atomic<int>& thread_setting() {
 int max_threads() { return thread_setting().load(std::memory_order_relaxed); }
 void set_max_threads(int n) { thread_setting().store(n < 1 ? 1 : n, std::memory_order_relaxed); }
 
+namespace {
+std::atomic<bool>& adaptive_setting() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("FASTGRU_ADAPTIVE_THREADS");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }()};
+  return on;
+}
+}  // namespace
+
+bool adaptive_threads() { return adaptive_setting().load(std::memory_order_relaxed); }
+void set_adaptive_threads(bool on) { adaptive_setting().store(on, std::memory_order_relaxed); }
+
 DenormalGuard::DenormalGuard() {
 #if defined(FASTGRU_X86)
   saved_ = _mm_getcsr();

@@ -217,6 +217,10 @@ void* thread_scratch(size_t bytes);
 // Thread count the kernels use at most (fastgru.set_num_threads).
 int max_threads();
 void set_max_threads(int n);
+// Whether kernels may run fewer threads than planned when a team measures slower than one
+// thread (threads.h, TeamChooser). On unless FASTGRU_ADAPTIVE_THREADS=0 at import.
+bool adaptive_threads();
+void set_adaptive_threads(bool on);
 
 // Sets flush-to-zero / denormals-are-zero for the current thread, restores on destruction.
 class DenormalGuard {

@@ -332,6 +332,9 @@ bool gru_backward(const BackwardArgs<T>& a) {
   // Not plan_threads: threads beyond the row blocks still share the weight-gradient columns.
   int threads = a.threads < 1 ? 1 : a.threads;
   if (flops < kMinParallelFlops) threads = 1;
+  static TeamChooser chooser;
+  const TeamTimer timer(chooser, threads, flops);
+  threads = timer.team;
   bool ok = true;
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(&& : ok)
   {
