@@ -51,6 +51,9 @@ class TeamChooser {
   // The team for the next call, planned >= 1 threads (1 when plan says so: nothing to choose).
   int choose(int planned) {
     if (planned <= 1 || !adaptive_threads()) return planned;
+    if (team_size_.exchange(planned, std::memory_order_relaxed) != planned) {
+      cost_[1].store(0, std::memory_order_relaxed);  // another team: measure it afresh
+    }
     const double alone = cost_[0].load(std::memory_order_relaxed);
     const double team = cost_[1].load(std::memory_order_relaxed);
     const uint32_t call = calls_.fetch_add(1, std::memory_order_relaxed);
@@ -75,6 +78,7 @@ class TeamChooser {
  private:
   std::atomic<double> cost_[2] = {};  // seconds per FLOP: alone, with the team (0: unknown)
   std::atomic<uint32_t> calls_{0};
+  std::atomic<int> team_size_{0};  // the planned team cost_[1] was measured with
 };
 
 // Picks the team for one call and, when there was a choice, times the call until it goes
