@@ -88,22 +88,22 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
   kernel = AlignedBuffer<T>(panel_elements(I, 3 * Hp, L, PW));
   if (ra) {
     rec = AlignedBuffer<T>(panel_elements(H, 3 * Hp, L, PW));
-    // Worth it where it drops padding, or where U is small (H = 44, 48: 1.3x faster on
-    // AVX-512); measured slower than the padded panels for H = 60..64, where U nearly fills
-    // a 48 KiB L1 either way. Wider than one chunk of registers (AVX2, SSE2 and NEON from
-    // H = 33, 17, 17; AVX-512 from 65), measured 1.1-1.3x faster than the panels up to
-    // H = 180 and slower at 256, where U leaves L2: its grouped rows are strided reads there.
-    const size_t width = grouped_row_width(H, L), bytes = H * width * sizeof(T);
-    const bool one_chunk = width <= kGroupedVectors * L;
-    if (one_chunk ? (width < 3 * Hp || bytes <= kGroupedSmallBytes) : bytes <= kGroupedLargeBytes) {
-      grouped_width = width;
-      rec_grouped = AlignedBuffer<T>(H * width);
-      kernel_grouped = AlignedBuffer<T>(I * width);
-      bias_grouped = AlignedBuffer<T>(width);
-    }
   } else {
     rec_zr = AlignedBuffer<T>(panel_elements(H, 2 * Hp, L, PW));
     rec_h = AlignedBuffer<T>(panel_elements(H, Hp, L, PW));
+  }
+  // The batch-1 path's copy. Worth it where it drops padding, or where U is small (H = 44,
+  // 48: 1.3x faster on AVX-512); measured slower than the padded panels for H = 60..64, where
+  // U nearly fills a 48 KiB L1 either way. Wider than one chunk of registers (AVX2, SSE2 and
+  // NEON from H = 33, 17, 17; AVX-512 from 65), measured 1.1-1.3x faster than the panels up
+  // to H = 180 and slower at 256, where U leaves L2: its grouped rows are strided reads there.
+  const size_t width = grouped_row_width(H, L), bytes = H * width * sizeof(T);
+  const bool one_chunk = width <= kGroupedVectors * L;
+  if (one_chunk ? (width < 3 * Hp || bytes <= kGroupedSmallBytes) : bytes <= kGroupedLargeBytes) {
+    grouped_width = width;
+    rec_grouped = AlignedBuffer<T>(H * width);
+    kernel_grouped = AlignedBuffer<T>(I * width);
+    bias_grouped = AlignedBuffer<T>(width);
   }
   if (for_training) {
     kernel_t = AlignedBuffer<T>(panel_elements(3 * Hp, I, L, PW));

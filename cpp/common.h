@@ -89,7 +89,7 @@ struct PackedWeights {
   AlignedBuffer<T> rec;          // K=H,  N=3Hp (reset_after only: one GEMM for all three gates)
   AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp (reset_after=False only)
   AlignedBuffer<T> rec_h;        // K=H,  N=Hp  (reset_after=False only)
-  // The batch-1 latency path (reset_after, U up to kGroupedLargeBytes; see the constructor
+  // The batch-1 latency path (either gate variant, U up to kGroupedLargeBytes; see the constructor
   // for when exactly) keeps h*U in registers, a chunk of unit groups at a time, so it wants
   // every gate of a unit in a fixed register and no padding to stream: columns grouped by units, a vector per
   // gate for each L units [z r n], then the last H % L units packed [z r n] into one vector

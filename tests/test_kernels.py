@@ -221,21 +221,24 @@ def test_the_latency_path_is_taken_where_it_pays(path, units, avx512_vectors, av
         _core.set_simd(previous)
 
 
+@pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("units", LATENCY_UNITS)
-def test_batch_one_latency_path_matches_the_batched_kernel_and_reference(simd, units, dtype):
+def test_batch_one_latency_path_matches_the_batched_kernel_and_reference(simd, units, dtype,
+                                                                         reset_after):
     # A single row (a window to predict, a stream step) runs its own schedule with U grouped
-    # by units for some H (cpp/gru_forward.h, forward_single_row); it must give what the
-    # batched kernel gives for that row, and what the reference gives.
+    # by units for some H (cpp/gru_forward.h, forward_latency_path; reset_after=False in two
+    # passes a step); it must give what the batched kernel gives for that row, and what the
+    # reference gives.
     rng = np.random.default_rng(units)
     x, kernel, recurrent, bias, h0 = (a.astype(dtype) for a in
-                                      random_gru(rng, 2, 40, 3, units, True))
-    alone, h_alone = fastgru.gru_forward(x[:1], kernel, recurrent, bias, h0[:1])
-    batched, h_batched = fastgru.gru_forward(x, kernel, recurrent, bias, h0)
+                                      random_gru(rng, 2, 40, 3, units, reset_after))
+    alone, h_alone = fastgru.gru_forward(x[:1], kernel, recurrent, bias, h0[:1], reset_after)
+    batched, h_batched = fastgru.gru_forward(x, kernel, recurrent, bias, h0, reset_after)
     # bit for bit: both schedules share the gate functions and the order of every sum
     np.testing.assert_array_equal(alone, batched[:1])
     np.testing.assert_array_equal(h_alone, h_batched[:1])
-    ref, _ = reference.gru_forward(x[:1], kernel, recurrent, bias, h0[:1])
+    ref, _ = reference.gru_forward(x[:1], kernel, recurrent, bias, h0[:1], reset_after)
     assert_close(alone, ref, TOLERANCE[dtype], f"batch 1, H={units}")
 
 
