@@ -1,9 +1,13 @@
 // The parts of the kernels that do not depend on the SIMD path: memory, packing, threads.
+// (The optimizer step, which must not be contracted into FMAs, is in adam.cpp.)
 #include "common.h"
 
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#if defined(_WIN32)
+#include <malloc.h>  // _aligned_malloc
+#endif
 #include <cstring>
 #include <new>
 #include <vector>
@@ -21,13 +25,28 @@ namespace fastgru {
 namespace {
 constexpr size_t kAlign = 64;
 
+// Not std::aligned_alloc: Windows' C runtime has none, and macOS only from 10.15.
 void* aligned_bytes(size_t bytes) {
-  return std::aligned_alloc(kAlign, round_up(bytes == 0 ? 1 : bytes, kAlign));
+  const size_t size = round_up(bytes == 0 ? 1 : bytes, kAlign);
+#if defined(_WIN32)
+  return _aligned_malloc(size, kAlign);
+#else
+  void* p = nullptr;
+  return posix_memalign(&p, kAlign, size) == 0 ? p : nullptr;
+#endif
+}
+
+void aligned_free(void* p) {
+#if defined(_WIN32)
+  _aligned_free(p);
+#else
+  std::free(p);
+#endif
 }
 }  // namespace
 
 template <typename T>
-AlignedBuffer<T>::AlignedBuffer(size_t count, bool zeroed) : size_(count) {
+AlignedBuffer<T>::AlignedBuffer(size_t count, bool zeroed) {
   data_ = static_cast<T*>(aligned_bytes(count * sizeof(T)));
   if (data_ == nullptr) throw std::bad_alloc();
   if (zeroed) std::memset(data_, 0, count * sizeof(T));
@@ -35,7 +54,7 @@ AlignedBuffer<T>::AlignedBuffer(size_t count, bool zeroed) : size_(count) {
 
 template <typename T>
 AlignedBuffer<T>::~AlignedBuffer() {
-  std::free(data_);
+  aligned_free(data_);
 }
 
 namespace {
@@ -169,25 +188,6 @@ BView<T> PackedWeights<T>::view(const AlignedBuffer<T>& packed, size_t k, size_t
   return v;
 }
 
-template <typename T>
-void adam_update(size_t n, T* p, const T* g, T* m, T* v, T* v_hat, T alpha, T c1, T c2, T eps) {
-  for (size_t i = 0; i < n; ++i) {
-    const T mi = m[i] + (g[i] - m[i]) * c1;
-    T vi = v[i] + (g[i] * g[i] - v[i]) * c2;
-    m[i] = mi;
-    v[i] = vi;
-    if (v_hat != nullptr) {
-      vi = v_hat[i] > vi ? v_hat[i] : vi;  // np.maximum (no NaN here unless g had one)
-      v_hat[i] = vi;
-    }
-    p[i] -= (mi * alpha) / (std::sqrt(vi) + eps);
-  }
-}
-
-template void adam_update<float>(size_t, float*, const float*, float*, float*, float*, float,
-                                 float, float, float);
-template void adam_update<double>(size_t, double*, const double*, double*, double*, double*,
-                                  double, double, double, double);
 template class AlignedBuffer<float>;
 template class AlignedBuffer<double>;
 template struct PackedWeights<float>;
@@ -197,11 +197,11 @@ void* thread_scratch(size_t bytes) {
   struct Scratch {
     void* ptr = nullptr;
     size_t capacity = 0;
-    ~Scratch() { std::free(ptr); }
+    ~Scratch() { aligned_free(ptr); }
   };
   thread_local Scratch scratch;
   if (bytes > scratch.capacity) {
-    std::free(scratch.ptr);
+    aligned_free(scratch.ptr);
 #if defined(__SANITIZE_ADDRESS__)
     scratch.capacity = bytes;  // exact size, so AddressSanitizer sees any overrun
 #else
