@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #if defined(_WIN32)
@@ -239,6 +240,41 @@ std::atomic<bool>& adaptive_setting() {
 
 bool adaptive_threads() { return adaptive_setting().load(std::memory_order_relaxed); }
 void set_adaptive_threads(bool on) { adaptive_setting().store(on, std::memory_order_relaxed); }
+
+namespace {
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+TeamChooser::Call TeamChooser::start(int planned) {
+  if (planned <= 1) return {planned, false, 0};
+  const double started = steady_seconds();
+  if (!adaptive_threads()) return {planned, true, started};
+  if (team_size_.exchange(planned, std::memory_order_relaxed) != planned) {
+    cost_[1].store(0, std::memory_order_relaxed);  // another team: measure it afresh
+  }
+  const double alone = cost_[0].load(std::memory_order_relaxed);
+  const double team = cost_[1].load(std::memory_order_relaxed);
+  const uint32_t call = calls_.fetch_add(1, std::memory_order_relaxed);
+  if (team == 0) return {planned, true, started};  // not measured yet: the team first
+  if (alone == 0) return {call % 2 == 0 ? 1 : planned, true, started};  // then once alone
+  const bool team_better = team <= alone;
+  // Try the other choice every 16th call while they are close, every 64th when one is 1.5x
+  // faster (the price of a try on a quiet machine: ~1% of the calls' time).
+  const double gap = team_better ? alone / team : team / alone;
+  const uint32_t every = gap > 1.5 ? 64 : 16;
+  const bool explore = call % every == every - 1;
+  return {team_better != explore ? planned : 1, true, started};
+}
+
+void TeamChooser::finish(const Call& c, double flops) {
+  if (!c.timed || flops <= 0) return;
+  std::atomic<double>& cost = cost_[c.team > 1 ? 1 : 0];
+  const double sample = (steady_seconds() - c.started) / flops;
+  const double old = cost.load(std::memory_order_relaxed);
+  cost.store(old == 0 ? sample : 0.875 * old + 0.125 * sample, std::memory_order_relaxed);
+}
 
 DenormalGuard::DenormalGuard() {
 #if defined(FASTGRU_X86)

@@ -6,6 +6,7 @@
 // call from baseline code on a CPU without that ISA (an ODR hazard: -O0 builds had such copies).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -218,9 +219,49 @@ void* thread_scratch(size_t bytes);
 int max_threads();
 void set_max_threads(int n);
 // Whether kernels may run fewer threads than planned when a team measures slower than one
-// thread (threads.h, TeamChooser). On unless FASTGRU_ADAPTIVE_THREADS=0 at import.
+// thread (TeamChooser). On unless FASTGRU_ADAPTIVE_THREADS=0 at import.
 bool adaptive_threads();
 void set_adaptive_threads(bool on);
+
+// The team a kernel starts, chosen by what it measures: on shared cores (another busy process
+// on each core) a team waits for whichever member the OS has descheduled, at every barrier
+// and at the end of every region, and can take longer than one thread alone. Each call site
+// (a static TeamChooser) keeps the time per FLOP it got alone and with its planned team
+// (moving averages), takes the faster, and now and then tries the other, so it follows the
+// load as it comes and goes. Off (always the planned team) with set_adaptive_threads(false).
+// Compiled once, in common.cpp: the SIMD units only call it (no atomics or clocks of the
+// standard library instantiated with wider-ISA flags). Zero-initialised as a static.
+class TeamChooser {
+ public:
+  struct Call {
+    int team;        // threads to start
+    bool timed;      // whether there was a choice (planned > 1), so finish() records it
+    double started;  // seconds, steady clock
+  };
+  Call start(int planned);
+  void finish(const Call& call, double flops);
+
+ private:
+  std::atomic<double> cost_[2];   // seconds per FLOP: alone, with the team (0: unknown)
+  std::atomic<uint32_t> calls_;
+  std::atomic<int> team_size_;    // the planned team cost_[1] was measured with
+};
+
+// Picks the team for one call and times the call until it goes out of scope:
+// `const TeamTimer timer(chooser, planned, flops);` then start timer.call.team threads.
+class TeamTimer {
+ public:
+  FASTGRU_SHARED_INLINE TeamTimer(TeamChooser& chooser, int planned, double flops)
+      : call(chooser.start(planned)), chooser_(chooser), flops_(flops) {}
+  FASTGRU_SHARED_INLINE ~TeamTimer() { chooser_.finish(call, flops_); }
+  TeamTimer(const TeamTimer&) = delete;
+  TeamTimer& operator=(const TeamTimer&) = delete;
+  const TeamChooser::Call call;
+
+ private:
+  TeamChooser& chooser_;
+  const double flops_;
+};
 
 // Sets flush-to-zero / denormals-are-zero for the current thread, restores on destruction.
 class DenormalGuard {

@@ -335,7 +335,7 @@ bool gru_backward(const BackwardArgs<T>& a) {
   if (flops < kMinParallelFlops) threads = 1;
   static TeamChooser chooser;
   const TeamTimer timer(chooser, threads, flops);
-  threads = timer.team;
+  threads = timer.call.team;
   bool ok = true;
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(&& : ok)
   {

@@ -375,7 +375,7 @@ bool gru_forward(const ForwardArgs<T>& a) {
   const double flops = 2.0 * a.batch * a.steps * 3.0 * w.units * double(w.input_size + w.units);
   static TeamChooser chooser;
   const TeamTimer timer(chooser, plan_threads(a.threads, a.batch, kRows<T>, flops), flops);
-  const int threads = timer.team;
+  const int threads = timer.call.team;
   if (threads <= 1) {
     DenormalGuard guard;
     return forward_rows(a, 0, a.batch);
