@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "adam.h"
 #include "common.h"
 #include "dispatch.h"
 #include "inference.h"
@@ -541,11 +542,15 @@ py::dict config() {
 #ifdef _OPENMP
   d["openmp"] = std::to_string(_OPENMP);
   d["cpu_threads"] = omp_get_num_procs();
-#else
-  d["openmp"] = "disabled";
-  d["cpu_threads"] = 1;
-#endif
   d["threads"] = max_threads();
+#else
+  // A deliberate build without OpenMP (FASTGRU_OPENMP=OFF, or a compiler without it, such as
+  // Apple clang): set_num_threads is accepted, but the kernels run on the calling thread.
+  d["openmp"] = "disabled (single-threaded build)";
+  d["cpu_threads"] = 1;
+  d["threads"] = 1;
+#endif
+  d["adaptive_threads"] = adaptive_threads();
   return d;
 }
 
@@ -583,6 +588,7 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("get_num_threads", &max_threads);
   m.def("thread_limit", &thread_limit);
+  m.def("set_adaptive_threads", &set_adaptive_threads, py::arg("on"));
   m.def("set_simd", [](const std::string& name) {
     try {
       select_path(name);

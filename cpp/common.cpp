@@ -1,9 +1,14 @@
 // The parts of the kernels that do not depend on the SIMD path: memory, packing, threads.
+// (The optimizer step, which must not be contracted into FMAs, is in adam.cpp.)
 #include "common.h"
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
+#if defined(_WIN32)
+#include <malloc.h>  // _aligned_malloc
+#endif
 #include <cstring>
 #include <new>
 #include <vector>
@@ -21,13 +26,28 @@ namespace fastgru {
 namespace {
 constexpr size_t kAlign = 64;
 
+// Not std::aligned_alloc: Windows' C runtime has none, and macOS only from 10.15.
 void* aligned_bytes(size_t bytes) {
-  return std::aligned_alloc(kAlign, round_up(bytes == 0 ? 1 : bytes, kAlign));
+  const size_t size = round_up(bytes == 0 ? 1 : bytes, kAlign);
+#if defined(_WIN32)
+  return _aligned_malloc(size, kAlign);
+#else
+  void* p = nullptr;
+  return posix_memalign(&p, kAlign, size) == 0 ? p : nullptr;
+#endif
+}
+
+void aligned_free(void* p) {
+#if defined(_WIN32)
+  _aligned_free(p);
+#else
+  std::free(p);
+#endif
 }
 }  // namespace
 
 template <typename T>
-AlignedBuffer<T>::AlignedBuffer(size_t count, bool zeroed) : size_(count) {
+AlignedBuffer<T>::AlignedBuffer(size_t count, bool zeroed) {
   data_ = static_cast<T*>(aligned_bytes(count * sizeof(T)));
   if (data_ == nullptr) throw std::bad_alloc();
   if (zeroed) std::memset(data_, 0, count * sizeof(T));
@@ -35,7 +55,7 @@ AlignedBuffer<T>::AlignedBuffer(size_t count, bool zeroed) : size_(count) {
 
 template <typename T>
 AlignedBuffer<T>::~AlignedBuffer() {
-  std::free(data_);
+  aligned_free(data_);
 }
 
 namespace {
@@ -88,20 +108,22 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
   kernel = AlignedBuffer<T>(panel_elements(I, 3 * Hp, L, PW));
   if (ra) {
     rec = AlignedBuffer<T>(panel_elements(H, 3 * Hp, L, PW));
-    // Worth it where it drops padding, or where U is small (H = 44, 48: 1.3x faster on
-    // AVX-512); measured slower than the padded panels for H = 60..64, where U nearly fills
-    // a 48 KiB L1 either way.
-    const size_t width = grouped_row_width(H, L);
-    if (width <= kGroupedVectors * L &&
-        (width < 3 * Hp || H * width * sizeof(T) <= kGroupedSmallBytes)) {
-      grouped_width = width;
-      rec_grouped = AlignedBuffer<T>(H * width);
-      kernel_grouped = AlignedBuffer<T>(I * width);
-      bias_grouped = AlignedBuffer<T>(width);
-    }
   } else {
     rec_zr = AlignedBuffer<T>(panel_elements(H, 2 * Hp, L, PW));
     rec_h = AlignedBuffer<T>(panel_elements(H, Hp, L, PW));
+  }
+  // The batch-1 path's copy. Worth it where it drops padding, or where U is small (H = 44,
+  // 48: 1.3x faster on AVX-512); measured slower than the padded panels for H = 60..64, where
+  // U nearly fills a 48 KiB L1 either way. Wider than one chunk of registers (AVX2, SSE2 and
+  // NEON from H = 33, 17, 17; AVX-512 from 65), measured 1.1-1.3x faster than the panels up
+  // to H = 180 and slower at 256, where U leaves L2: its grouped rows are strided reads there.
+  const size_t width = grouped_row_width(H, L), bytes = H * width * sizeof(T);
+  const bool one_chunk = width <= kGroupedVectors * L;
+  if (one_chunk ? (width < 3 * Hp || bytes <= kGroupedSmallBytes) : bytes <= kGroupedLargeBytes) {
+    grouped_width = width;
+    rec_grouped = AlignedBuffer<T>(H * width);
+    kernel_grouped = AlignedBuffer<T>(I * width);
+    bias_grouped = AlignedBuffer<T>(width);
   }
   if (for_training) {
     kernel_t = AlignedBuffer<T>(panel_elements(3 * Hp, I, L, PW));
@@ -167,25 +189,6 @@ BView<T> PackedWeights<T>::view(const AlignedBuffer<T>& packed, size_t k, size_t
   return v;
 }
 
-template <typename T>
-void adam_update(size_t n, T* p, const T* g, T* m, T* v, T* v_hat, T alpha, T c1, T c2, T eps) {
-  for (size_t i = 0; i < n; ++i) {
-    const T mi = m[i] + (g[i] - m[i]) * c1;
-    T vi = v[i] + (g[i] * g[i] - v[i]) * c2;
-    m[i] = mi;
-    v[i] = vi;
-    if (v_hat != nullptr) {
-      vi = v_hat[i] > vi ? v_hat[i] : vi;  // np.maximum (no NaN here unless g had one)
-      v_hat[i] = vi;
-    }
-    p[i] -= (mi * alpha) / (std::sqrt(vi) + eps);
-  }
-}
-
-template void adam_update<float>(size_t, float*, const float*, float*, float*, float*, float,
-                                 float, float, float);
-template void adam_update<double>(size_t, double*, const double*, double*, double*, double*,
-                                  double, double, double, double);
 template class AlignedBuffer<float>;
 template class AlignedBuffer<double>;
 template struct PackedWeights<float>;
@@ -195,11 +198,11 @@ void* thread_scratch(size_t bytes) {
   struct Scratch {
     void* ptr = nullptr;
     size_t capacity = 0;
-    ~Scratch() { std::free(ptr); }
+    ~Scratch() { aligned_free(ptr); }
   };
   thread_local Scratch scratch;
   if (bytes > scratch.capacity) {
-    std::free(scratch.ptr);
+    aligned_free(scratch.ptr);
 #if defined(__SANITIZE_ADDRESS__)
     scratch.capacity = bytes;  // exact size, so AddressSanitizer sees any overrun
 #else
@@ -239,6 +242,54 @@ std::atomic<int>& thread_setting() {
 
 int max_threads() { return thread_setting().load(std::memory_order_relaxed); }
 void set_max_threads(int n) { thread_setting().store(clamped_threads(n), std::memory_order_relaxed); }
+
+namespace {
+std::atomic<bool>& adaptive_setting() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("FASTGRU_ADAPTIVE_THREADS");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }()};
+  return on;
+}
+}  // namespace
+
+bool adaptive_threads() { return adaptive_setting().load(std::memory_order_relaxed); }
+void set_adaptive_threads(bool on) { adaptive_setting().store(on, std::memory_order_relaxed); }
+
+namespace {
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+TeamChooser::Call TeamChooser::start(int planned) {
+  if (planned <= 1) return {planned, false, 0};
+  const double started = steady_seconds();
+  if (!adaptive_threads()) return {planned, true, started};
+  if (team_size_.exchange(planned, std::memory_order_relaxed) != planned) {
+    cost_[1].store(0, std::memory_order_relaxed);  // another team: measure it afresh
+  }
+  const double alone = cost_[0].load(std::memory_order_relaxed);
+  const double team = cost_[1].load(std::memory_order_relaxed);
+  const uint32_t call = calls_.fetch_add(1, std::memory_order_relaxed);
+  if (team == 0) return {planned, true, started};  // not measured yet: the team first
+  if (alone == 0) return {call % 2 == 0 ? 1 : planned, true, started};  // then once alone
+  const bool team_better = team <= alone;
+  // Try the other choice every 16th call while they are close, every 64th when one is 1.5x
+  // faster (the price of a try on a quiet machine: ~1% of the calls' time).
+  const double gap = team_better ? alone / team : team / alone;
+  const uint32_t every = gap > 1.5 ? 64 : 16;
+  const bool explore = call % every == every - 1;
+  return {team_better != explore ? planned : 1, true, started};
+}
+
+void TeamChooser::finish(const Call& c, double flops) {
+  if (!c.timed || flops <= 0) return;
+  std::atomic<double>& cost = cost_[c.team > 1 ? 1 : 0];
+  const double sample = (steady_seconds() - c.started) / flops;
+  const double old = cost.load(std::memory_order_relaxed);
+  cost.store(old == 0 ? sample : 0.875 * old + 0.125 * sample, std::memory_order_relaxed);
+}
 
 DenormalGuard::DenormalGuard() {
 #if defined(FASTGRU_X86)

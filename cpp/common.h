@@ -1,10 +1,20 @@
 // Types shared by every SIMD path and the bindings: packed weights, the kernel table, scratch.
-// Nothing here depends on the instruction set, so it is compiled once, with baseline flags.
+// Nothing here depends on the instruction set: the out-of-line parts are compiled once, in
+// common.cpp, with baseline flags. The inline helpers below are also read by the isa_*.cpp
+// units built with -mavx2/-mavx512f, so they are FASTGRU_SHARED_INLINE: always inlined, never
+// left as an out-of-line copy that the linker could merge into one wider-ISA body and then
+// call from baseline code on a CPU without that ISA (an ODR hazard: -O0 builds had such copies).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <utility>
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FASTGRU_SHARED_INLINE __forceinline
+#else
+#define FASTGRU_SHARED_INLINE inline __attribute__((always_inline))
+#endif
 
 namespace fastgru {
 
@@ -15,26 +25,24 @@ class AlignedBuffer {
   AlignedBuffer() = default;
   explicit AlignedBuffer(size_t count, bool zeroed = true);
   ~AlignedBuffer();
-  AlignedBuffer(AlignedBuffer&& other) noexcept : data_(other.data_), size_(other.size_) {
+  FASTGRU_SHARED_INLINE AlignedBuffer(AlignedBuffer&& other) noexcept : data_(other.data_) {
     other.data_ = nullptr;
-    other.size_ = 0;
   }
-  AlignedBuffer& operator=(AlignedBuffer&& other) noexcept {
-    std::swap(data_, other.data_);
-    std::swap(size_, other.size_);
+  FASTGRU_SHARED_INLINE AlignedBuffer& operator=(AlignedBuffer&& other) noexcept {
+    T* const mine = data_;  // a swap: the old buffer is freed with `other`
+    data_ = other.data_;
+    other.data_ = mine;
     return *this;
   }
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  T* data() { return data_; }
-  const T* data() const { return data_; }
-  size_t size() const { return size_; }
+  FASTGRU_SHARED_INLINE T* data() { return data_; }
+  FASTGRU_SHARED_INLINE const T* data() const { return data_; }
 
  private:
   // A raw pointer, not std::unique_ptr: the SIMD translation units read it, and no template
   // of the standard library should be instantiated there with wider-ISA flags (ODR).
   T* data_ = nullptr;
-  size_t size_ = 0;
 };
 
 // A K x N matrix ("B" of C = A*B) cut into panels of `panel_width` columns, each panel stored
@@ -55,20 +63,20 @@ struct SimdGeometry {
   int nv;       // vectors per panel
 };
 
-inline size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+FASTGRU_SHARED_INLINE size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
 // The unit-grouped layout of PackedWeights::rec_grouped for H units and L lanes: the column
 // of gate (0 z, 1 r, 2 n) of unit u, and the row width. Full groups of L units take a vector
 // per gate; the t = H % L units left share vectors when they fit (the latency path shifts r
 // and n down to lane 0), which saves the padding's loads on every step.
-inline size_t grouped_column(size_t gate, size_t u, size_t H, size_t L) {
+FASTGRU_SHARED_INLINE size_t grouped_column(size_t gate, size_t u, size_t H, size_t L) {
   const size_t full = H / L, t = H % L, group = u / L;
   if (group < full || 2 * t > L) return 3 * group * L + gate * L + u % L;
   const size_t base = 3 * full * L, i = u - full * L;
   if (gate < 2) return base + gate * t + i;
   return 3 * t <= L ? base + 2 * t + i : base + L + i;
 }
-inline size_t grouped_row_width(size_t H, size_t L) {
+FASTGRU_SHARED_INLINE size_t grouped_row_width(size_t H, size_t L) {
   const size_t t = H % L;
   return 3 * (H / L) * L + (t == 0 ? 0 : 2 * t > L ? 3 * L : 3 * t <= L ? L : 2 * L);
 }
@@ -89,18 +97,19 @@ struct PackedWeights {
   AlignedBuffer<T> rec;          // K=H,  N=3Hp (reset_after only: one GEMM for all three gates)
   AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp (reset_after=False only)
   AlignedBuffer<T> rec_h;        // K=H,  N=Hp  (reset_after=False only)
-  // The batch-1 latency path (reset_after, grouped_width <= kGroupedVectors vectors; see the
-  // constructor for when exactly) keeps all of h*U in registers, so it wants every gate of a
-  // unit in a fixed register and no padding to stream: columns grouped by units, a vector per
+  // The batch-1 latency path (either gate variant, U up to kGroupedLargeBytes; see the constructor
+  // for when exactly) keeps h*U in registers, a chunk of unit groups at a time, so it wants
+  // every gate of a unit in a fixed register and no padding to stream: columns grouped by units, a vector per
   // gate for each L units [z r n], then the last H % L units packed [z r n] into one vector
   // (3t <= L) or [z r][n] into two (2t <= L), else padded to [z][r][n] (grouped_column()).
   AlignedBuffer<T> rec_grouped;     // K=H, N=grouped_width, row-major (else empty)
   AlignedBuffer<T> kernel_grouped;  // K=I, N=grouped_width, row-major
   AlignedBuffer<T> bias_grouped;    // grouped_width: bias_x in that layout
   size_t grouped_width = 0;
-  size_t grouped_vectors() const { return grouped_width / size_t(geo.lanes); }
-  static constexpr size_t kGroupedVectors = 12;
+  FASTGRU_SHARED_INLINE size_t grouped_vectors() const { return grouped_width / size_t(geo.lanes); }
+  static constexpr size_t kGroupedVectors = 12;  // at most this many: one chunk on AVX-512
   static constexpr size_t kGroupedSmallBytes = 32 * 1024;
+  static constexpr size_t kGroupedLargeBytes = 512 * 1024;
   AlignedBuffer<T> bias_x;       // 3Hp: input bias, with the recurrent z/r bias folded in
   AlignedBuffer<T> bias_hh;      // Hp:  recurrent h bias (reset_after) or zeros
   // backward: dx = dG*W^T, dh += dG[z,r]*U[z,r]^T + dG_h*U[h]^T (empty if !for_training)
@@ -116,10 +125,10 @@ struct PackedWeights {
   // index table per pack_gates call).
   void pack(const T* kernel, const T* recurrent_kernel, const T* bias);
 
-  size_t panel_width() const { return size_t(geo.nv) * geo.lanes; }
+  FASTGRU_SHARED_INLINE size_t panel_width() const { return size_t(geo.nv) * geo.lanes; }
   // Steps gru_backward takes at a time: the gate gradients, states and inputs of one chunk of
   // steps for the whole batch (5Hp + I values a row) stay within about 512 KiB, in L2.
-  size_t backward_chunk(size_t batch, size_t steps) const {
+  FASTGRU_SHARED_INLINE size_t backward_chunk(size_t batch, size_t steps) const {
     const size_t row = 5 * padded_units + input_size;
     const size_t c = (size_t(512) << 10) / (sizeof(T) * batch * row);
     return c < 1 ? 1 : (c > steps ? steps : c);
@@ -128,13 +137,13 @@ struct PackedWeights {
   // chunk buffers of `rows` rows, each 5Hp values a row (d_gates and the states) and the
   // inputs rounded up to whole vectors, then per group of batch rows the padded weight
   // gradients and bias sums.
-  size_t backward_chunk_elements(size_t rows) const {
+  FASTGRU_SHARED_INLINE size_t backward_chunk_elements(size_t rows) const {
     return rows * 5 * padded_units + round_up(rows * input_size, 64 / sizeof(T));
   }
-  size_t backward_group_elements() const {
+  FASTGRU_SHARED_INLINE size_t backward_group_elements() const {
     return (input_size + units) * 3 * padded_units + 4 * padded_units;
   }
-  size_t backward_workspace(size_t batch, size_t steps) const {
+  FASTGRU_SHARED_INLINE size_t backward_workspace(size_t batch, size_t steps) const {
     return 2 * backward_chunk_elements(backward_chunk(batch, steps) * batch) +
            kBackwardGroups * backward_group_elements();
   }
@@ -197,17 +206,10 @@ struct KernelTable {
   template <typename T> const TypedKernels<T>& kernels() const;
   template <typename T> SimdGeometry geometry() const;
 };
-template <> inline const TypedKernels<float>& KernelTable::kernels<float>() const { return k32; }
-template <> inline const TypedKernels<double>& KernelTable::kernels<double>() const { return k64; }
-template <> inline SimdGeometry KernelTable::geometry<float>() const { return f32; }
-template <> inline SimdGeometry KernelTable::geometry<double>() const { return f64; }
-
-// One Adam step over n values (Keras 3 rule, see python/fastgru/optimizers.py), each operation
-// rounded as NumPy's one ufunc at a time does (common.cpp is built without FMA contraction):
-//   m += (g - m) * c1;  v += (g*g - v) * c2;  if v_hat: v_hat = max(v_hat, v), use it for v;
-//   p -= (m * alpha) / (sqrt(v) + eps)
-template <typename T>
-void adam_update(size_t n, T* p, const T* g, T* m, T* v, T* v_hat, T alpha, T c1, T c2, T eps);
+template <> FASTGRU_SHARED_INLINE const TypedKernels<float>& KernelTable::kernels<float>() const { return k32; }
+template <> FASTGRU_SHARED_INLINE const TypedKernels<double>& KernelTable::kernels<double>() const { return k64; }
+template <> FASTGRU_SHARED_INLINE SimdGeometry KernelTable::geometry<float>() const { return f32; }
+template <> FASTGRU_SHARED_INLINE SimdGeometry KernelTable::geometry<double>() const { return f64; }
 
 // Per-thread scratch, 64-byte aligned, reused across calls (no allocation on the hot path once
 // warm). Valid until the same thread asks again. Returns null if memory is exhausted.
@@ -219,6 +221,50 @@ void set_max_threads(int n);
 // The most threads set_max_threads accepts: 4 per processor, at least 64. Far more than pays,
 // and far below the counts at which libgomp fails to start a team and kills the process.
 int thread_limit();
+// Whether kernels may run fewer threads than planned when a team measures slower than one
+// thread (TeamChooser). On unless FASTGRU_ADAPTIVE_THREADS=0 at import.
+bool adaptive_threads();
+void set_adaptive_threads(bool on);
+
+// The team a kernel starts, chosen by what it measures: on shared cores (another busy process
+// on each core) a team waits for whichever member the OS has descheduled, at every barrier
+// and at the end of every region, and can take longer than one thread alone. Each call site
+// (a static TeamChooser) keeps the time per FLOP it got alone and with its planned team
+// (moving averages), takes the faster, and now and then tries the other, so it follows the
+// load as it comes and goes. Off (always the planned team) with set_adaptive_threads(false).
+// Compiled once, in common.cpp: the SIMD units only call it (no atomics or clocks of the
+// standard library instantiated with wider-ISA flags). Zero-initialised as a static.
+class TeamChooser {
+ public:
+  struct Call {
+    int team;        // threads to start
+    bool timed;      // whether there was a choice (planned > 1), so finish() records it
+    double started;  // seconds, steady clock
+  };
+  Call start(int planned);
+  void finish(const Call& call, double flops);
+
+ private:
+  std::atomic<double> cost_[2];   // seconds per FLOP: alone, with the team (0: unknown)
+  std::atomic<uint32_t> calls_;
+  std::atomic<int> team_size_;    // the planned team cost_[1] was measured with
+};
+
+// Picks the team for one call and times the call until it goes out of scope:
+// `const TeamTimer timer(chooser, planned, flops);` then start timer.call.team threads.
+class TeamTimer {
+ public:
+  FASTGRU_SHARED_INLINE TeamTimer(TeamChooser& chooser, int planned, double flops)
+      : call(chooser.start(planned)), chooser_(chooser), flops_(flops) {}
+  FASTGRU_SHARED_INLINE ~TeamTimer() { chooser_.finish(call, flops_); }
+  TeamTimer(const TeamTimer&) = delete;
+  TeamTimer& operator=(const TeamTimer&) = delete;
+  const TeamChooser::Call call;
+
+ private:
+  TeamChooser& chooser_;
+  const double flops_;
+};
 
 // Sets flush-to-zero / denormals-are-zero for the current thread, restores on destruction.
 class DenormalGuard {

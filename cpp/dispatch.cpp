@@ -5,8 +5,12 @@
 #include <stdexcept>
 
 #if defined(__x86_64__) || defined(_M_X64)
-#include <cpuid.h>
 #define FASTGRU_X86 1
+#if defined(_MSC_VER)  // MSVC and clang-cl: the intrinsics of <intrin.h>
+#include <intrin.h>
+#else
+#include <cpuid.h>
+#endif
 #endif
 
 namespace fastgru {
@@ -26,17 +30,41 @@ struct CpuFeatures {
   bool avx512 = false;
 };
 
+// CPUID leaf `leaf`, sub-leaf `sub`; false if the CPU does not have that leaf.
+bool cpuid(unsigned leaf, unsigned sub, unsigned& a, unsigned& b, unsigned& c, unsigned& d) {
+#if defined(_MSC_VER)
+  int r[4];
+  __cpuid(r, 0);
+  if (unsigned(r[0]) < leaf) return false;
+  __cpuidex(r, int(leaf), int(sub));
+  a = unsigned(r[0]), b = unsigned(r[1]), c = unsigned(r[2]), d = unsigned(r[3]);
+  return true;
+#else
+  return __get_cpuid_count(leaf, sub, &a, &b, &c, &d) != 0;
+#endif
+}
+
+// The low half of XCR0 (which register states the OS saves). Only after CPUID said OSXSAVE.
+unsigned xcr0_low() {
+#if defined(__GNUC__) || defined(__clang__)  // clang-cl too: no xsave target flag needed
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return lo;
+#else
+  return unsigned(_xgetbv(0));
+#endif
+}
+
 CpuFeatures detect() {
   CpuFeatures f;
   unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  if (!cpuid(1, 0, a, b, c, d)) return f;
   const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28);
   if (!(osxsave && avx)) return f;
-  unsigned xcr0_lo, xcr0_hi;
-  __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  const unsigned xcr0_lo = xcr0_low();
   const bool os_ymm = (xcr0_lo & 0x6u) == 0x6u;     // SSE and AVX state
   const bool os_zmm = (xcr0_lo & 0xE6u) == 0xE6u;   // plus opmask and ZMM state
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
+  if (!cpuid(7, 0, a, b, c, d)) return f;
   const bool avx2 = b & (1u << 5);
   const bool avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31));
   f.avx2_fma = os_ymm && avx2 && fma;

@@ -78,7 +78,12 @@ inline void block_times_panels(size_t K, const T* A, size_t lda, const BView<T>&
   }
 }
 
-// Rows of the micro-kernel for this path and type.
+// Rows of the micro-kernel for this path and type. gemm_block's switch below has cases for
+// 1..8 rows: a path with more would silently compute nothing for its wider blocks.
+constexpr int kMaxRows = 8;
+static_assert(FASTGRU_MR >= 1 && FASTGRU_MR <= kMaxRows,
+              "FASTGRU_MR must be 1..8: gemm_block has a case for each row count up to 8");
+static_assert(FASTGRU_NV >= 1, "FASTGRU_NV must be at least one vector per panel");
 template <typename T> constexpr int kRows = FASTGRU_MR;
 constexpr int kPanelVectors = FASTGRU_NV;
 

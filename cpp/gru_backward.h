@@ -100,6 +100,7 @@ struct BackwardBuffers {
 
 // dx rows for a small input size: one dot product of a d_gates row with each row of W (the
 // forward kernel panels hold W as I rows of 3Hp), where a GEMM would be one vector wide.
+constexpr size_t kDxByDotsMaxInputs = 4;  // up to this input size (a GEMM's N of one vector)
 template <typename T>
 void dx_by_dots(const PackedWeights<T>& w, const T* dg, size_t ld, size_t rows, T* dx,
                 size_t ldx) {
@@ -223,7 +224,7 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       const int m = int(nr - i0 < size_t(MR) ? nr - i0 : MR);
       const T* dgw = cb.d_gates + buf.row(r0 + i0, t - t0) * gs + buf.w_col;
       T* dx = a.dx + ((r0 + i0) * steps + t) * I;
-      if (I <= 4) {
+      if (I <= kDxByDotsMaxInputs) {
         dx_by_dots(w, dgw, gs, size_t(m), dx, steps * I);
         continue;
       }
@@ -330,8 +331,11 @@ bool gru_backward(const BackwardArgs<T>& a) {
 
   const double flops = 6.0 * B * steps * 3.0 * H * double(I + H);
   // Not plan_threads: threads beyond the row blocks still share the weight-gradient columns.
-  int threads = a.threads < 1 ? 1 : a.threads;
+  [[maybe_unused]] int threads = a.threads < 1 ? 1 : a.threads;  // unread without OpenMP
   if (flops < kMinParallelFlops) threads = 1;
+  static TeamChooser chooser;
+  const TeamTimer timer(chooser, threads, flops);
+  threads = timer.call.team;
   bool ok = true;
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(&& : ok)
   {

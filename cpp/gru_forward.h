@@ -4,6 +4,9 @@
 // so there is no barrier per step.
 #pragma once
 
+#include <type_traits>
+#include <utility>
+
 #include "common.h"
 #include "gemm.h"
 #include "simd.h"
@@ -119,111 +122,247 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
   return true;
 }
 
-// Inference on one batch row, reset_after, grouped_width = NA vectors: the latency path of
-// a single window or a stream step. Each step streams all of U, so it reads the unit-grouped
-// copy (PackedWeights::rec_grouped: no padding) and keeps h*U in NA registers, where each
-// gate of L units sits in its own register: the gates read the product from there, with a
-// lane shift for a packed tail, never through memory. Groups: FG = NA / 3 with a register
-// per gate, then a tail of NA % 3 registers, [z r n] or [z r][n], for the last H - FG*L units.
-// The input projection x*W + b is in the same layout, computed one step ahead.
-template <typename T, int NA>
-bool forward_single_row(const ForwardArgs<T>& a) {
+// Inference on one batch row, U grouped by units (PackedWeights::rec_grouped): the latency
+// path of a single window or a stream step. Each step streams all of U with h*U in
+// registers, where each gate of L units sits in its own register: the gates read the product
+// from there, with a lane shift for a packed tail, never through memory. The groups of L
+// units ([z r n], a vector each) go through in chunks of at most kLatencyGroups, so that a
+// chunk's accumulators fit the ISA's registers (16 on AVX2 and SSE2), the last chunk with the
+// tail of NA % 3 registers, [z r n] or [z r][n], for the last H - FG*L units. A chunk's gates
+// (a latency chain) overlap the next chunk's product (a throughput stream); h is
+// double-buffered so that the chunks after the first still read the old state. The input
+// projection x*W is in the same layout, computed one step ahead, chunk by chunk. Every column
+// sums in the batched kernel's order, so the two agree bit for bit. reset_after=False takes
+// two passes a step: z, r and r*h for all units, then (r*h)*U[n] and the blend.
+constexpr int kLatencyGroups = FASTGRU_LATENCY_GROUPS;
+
+template <typename T>
+struct LatencyRow {
+  const T* Ug;   // H rows of NC
+  const T* Wg;   // I rows of NC
+  const T* bg;   // NC: bias_x in the grouped layout
+  const T* bhh;  // Hp
+  size_t I, H, NC;
+  ivec_t<T> r_shift, n_shift;  // a packed tail's r starts at lane t, its n at lane 2t
+};
+
+// x*W (+ b with ADD_BIAS) of NV vectors of columns from c0, for the input row x, into xw.
+template <typename T, int NV, bool ADD_BIAS>
+inline void latency_project(const LatencyRow<T>& w, size_t c0, const T* x, T* xw) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
-  constexpr int FG = NA / 3, TAIL = NA % 3;
-  constexpr size_t NC = size_t(NA) * L;
-  const PackedWeights<T>& w = *a.w;
-  const size_t I = w.input_size, H = w.units, Hp = w.padded_units, steps = a.steps;
-  T* h = static_cast<T*>(thread_scratch(sizeof(T) * (Hp + 2 * NC)));
-  if (h == nullptr) return false;
-  T* xw = h + Hp;  // x*W of two steps, NC each
-  for (size_t u = 0; u < Hp; ++u) h[u] = (a.h0 != nullptr && u < H) ? a.h0[u] : T(0);
-
-  const T* Ug = w.rec_grouped.data();
-  const T* Wg = w.kernel_grouped.data();
-  const T* bg = w.bias_grouped.data();
-  const T* bhh = w.bias_hh.data();
-  // A packed tail's r starts at lane t, and its n at lane 2t ([z r n]) or in the next register.
-  const size_t t = TAIL != 0 ? H - size_t(FG) * L : 0, tail = size_t(FG) * 3 * L;
-  const ivec_t<T> r_shift = shift_index<T>(t), n_shift = shift_index<T>(2 * t);
-  // x*W + b of step s into xw row s % 2 (so the gates below add a zero bias: the same
-  // values as the batched kernel's x*W, then + b); computed a step ahead, while the product
-  // of the step before waits on L1 and leaves the arithmetic ports half idle.
-  auto project_input = [&](size_t s) __attribute__((always_inline)) {
-    const T* xs = a.x + s * I;
-    V p[NA];
+  V p[NV];
 #pragma GCC unroll 16
-    for (int j = 0; j < NA; ++j) p[j] = V{};
-    for (size_t k = 0; k < I; ++k) {
-      const V xk = splat<T>(xs[k]);
+  for (int j = 0; j < NV; ++j) p[j] = V{};
+  for (size_t k = 0; k < w.I; ++k) {
+    const V xk = splat<T>(x[k]);
+    const T* row = w.Wg + k * w.NC + c0;
 #pragma GCC unroll 16
-      for (int j = 0; j < NA; ++j) p[j] += xk * load<T>(Wg + k * NC + j * L);
-    }
-#pragma GCC unroll 16
-    for (int j = 0; j < NA; ++j) store<T>(xw + (s % 2) * NC + j * L, p[j] + load<T>(bg + j * L));
-  };
-  if (steps > 0) project_input(0);
-  for (size_t step = 0; step < steps; ++step) {
-    if (step + 1 < steps) project_input(step + 1);
-    V acc[NA];
-#pragma GCC unroll 16
-    for (int j = 0; j < NA; ++j) acc[j] = V{};
-    for (size_t k = 0; k < H; ++k) {
-      const V hk = splat<T>(h[k]);
-      const T* row = Ug + k * NC;
-#pragma GCC unroll 16
-      for (int j = 0; j < NA; ++j) acc[j] += hk * load<T>(row + j * L);
-    }
-    // The gates in two passes: first all the independent sigmoids, then the tanh that
-    // needs r, so the core has whole passes of independent work to overlap.
-    const T* x = xw + (step % 2) * NC;
-    V z[FG + 1], r[FG + 1];
-#pragma GCC unroll 16
-    for (int g = 0; g < FG; ++g) {
-      const size_t c = size_t(3 * g) * L;
-      z[g] = gate_zr<T>(load<T>(x + c), acc[3 * g], V{});
-      r[g] = gate_zr<T>(load<T>(x + c + L), acc[3 * g + 1], V{});
-    }
-    if (TAIL != 0) {  // z in lanes [0, t), r in [t, 2t): one sigmoid for both
-      z[FG] = gate_zr<T>(load<T>(x + tail), acc[(3 * FG) % NA], V{});
-      r[FG] = shift_down<T>(z[FG], r_shift);
-    }
-#pragma GCC unroll 16
-    for (int g = 0; g < FG; ++g) {
-      const size_t c = size_t(3 * g) * L, u = size_t(g) * L;
-      V rec;
-      const V n = gate_n<T>(load<T>(x + c + 2 * L), V{}, acc[3 * g + 2], load<T>(bhh + u), r[g],
-                            &rec);
-      store<T>(h + u, n + z[g] * (load<T>(h + u) - n));
-    }
-    if (TAIL != 0) {
-      const size_t u = size_t(FG) * L;
-      const V xn = TAIL == 1 ? shift_down<T>(load<T>(x + tail), n_shift) : load<T>(x + tail + L);
-      const V hn = TAIL == 1 ? shift_down<T>(acc[(3 * FG) % NA], n_shift)
-                             : acc[(3 * FG + 1) % NA];
-      V rec;
-      const V n = gate_n<T>(xn, V{}, hn, load<T>(bhh + u), r[FG], &rec);
-      store<T>(h + u, n + z[FG] * (load<T>(h + u) - n));
-    }
-    if (a.out != nullptr) copy_row(a.out + step * H, h, H);
+    for (int j = 0; j < NV; ++j) p[j] += xk * load<T>(row + j * L);
   }
-  if (a.h_last != nullptr) copy_row(a.h_last, h, H);
-  return true;
+#pragma GCC unroll 16
+  for (int j = 0; j < NV; ++j) {
+    store<T>(xw + c0 + j * L, ADD_BIAS ? p[j] + load<T>(w.bg + c0 + j * L) : p[j]);
+  }
+}
+
+// acc[j] = init[j] + sum over k of a[k] * U[k][column j]: vector j of the product is column
+// vector col(j) of the chunk from c0 (init: zero or x*W, read at the same columns).
+template <typename T, int NV, typename Col>
+inline void latency_product(const LatencyRow<T>& w, size_t c0, const T* a, const T* init,
+                            Col col, vec_t<T>* acc) {
+  typedef vec_t<T> V;
+  constexpr int L = Simd<T>::lanes;
+#pragma GCC unroll 16
+  for (int j = 0; j < NV; ++j) acc[j] = init != nullptr ? load<T>(init + c0 + col(j) * L) : V{};
+  for (size_t k = 0; k < w.H; ++k) {
+    const V ak = splat<T>(a[k]);
+    const T* row = w.Ug + k * w.NC + c0;
+#pragma GCC unroll 16
+    for (int j = 0; j < NV; ++j) acc[j] += ak * load<T>(row + col(j) * L);
+  }
+}
+
+// reset_after: columns [g0 * 3L, g0 * 3L + (3G + TV) L) of one step: x*W + b of the next step
+// (x_next, or null) into xw_next, then h_old*U, then the gates from xw_cur, blending into h_new.
+template <typename T, int G, int TV>
+inline void latency_chunk(const LatencyRow<T>& w, size_t g0, const T* x_next, T* xw_next,
+                          const T* xw_cur, const T* h_old, T* h_new) {
+  typedef vec_t<T> V;
+  constexpr int L = Simd<T>::lanes;
+  constexpr int NV = 3 * G + TV;
+  const size_t c0 = g0 * 3 * L;
+  if (x_next != nullptr) latency_project<T, NV, true>(w, c0, x_next, xw_next);
+  V acc[NV];
+  latency_product<T, NV>(w, c0, h_old, nullptr, [](int j) { return j; }, acc);
+  // The gates in two passes: first all the independent sigmoids, then the tanh that needs
+  // r, so the core has whole passes of independent work to overlap. (x*W + b came with the
+  // bias, so the gates add a zero one: the batched kernel's values, x*W then + b.)
+  const T* x = xw_cur + c0;
+  V z[G + 1], r[G + 1];
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g) {
+    z[g] = gate_zr<T>(load<T>(x + 3 * g * L), acc[3 * g], V{});
+    r[g] = gate_zr<T>(load<T>(x + (3 * g + 1) * L), acc[3 * g + 1], V{});
+  }
+  if constexpr (TV != 0) {  // z in lanes [0, t), r in [t, 2t): one sigmoid for both
+    z[G] = gate_zr<T>(load<T>(x + 3 * G * L), acc[3 * G], V{});
+    r[G] = shift_down<T>(z[G], w.r_shift);
+  }
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g) {
+    const size_t u = (g0 + g) * L;
+    V rec;
+    const V n = gate_n<T>(load<T>(x + (3 * g + 2) * L), V{}, acc[3 * g + 2], load<T>(w.bhh + u),
+                          r[g], &rec);
+    store<T>(h_new + u, n + z[g] * (load<T>(h_old + u) - n));
+  }
+  if constexpr (TV != 0) {
+    const size_t u = (g0 + G) * L;
+    V xn, hn;
+    if constexpr (TV == 1) {
+      xn = shift_down<T>(load<T>(x + 3 * G * L), w.n_shift);
+      hn = shift_down<T>(acc[3 * G], w.n_shift);
+    } else {
+      xn = load<T>(x + (3 * G + 1) * L);
+      hn = acc[3 * G + 1];
+    }
+    V rec;
+    const V n = gate_n<T>(xn, V{}, hn, load<T>(w.bhh + u), r[G], &rec);
+    store<T>(h_new + u, n + z[G] * (load<T>(h_old + u) - n));
+  }
+}
+
+// reset_after=False, first pass over a chunk: x*W of the next step (no bias: the batched
+// kernel adds it after h*U), then x*W + h_old*U[z,r], z into z_out and r*h into rh_out.
+template <typename T, int G, int TV>
+inline void latency_chunk_zr(const LatencyRow<T>& w, size_t g0, const T* x_next, T* xw_next,
+                             const T* xw_cur, const T* h_old, T* z_out, T* rh_out) {
+  typedef vec_t<T> V;
+  constexpr int L = Simd<T>::lanes;
+  constexpr int NV = 2 * G + (TV != 0);  // z and r of each group, then the tail's [z r ...]
+  const size_t c0 = g0 * 3 * L;
+  if (x_next != nullptr) latency_project<T, 3 * G + TV, false>(w, c0, x_next, xw_next);
+  V acc[NV];
+  latency_product<T, NV>(w, c0, h_old, xw_cur, [](int j) { return j < 2 * G ? 3 * (j / 2) + j % 2 : 3 * G; },
+                         acc);
+  const T* b = w.bg + c0;
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g) {
+    const size_t u = (g0 + g) * L;
+    store<T>(z_out + u, sigmoid<T>(acc[2 * g] + load<T>(b + 3 * g * L)));
+    const V r = sigmoid<T>(acc[2 * g + 1] + load<T>(b + (3 * g + 1) * L));
+    store<T>(rh_out + u, r * load<T>(h_old + u));
+  }
+  if constexpr (TV != 0) {  // z in lanes [0, t), r in [t, 2t)
+    const size_t u = (g0 + G) * L;
+    const V zr = sigmoid<T>(acc[2 * G] + load<T>(b + 3 * G * L));
+    store<T>(z_out + u, zr);
+    store<T>(rh_out + u, shift_down<T>(zr, w.r_shift) * load<T>(h_old + u));
+  }
+}
+
+// reset_after=False, second pass: n from x*W + (r*h)*U[n], then the blend into h_new.
+template <typename T, int G, int TV>
+inline void latency_chunk_n(const LatencyRow<T>& w, size_t g0, const T* xw_cur, const T* h_old,
+                            const T* z, const T* rh, T* h_new) {
+  typedef vec_t<T> V;
+  constexpr int L = Simd<T>::lanes;
+  constexpr int NV = G + (TV != 0);
+  const size_t c0 = g0 * 3 * L;
+  V acc[NV];
+  latency_product<T, NV>(w, c0, rh, xw_cur, [](int j) { return j < G ? 3 * j + 2 : 3 * G + TV - 1; },
+                         acc);
+  const T* b = w.bg + c0;
+#pragma GCC unroll 16
+  for (int g = 0; g < NV; ++g) {
+    const size_t u = (g0 + g) * L;
+    V n;
+    if (TV == 1 && g == G) {  // the tail's n in lanes [2t, 3t)
+      n = tanh(shift_down<T>(acc[g] + load<T>(b + 3 * G * L), w.n_shift));
+    } else {
+      n = tanh(acc[g] + load<T>(b + (g < G ? 3 * g + 2 : 3 * G + 1) * L));
+    }
+    store<T>(h_new + u, n + load<T>(z + u) * (load<T>(h_old + u) - n));
+  }
+}
+
+// Calls chunk(G, TV) as integral constants for G in [0, kLatencyGroups], TV in [0, 2].
+template <int G = 0, typename Chunk>
+inline void with_chunk_shape(int groups, int tail, Chunk&& chunk) {
+  if constexpr (G <= kLatencyGroups) {
+    if (groups != G) return with_chunk_shape<G + 1>(groups, tail, chunk);
+    if (tail == 1) return chunk(std::integral_constant<int, G>{}, std::integral_constant<int, 1>{});
+    if (tail == 2) return chunk(std::integral_constant<int, G>{}, std::integral_constant<int, 2>{});
+    if constexpr (G > 0) chunk(std::integral_constant<int, G>{}, std::integral_constant<int, 0>{});
+  }
 }
 
 template <typename T>
 bool forward_latency_path(const ForwardArgs<T>& a) {
-  static_assert(PackedWeights<T>::kGroupedVectors == 12, "one case per vector count below");
-  switch (a.w->grouped_vectors()) {
-#define FASTGRU_CASE(NA_) \
-  case NA_:               \
-    return forward_single_row<T, NA_>(a);
-    FASTGRU_CASE(1) FASTGRU_CASE(2) FASTGRU_CASE(3) FASTGRU_CASE(4) FASTGRU_CASE(5) FASTGRU_CASE(6)
-    FASTGRU_CASE(7) FASTGRU_CASE(8) FASTGRU_CASE(9) FASTGRU_CASE(10) FASTGRU_CASE(11) FASTGRU_CASE(12)
-#undef FASTGRU_CASE
-    default:
-      return forward_rows(a, 0, a.batch);
+  constexpr int L = Simd<T>::lanes;
+  const PackedWeights<T>& pw = *a.w;
+  const size_t I = pw.input_size, H = pw.units, Hp = pw.padded_units, steps = a.steps;
+  const size_t NA = pw.grouped_vectors(), NC = NA * L;
+  const bool ra = pw.reset_after;
+  // h and the next h, x*W (+ b) of two steps, and (reset_after=False) z and r*h
+  T* h = static_cast<T*>(thread_scratch(sizeof(T) * (4 * Hp + 2 * NC)));
+  if (h == nullptr) return false;
+  T* h_next = h + Hp;
+  T* z = h_next + Hp;
+  T* rh = z + Hp;
+  T* xw = rh + Hp;
+  for (size_t u = 0; u < Hp; ++u) h[u] = (a.h0 != nullptr && u < H) ? a.h0[u] : T(0);
+
+  const size_t FG = NA / 3, tail_vectors = NA % 3;
+  const size_t t = tail_vectors != 0 ? H - FG * L : 0;
+  const LatencyRow<T> w{pw.rec_grouped.data(), pw.kernel_grouped.data(), pw.bias_grouped.data(),
+                        pw.bias_hh.data(), I, H, NC, shift_index<T>(t), shift_index<T>(2 * t)};
+  // Whole chunks first; the last takes what is left (at least one group, or the tail alone).
+  const size_t last_groups = FG == 0 ? 0 : (FG - 1) % kLatencyGroups + 1;
+  const size_t full_chunks = (FG - last_groups) / kLatencyGroups;
+  const size_t last_g0 = full_chunks * kLatencyGroups;
+  auto run_step = [&](const T* x_next, T* xw_next, const T* xw_cur) {
+    if (ra) {
+      for (size_t g0 = 0; g0 < last_g0; g0 += kLatencyGroups) {
+        latency_chunk<T, kLatencyGroups, 0>(w, g0, x_next, xw_next, xw_cur, h, h_next);
+      }
+      with_chunk_shape(int(last_groups), int(tail_vectors), [&](auto G, auto TV) {
+        latency_chunk<T, G(), TV()>(w, last_g0, x_next, xw_next, xw_cur, h, h_next);
+      });
+      return;
+    }
+    for (size_t g0 = 0; g0 < last_g0; g0 += kLatencyGroups) {
+      latency_chunk_zr<T, kLatencyGroups, 0>(w, g0, x_next, xw_next, xw_cur, h, z, rh);
+    }
+    with_chunk_shape(int(last_groups), int(tail_vectors), [&](auto G, auto TV) {
+      latency_chunk_zr<T, G(), TV()>(w, last_g0, x_next, xw_next, xw_cur, h, z, rh);
+    });
+    for (size_t g0 = 0; g0 < last_g0; g0 += kLatencyGroups) {
+      latency_chunk_n<T, kLatencyGroups, 0>(w, g0, xw_cur, h, z, rh, h_next);
+    }
+    with_chunk_shape(int(last_groups), int(tail_vectors), [&](auto G, auto TV) {
+      latency_chunk_n<T, G(), TV()>(w, last_g0, xw_cur, h, z, rh, h_next);
+    });
+  };
+  if (steps > 0) {
+    for (size_t c0 = 0; c0 < NC; c0 += L) {
+      if (ra) {
+        latency_project<T, 1, true>(w, c0, a.x, xw);
+      } else {
+        latency_project<T, 1, false>(w, c0, a.x, xw);
+      }
+    }
   }
+  for (size_t step = 0; step < steps; ++step) {
+    const bool more = step + 1 < steps;
+    run_step(more ? a.x + (step + 1) * I : nullptr, xw + ((step + 1) % 2) * NC,
+             xw + (step % 2) * NC);
+    std::swap(h, h_next);
+    if (a.out != nullptr) copy_row(a.out + step * H, h, H);
+  }
+  if (a.h_last != nullptr) copy_row(a.h_last, h, H);
+  return true;
 }
 
 template <typename T>
@@ -234,7 +373,9 @@ bool gru_forward(const ForwardArgs<T>& a) {
     return forward_latency_path(a);
   }
   const double flops = 2.0 * a.batch * a.steps * 3.0 * w.units * double(w.input_size + w.units);
-  const int threads = plan_threads(a.threads, a.batch, kRows<T>, flops);
+  static TeamChooser chooser;
+  const TeamTimer timer(chooser, plan_threads(a.threads, a.batch, kRows<T>, flops), flops);
+  const int threads = timer.call.team;
   if (threads <= 1) {
     DenormalGuard guard;
     return forward_rows(a, 0, a.batch);

@@ -48,13 +48,17 @@ void activate(Activation a, T* y, size_t n) {
 
 }  // namespace
 
+// Below this many outputs a Dense layer runs dot products (one chain per output, split four
+// ways); from it, scaled kernel rows that the compiler vectorises across the outputs.
+constexpr size_t kDotProductMaxUnits = 4;
+
 template <typename T>
 void DenseLayer<T>::forward(const T* x, size_t rows, T* y) const {
   const T* K = kernel.data();
   for (size_t r = 0; r < rows; ++r) {
     const T* xr = x + r * inputs;
     T* yr = y + r * units;
-    if (units < 4) {
+    if (units < kDotProductMaxUnits) {
       // Few outputs (a forecast head): dot products, four partial sums to break the chain.
       for (size_t o = 0; o < units; ++o) {
         T s[4] = {0, 0, 0, 0};

@@ -13,4 +13,11 @@
 #define FASTGRU_MR 4
 #endif
 #define FASTGRU_NV 3
+// Unit groups a chunk of the batch-1 path keeps in registers (3 accumulators each): 16
+// registers on x86 without FMA (a product needs a temporary), 32 on AArch64.
+#if defined(__aarch64__)
+#define FASTGRU_LATENCY_GROUPS 4
+#else
+#define FASTGRU_LATENCY_GROUPS 3
+#endif
 #include "kernels_impl.h"

@@ -2,8 +2,9 @@
 // this file once; nothing else differs between paths.
 #pragma once
 
-#if !defined(FASTGRU_ISA_NAME) || !defined(FASTGRU_MR) || !defined(FASTGRU_NV)
-#error "define FASTGRU_ISA, FASTGRU_ISA_NAME, FASTGRU_VEC_BYTES, FASTGRU_MR, FASTGRU_NV first"
+#if !defined(FASTGRU_ISA_NAME) || !defined(FASTGRU_MR) || !defined(FASTGRU_NV) || \
+    !defined(FASTGRU_LATENCY_GROUPS)
+#error "define FASTGRU_ISA, FASTGRU_ISA_NAME, FASTGRU_VEC_BYTES, FASTGRU_MR, FASTGRU_NV, FASTGRU_LATENCY_GROUPS first"
 #endif
 
 #include "gru_backward.h"

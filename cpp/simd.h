@@ -209,7 +209,7 @@ inline vec_t<float> reciprocal_estimate(vec_t<float> x) {
   const V r = (V)_mm_rcp_ps((__m128)x);
   return r + r * (1.0f - x * r);
 #else
-  return 1.0f / x;
+  return V(1.0f / x);  // no estimate on this ISA (NEON's needs two steps): the divide
 #endif
 }
 

@@ -141,3 +141,40 @@ def test_predict_releases_the_gil_and_concurrent_calls_agree():
         np.testing.assert_array_equal(got, expected)
     gap, took = longest_pause_of_python_during(lambda: model.predict(x))
     assert gap < took / 4, (gap, took)
+
+
+def _import_fastgru_and_show_openmp(extra_env):
+    """libgomp's own report of its settings (OMP_DISPLAY_ENV) from a fresh interpreter."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "FASTGRU_ADAPTIVE_THREADS")}
+    code = ("import os, fastgru; c = fastgru._config.config(); "
+            "print(c['openmp_wait'], '|', c['adaptive_threads'], '|', 'GOMP_SPINCOUNT' in os.environ)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**env, "OMP_DISPLAY_ENV": "VERBOSE", **extra_env}, check=True)
+    return result.stdout.strip().split(" | "), result.stderr
+
+
+def test_idle_openmp_threads_spin_briefly_unless_the_user_chose():
+    # Shared cores: libgomp's default spin (300,000 pauses) slowed 2-thread epochs 2-7x on a
+    # busy machine; fastgru bounds it for its own libgomp only (python/fastgru/_openmp.py).
+    (wait, adaptive, leaked), stderr = _import_fastgru_and_show_openmp({})
+    assert "GOMP_SPINCOUNT = '1000'" in stderr and wait.startswith("GOMP_SPINCOUNT=1000")
+    assert adaptive == "True" and leaked == "False"  # not left for children or other libraries
+
+    (wait, _, leaked), stderr = _import_fastgru_and_show_openmp({"OMP_WAIT_POLICY": "active"})
+    assert "OMP_WAIT_POLICY = 'ACTIVE'" in stderr and "GOMP_SPINCOUNT = '1000'" not in stderr
+    assert wait == "OMP_WAIT_POLICY=active (set by the user)" and leaked == "False"
+
+    (wait, _, _), stderr = _import_fastgru_and_show_openmp({"GOMP_SPINCOUNT": "77"})
+    assert "GOMP_SPINCOUNT = '77'" in stderr and "set by the user" in wait
+
+
+def test_adaptive_threads_can_be_turned_off():
+    (_, adaptive, _), _ = _import_fastgru_and_show_openmp({"FASTGRU_ADAPTIVE_THREADS": "0"})
+    assert adaptive == "False"
+    previous = _core.config()["adaptive_threads"]
+    try:
+        _core.set_adaptive_threads(not previous)
+        assert _core.config()["adaptive_threads"] is (not previous)
+    finally:
+        _core.set_adaptive_threads(previous)

@@ -189,44 +189,56 @@ def test_random_shapes_match_reference_float64(batch, steps, input_size, units, 
 
 # Units that give each layout of the latency path's grouped U (cpp/common.h, grouped_column)
 # for 16, 8, 4 and 2 lanes: whole groups only, a tail of 3t <= L lanes ([z r n]), of
-# 2t <= L < 3t ([z r][n]), a padded last group, and sizes past the path (64, 70).
-LATENCY_UNITS = [1, 2, 3, 4, 5, 7, 8, 11, 12, 16, 17, 20, 23, 32, 40, 44, 50, 64, 70]
+# 2t <= L < 3t ([z r][n]), a padded last group; one chunk of registers or several, the last
+# with or without a tail (cpp/gru_forward.h, forward_latency_path: 3 or 4 groups a chunk);
+# and sizes past the path (256).
+LATENCY_UNITS = [1, 2, 3, 4, 5, 7, 8, 11, 12, 13, 16, 17, 20, 23, 32, 33, 40, 44, 50, 64, 70,
+                 97, 129, 256]
 
 
-@pytest.mark.parametrize("units, vectors", [(50, 10), (48, 9), (44, 9), (5, 1), (8, 2),
-                                             (64, 0), (70, 0), (256, 0)])
-def test_the_latency_path_is_taken_where_it_pays(units, vectors):
-    # The batch-1 kernel keeps h*U in registers for U up to 12 AVX-512 float vectors a row
-    # (PackedWeights' constructor); H = 50 needs 10 ([z r n] x 3 groups of 16 + a packed tail).
+# (units, vectors on AVX-512 / on AVX2) for float32: 0 is the batched kernel.
+LATENCY_VECTORS = [(50, 10, 19), (48, 9, 18), (44, 9, 17), (5, 1, 3), (8, 2, 3), (64, 0, 24),
+                   (70, 14, 27), (129, 25, 49), (181, 34, 69), (256, 0, 0)]
+
+
+@pytest.mark.parametrize("path", ["avx512", "avx2"])
+@pytest.mark.parametrize("units, avx512_vectors, avx2_vectors", LATENCY_VECTORS)
+def test_the_latency_path_is_taken_where_it_pays(path, units, avx512_vectors, avx2_vectors):
+    # The batch-1 kernel keeps h*U in registers, up to 12 AVX-512 float vectors a row in one
+    # chunk (PackedWeights' constructor; H = 50 needs 10: [z r n] x 3 groups of 16 + a
+    # packed tail), and chunk by chunk beyond, for U up to 512 KiB (AVX2's H = 50: 19).
     from fastgru import _core
-    if "avx512" not in _core.config()["simd_supported"]:
-        pytest.skip("the vector counts are for 16 lanes")
+    if path not in _core.config()["simd_supported"]:
+        pytest.skip(f"this CPU has no {path}")
     previous = _core.config()["simd"]
-    _core.set_simd("avx512")
+    _core.set_simd(path)
     try:
         rng = np.random.default_rng(0)
         packed = _core.PackedGRU(*(a.astype(np.float32) for a in random_gru(
             rng, 1, 1, 1, units, True)[1:4]), True)
-        assert packed.latency_vectors == vectors
+        assert packed.latency_vectors == (avx512_vectors if path == "avx512" else avx2_vectors)
     finally:
         _core.set_simd(previous)
 
 
+@pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("units", LATENCY_UNITS)
-def test_batch_one_latency_path_matches_the_batched_kernel_and_reference(simd, units, dtype):
+def test_batch_one_latency_path_matches_the_batched_kernel_and_reference(simd, units, dtype,
+                                                                         reset_after):
     # A single row (a window to predict, a stream step) runs its own schedule with U grouped
-    # by units for some H (cpp/gru_forward.h, forward_single_row); it must give what the
-    # batched kernel gives for that row, and what the reference gives.
+    # by units for some H (cpp/gru_forward.h, forward_latency_path; reset_after=False in two
+    # passes a step); it must give what the batched kernel gives for that row, and what the
+    # reference gives.
     rng = np.random.default_rng(units)
     x, kernel, recurrent, bias, h0 = (a.astype(dtype) for a in
-                                      random_gru(rng, 2, 40, 3, units, True))
-    alone, h_alone = fastgru.gru_forward(x[:1], kernel, recurrent, bias, h0[:1])
-    batched, h_batched = fastgru.gru_forward(x, kernel, recurrent, bias, h0)
+                                      random_gru(rng, 2, 40, 3, units, reset_after))
+    alone, h_alone = fastgru.gru_forward(x[:1], kernel, recurrent, bias, h0[:1], reset_after)
+    batched, h_batched = fastgru.gru_forward(x, kernel, recurrent, bias, h0, reset_after)
     # bit for bit: both schedules share the gate functions and the order of every sum
     np.testing.assert_array_equal(alone, batched[:1])
     np.testing.assert_array_equal(h_alone, h_batched[:1])
-    ref, _ = reference.gru_forward(x[:1], kernel, recurrent, bias, h0[:1])
+    ref, _ = reference.gru_forward(x[:1], kernel, recurrent, bias, h0[:1], reset_after)
     assert_close(alone, ref, TOLERANCE[dtype], f"batch 1, H={units}")
 
 

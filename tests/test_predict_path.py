@@ -203,3 +203,22 @@ def test_predict_needs_no_scratch_beyond_the_intermediate_sequences(head):
                          text=True, env=env, check=True)
     grew_mib = float(run.stdout.strip())
     assert grew_mib < 64 * 1.4, f"peak memory grew by {grew_mib:.0f} MiB"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reset_after", [True, False])
+@pytest.mark.parametrize("units", [1, 13, 50, 129])
+def test_one_window_and_one_stream_give_the_batched_rows_bit_for_bit(simd, units, reset_after,
+                                                                     dtype):
+    # A single window (predict) and a stream of one run the batch-1 latency path on every
+    # SIMD path (cpp/gru_forward.h: one chunk of registers for few units, several beyond; H =
+    # 50 is 19 AVX2 vectors, 38 SSE2/NEON ones); the batched kernel runs the rows of a batch.
+    # Both sum in the same order, so the row must come out the same to the last bit.
+    model = random_model([fg.GRU(units, reset_after=reset_after, dtype=dtype), fg.Dense(2, dtype=dtype)],
+                         2, dtype, seed=units)
+    X = np.random.default_rng(units).standard_normal((3, 12, 2)).astype(dtype)
+    batched = model.predict(X)
+    np.testing.assert_array_equal(model.predict(X[:1]), batched[:1])
+    one, three = model.stream(), model.stream(batch_size=3)
+    for t in range(X.shape[1]):
+        np.testing.assert_array_equal(one.step(X[0, t]), three.step(X[:, t])[0])

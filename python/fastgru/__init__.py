@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from . import _openmp  # first: libgomp reads its wait settings when _core loads it
 from . import reference
 from ._config import get_num_threads, set_num_threads, show_config
 from .callbacks import Callback, EarlyStopping, History, LambdaCallback

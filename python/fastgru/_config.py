@@ -1,7 +1,7 @@
 """Which SIMD path and how many threads the kernels use."""
 from __future__ import annotations
 
-from . import _core
+from . import _core, _openmp
 
 
 def set_num_threads(n: int) -> None:
@@ -23,10 +23,12 @@ def get_num_threads() -> int:
 
 def config() -> dict:
     """The build and run-time configuration as a dict (see ``show_config``)."""
-    return dict(_core.config())
+    return {**_core.config(), "openmp_wait": _openmp.wait_policy}
 
 
 def show_config() -> None:
-    """Print the SIMD path chosen for this CPU, the compiler, OpenMP and the thread count."""
+    """Print the SIMD path chosen for this CPU, the compiler, OpenMP, the thread count, whether
+    kernels may run fewer threads when a team measures slower than one thread (shared cores:
+    ``adaptive_threads``; off with FASTGRU_ADAPTIVE_THREADS=0) and how idle OpenMP threads wait."""
     for key, value in config().items():
         print(f"{key:>16}: {value}")
