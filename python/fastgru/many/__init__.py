@@ -188,7 +188,9 @@ def _check_params(mode, params):
     if unknown:
         raise TypeError(f"unknown GRUForecaster parameter(s) {unknown}; valid ones are "
                         f"{sorted(valid)}")
-    return dict(params)
+    # forecast_many returns point forecasts only: no interval calibration (which would fit
+    # every series twice) unless the caller asks for it
+    return {"calibration_size": None, **params}
 
 
 def _check_test_size(test_size):
