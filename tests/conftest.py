@@ -51,6 +51,26 @@ def built_model(layers, features=3, seed=0):
     return model
 
 
+def layers_forward(model, X):
+    """The reference for predict: each layer's Python-side call in turn (the training forward path)."""
+    a = np.ascontiguousarray(X, dtype=model.dtype)
+    for layer in model.layers:
+        a = layer.call(a)
+    return a
+
+
+def loss_and_gradients(model, X, y, loss):
+    """The loss on ``(X, y)`` as one batch and its gradient, one array per weight, through
+    the public API only: one full-batch step of plain SGD with learning rate 1 moves each
+    weight by exactly minus its gradient. Leaves the weights as they were."""
+    before = model.get_weights()
+    model.compile(optimizer=fastgru.SGD(learning_rate=1.0), loss=loss)
+    history = model.fit(X, y, epochs=1, batch_size=len(X), shuffle=False, verbose=0)
+    after = model.get_weights()
+    model.set_weights(before)
+    return history.history["loss"][0], [b - a for b, a in zip(before, after)]
+
+
 def at_byte_offset(a, offset=1):
     """A C-contiguous copy of ``a`` starting ``offset`` bytes past an aligned address
     (misaligned when ``offset`` is not a multiple of the item size)."""

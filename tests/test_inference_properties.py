@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import fastgru as fg
 from fastgru import _core
 
+from conftest import layers_forward
+
 UNITS = st.sampled_from([1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 50, 64, 65])
 ACTIVATIONS = st.sampled_from([None, "relu", "sigmoid", "tanh", "softmax"])
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
@@ -59,13 +61,6 @@ def make_model(specs, features, dtype, seed):
     rng = np.random.default_rng(seed)
     model.set_weights([w + 0.3 * rng.standard_normal(w.shape) for w in model.get_weights()])
     return model
-
-
-def layers_forward(model, X):
-    a = np.ascontiguousarray(X, dtype=model.dtype)
-    for layer in model.layers:
-        a = layer.call(a)
-    return a
 
 
 def tolerance(dtype):

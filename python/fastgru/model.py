@@ -571,16 +571,6 @@ class Sequential:
             d = layers[i].backward(d, need_dx=i > 0)
         return value, out
 
-    def _loss_and_gradients(self, X, y) -> Tuple[float, np.ndarray]:
-        """The loss on ``(X, y)`` as one batch and a copy of the flat gradient (for checks)."""
-        self._require_compiled("gradients")
-        X = self._check_x(X)
-        if not self.built:
-            self.build((None,) + X.shape[1:])
-        y = self._check_y(y, X)
-        value, _ = self._train_step(X, y, self._fused())
-        return value, self._grads.copy()
-
     def fit(
         self,
         X,
