@@ -31,20 +31,17 @@ CALENDAR_FEATURES = {
 }
 
 
-def _pd():
+def is_datetime_index(index) -> bool:
     import pandas as pd
 
-    return pd
-
-
-def is_datetime_index(index) -> bool:
-    return isinstance(index, _pd().DatetimeIndex)
+    return isinstance(index, pd.DatetimeIndex)
 
 
 def check_index(index, what: str = "data") -> None:
     """Raise ValueError unless ``index`` is a sorted, duplicate-free DatetimeIndex (without NaT)
     or numeric index."""
-    pd = _pd()
+    import pandas as pd
+
     if len(index) == 0:
         raise ValueError(f"{what} is empty")
     if isinstance(index, pd.DatetimeIndex):
@@ -77,7 +74,8 @@ def check_index(index, what: str = "data") -> None:
 def infer_step(index):
     """The index step as ``("offset", DateOffset)``, ``("timedelta", Timedelta)``,
     ``("number", step)``, or ``None`` for no index (arrays)."""
-    pd = _pd()
+    import pandas as pd
+
     if index is None:
         return None
     if isinstance(index, pd.DatetimeIndex):
@@ -103,7 +101,8 @@ def infer_step(index):
 
 def future_index(last, step, n: int, name=None):
     """The ``n`` index values after ``last`` at spacing ``step`` (from ``infer_step``)."""
-    pd = _pd()
+    import pandas as pd
+
     kind, value = step
     if kind == "offset":
         return pd.date_range(start=last + value, periods=n, freq=value, name=name)
@@ -118,7 +117,8 @@ def gaps(index) -> Tuple[int, list]:
     """Gaps in a DatetimeIndex without a regular frequency: ``(count, [(before, after), ...])``
     for spacings over 1.5 times the median (the first five pairs). ``(0, [])`` when pandas can
     infer a frequency (monthly dates are regular although months differ in length)."""
-    pd = _pd()
+    import pandas as pd
+
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 3:
         return 0, []
     if infer_step(index)[0] == "offset":
@@ -170,7 +170,8 @@ def calendar_features(index, names: Sequence[str]) -> np.ndarray:
 
 
 def encode_index_value(value):
-    pd = _pd()
+    import pandas as pd
+
     if isinstance(value, pd.Timestamp):
         return {"timestamp": value.isoformat()}
     if isinstance(value, (np.integer, int)):
@@ -179,7 +180,8 @@ def encode_index_value(value):
 
 
 def decode_index_value(enc):
-    pd = _pd()
+    import pandas as pd
+
     if "timestamp" in enc:
         return pd.Timestamp(enc["timestamp"])
     if "int" in enc:
@@ -199,7 +201,8 @@ def encode_step(step):
 
 
 def decode_step(enc):
-    pd = _pd()
+    import pandas as pd
+
     if enc is None:
         return None
     if "offset" in enc:

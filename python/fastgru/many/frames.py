@@ -39,12 +39,6 @@ class LongFrame(NamedTuple):
     target_col: object
 
 
-def _pd():
-    import pandas as pd
-
-    return pd
-
-
 def split_long_frame(df, id_col="unique_id", time_col="ds", target_col="y") -> LongFrame:
     """Check ``df`` and split it into series (see the module doc).
 
@@ -53,7 +47,8 @@ def split_long_frame(df, id_col="unique_id", time_col="ds", target_col="y") -> L
     Problems of one series (too short, NaN, duplicate times) are left to the fit, which reports
     them for that series alone.
     """
-    pd = _pd()
+    import pandas as pd
+
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame in long format ({id_col!r}, "
                         f"{time_col!r}, {target_col!r} columns); got {type(df).__name__}")
@@ -94,7 +89,8 @@ def split_long_frame(df, id_col="unique_id", time_col="ds", target_col="y") -> L
 
 
 def _check_times(column, time_col):
-    pd = _pd()
+    import pandas as pd
+
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         return pd.Index(column)
     if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
@@ -120,7 +116,9 @@ def batches(series: Sequence[SeriesData], size: int) -> List[List[SeriesData]]:
 
 def _concat_index(parts):
     if not parts:
-        return _pd().Index([])
+        import pandas as pd
+
+        return pd.Index([])
     return parts[0].append(list(parts[1:])) if len(parts) > 1 else parts[0]
 
 
@@ -131,7 +129,8 @@ def _sorted_rows(rows):
 def forecast_frame(frame: LongFrame, rows: Iterable[Tuple], value_names: Sequence[str]):
     """Rows ``(code, times, column_1, column_2, ...)`` as one long DataFrame
     ``[id_col, time_col, *value_names]``, series in first-appearance order."""
-    pd = _pd()
+    import pandas as pd
+
     rows = _sorted_rows(rows)
     lengths = np.array([len(r[1]) for r in rows], dtype=np.int64)
     codes = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), lengths)
@@ -145,7 +144,8 @@ def forecast_frame(frame: LongFrame, rows: Iterable[Tuple], value_names: Sequenc
 
 def errors_frame(frame: LongFrame, errors: Iterable[Tuple[int, str]]):
     """``(code, reason)`` pairs as a DataFrame ``[id_col, "reason"]`` in first-appearance order."""
-    pd = _pd()
+    import pandas as pd
+
     errors = _sorted_rows(errors)
     codes = np.array([c for c, _ in errors], dtype=np.int64)
     return pd.DataFrame({frame.id_col: frame.ids.take(codes),
