@@ -5,7 +5,8 @@
     model.compile(optimizer=fg.Adam(1e-3), loss="mse")
     model.fit(X, y, epochs=10, batch_size=32)
 
-See docs/ARCHITECTURE.md for the map; ``fastgru.show_config()`` for the SIMD path and threads in use.
+See docs/ARCHITECTURE.md for the map of the package; ``fastgru.show_config()`` for the SIMD
+path and threads in use.
 """
 from __future__ import annotations
 
