@@ -161,7 +161,8 @@ def test_a_fitted_model_pickles_and_deep_copies_and_keeps_training(copy_model):
     model.fit(X, y, epochs=1, batch_size=16, verbose=0, seed=1)
     clone.fit(X, y, epochs=1, batch_size=16, verbose=0, seed=1)  # the weights still train
     np.testing.assert_array_equal(clone.predict(X), model.predict(X))
-    assert np.shares_memory(clone.layers[0].kernel, clone._params)
+    for copied, trained in zip(clone.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(copied, trained)  # the layers hold what the optimizer stepped
 
 
 def test_layers_pickled_before_activation_and_return_sequences_became_properties_load():
