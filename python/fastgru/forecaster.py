@@ -85,12 +85,6 @@ _AUTO_CALIBRATION_MIN = 8
 _MIN_TRAINING_WINDOWS = 8
 
 
-def _pd():
-    import pandas as pd
-
-    return pd
-
-
 _METRIC_FNS = {"rmse": metrics_mod.rmse, "mae": metrics_mod.mae}
 
 
@@ -298,7 +292,8 @@ class GRUForecaster(_ParamsMixin):
 
     def _prepare(self, data, what="data") -> _Prepared:
         """Validate and convert input to float64 (N, F); apply ``fillna``."""
-        pd = _pd()
+        import pandas as pd
+
         if _is_pandas(data):
             frame = data.to_frame() if isinstance(data, pd.Series) else data
             if isinstance(data, pd.Series) and data.name is None:
@@ -334,7 +329,8 @@ class GRUForecaster(_ParamsMixin):
         return _Prepared(arr, None, None, False)
 
     def _fill(self, frame, what):
-        pd = _pd()
+        import pandas as pd
+
         values = frame.to_numpy(dtype=np.float64, na_value=np.nan)
         if self.fillna is None:
             try:
@@ -787,7 +783,8 @@ class GRUForecaster(_ParamsMixin):
         """Forecast values (steps, n_targets) [+ interval bounds] -> what predict returns."""
         if bounds is None and not pandas:
             return values[:, 0] if self._single else values
-        pd = _pd()
+        import pandas as pd
+
         if bounds is None:
             if self._single:
                 return pd.Series(values[:, 0], index=index, name=self.target_names_[0])
@@ -805,10 +802,12 @@ class GRUForecaster(_ParamsMixin):
         ``data``: rows with the same columns as in ``fit`` (any number; only the last
         ``window + sum(lags)`` are kept). No refitting. Returns ``self``.
         """
+        import pandas as pd
+
         self._check_fitted()
         prep = self._align(data, "update data")
         if self._pandas and prep.pandas and timeindex.is_datetime_index(prep.index) and \
-                isinstance(self._last_index, _pd().Timestamp) and prep.index[0] <= self._last_index:
+                isinstance(self._last_index, pd.Timestamp) and prep.index[0] <= self._last_index:
             raise ValueError(f"update data starts at {prep.index[0]}, not after the last date "
                              f"seen ({self._last_index})")
         if prep.pandas:
@@ -906,7 +905,8 @@ class GRUForecaster(_ParamsMixin):
             for lv, name in zip(levels, interval_columns(levels)[::2]):
                 lo, hi = columns[name], columns["hi" + name[2:]]
                 coverage[lv] = float(np.mean((actual >= lo) & (actual <= hi)))
-        pd = _pd()
+        import pandas as pd
+
         if forecaster._single:
             frame = pd.DataFrame({k: v[:, 0] for k, v in columns.items()}, index=index)
         else:
