@@ -18,13 +18,13 @@ from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 
+from .losses import EPSILON  # one Keras backend epsilon for losses and metrics
+
 __all__ = [
     "Metric", "MeanAbsoluteError", "MeanSquaredError", "RootMeanSquaredError",
     "MeanAbsolutePercentageError", "BinaryAccuracy", "CategoricalAccuracy",
     "SparseCategoricalAccuracy", "get", "rmse", "mae", "mape",
 ]
-
-EPSILON = 1e-7  # Keras backend epsilon
 
 
 class Metric:
