@@ -9,7 +9,7 @@ import pytest
 
 import fastgru as fg
 
-from conftest import Scale, built_model
+from conftest import Scale, built_model, layers_forward
 
 
 @pytest.fixture(autouse=True)
@@ -171,13 +171,6 @@ def test_fit_works_alongside_other_calls_on_the_same_model(other):
     assert all(np.isfinite(r).all() for r in results)
     # afterwards the model is whole: predict (snapshot) and evaluate (layers) agree
     np.testing.assert_allclose(model.predict(X), layers_forward(model, X), rtol=2e-6, atol=2e-6)
-
-
-def layers_forward(model, X):
-    a = X
-    for layer in model.layers:
-        a = layer(a)
-    return a
 
 
 def test_one_gru_layer_called_from_many_threads_while_its_weights_are_set():

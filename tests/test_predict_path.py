@@ -196,8 +196,8 @@ def test_one_window_and_one_stream_give_the_batched_rows_bit_for_bit(simd, units
     # SIMD path (cpp/gru_forward.h: one chunk of registers for few units, several beyond; H =
     # 50 is 19 AVX2 vectors, 38 SSE2/NEON ones); the batched kernel runs the rows of a batch.
     # Both sum in the same order, so the row must come out the same to the last bit.
-    model = random_model([fg.GRU(units, reset_after=reset_after, dtype=dtype), fg.Dense(2, dtype=dtype)],
-                         2, dtype, seed=units)
+    model = built_model([fg.GRU(units, reset_after=reset_after, dtype=dtype), fg.Dense(2, dtype=dtype)],
+                        2, seed=units)
     X = np.random.default_rng(units).standard_normal((3, 12, 2)).astype(dtype)
     batched = model.predict(X)
     np.testing.assert_array_equal(model.predict(X[:1]), batched[:1])
