@@ -579,6 +579,7 @@ PYBIND11_MODULE(_core, m) {
     adam_step<double>(p, g, m, v, v_hat, alpha, c1, c2, eps);
   });
   m.def("config", &config);
+  m.def("activation_names", &activation_names);
   m.def("set_num_threads", [](long long n) {
     if (n < 1 || n > thread_limit()) {
       throw py::value_error("n must be between 1 and " + std::to_string(thread_limit()) +

@@ -4,17 +4,32 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 namespace fastgru {
 
+namespace {
+// Every activation the inference copy applies, by Keras name (Python's layers.ACTIVATIONS names
+// the same set; a test checks it).
+const std::pair<const char*, Activation> kActivations[] = {
+    {"linear", Activation::linear}, {"relu", Activation::relu}, {"sigmoid", Activation::sigmoid},
+    {"tanh", Activation::tanh},     {"softmax", Activation::softmax},
+};
+}  // namespace
+
+std::vector<std::string> activation_names() {
+  std::vector<std::string> names;
+  for (const auto& entry : kActivations) names.emplace_back(entry.first);
+  return names;
+}
+
 Activation parse_activation(const std::string& name) {
-  if (name == "linear") return Activation::linear;
-  if (name == "relu") return Activation::relu;
-  if (name == "sigmoid") return Activation::sigmoid;
-  if (name == "tanh") return Activation::tanh;
-  if (name == "softmax") return Activation::softmax;
-  throw std::invalid_argument("unknown activation '" + name +
-                              "'; expected linear, relu, sigmoid, tanh or softmax");
+  std::string expected;
+  for (const auto& entry : kActivations) {
+    if (name == entry.first) return entry.second;
+    expected += (expected.empty() ? "" : ", ") + std::string(entry.first);
+  }
+  throw std::invalid_argument("unknown activation '" + name + "'; expected one of " + expected);
 }
 
 namespace {

@@ -15,6 +15,8 @@ enum class Activation { linear, relu, sigmoid, tanh, softmax };
 
 // "linear", "relu", "sigmoid", "tanh" or "softmax"; throws std::invalid_argument otherwise.
 Activation parse_activation(const std::string& name);
+// The names parse_activation accepts.
+std::vector<std::string> activation_names();
 
 // y = activation(x * kernel + bias) on rows, Keras layout: kernel (inputs, units).
 template <typename T>

@@ -4,6 +4,7 @@ import pytest
 
 from fastgru import reference
 from fastgru.layers import GRU, Dense, glorot_uniform, orthogonal
+from fastgru.model import Sequential
 
 
 def test_gru_weights_have_keras_shapes_and_initialisers():
@@ -118,3 +119,21 @@ def test_layer_config_round_trip():
     assert g2.get_config() == g.get_config()
     d = Dense(3, activation="softmax", name="head")
     assert Dense.from_config(d.get_config()).get_config() == d.get_config()
+
+
+def test_dense_activations_are_the_same_set_and_values_in_python_and_cpp():
+    """Each Dense activation exists twice (NumPy for training, C++ for inference): one set of
+    names, and the C++ predict equals the NumPy call for each."""
+    from fastgru import _core
+    from fastgru.layers import ACTIVATIONS
+
+    assert sorted(_core.activation_names()) == sorted(ACTIVATIONS)
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5, 7, 2))
+    for name in ACTIVATIONS:
+        model = Sequential([GRU(4, dtype="float64"), Dense(3, activation=name, dtype="float64")])
+        model.build(X.shape)
+        model.set_weights([rng.normal(size=w.shape) for w in model.get_weights()])
+        h = model.layers[0](X)
+        expected = model.layers[1](h)  # the layers' own NumPy call
+        np.testing.assert_allclose(model.predict(X), expected, rtol=1e-12, atol=1e-12)

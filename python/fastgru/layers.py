@@ -618,13 +618,26 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e
 
 
-_ACTIVATIONS = ("linear", "sigmoid", "softmax", "tanh", "relu")
+def _tanh(z: np.ndarray) -> np.ndarray:
+    return np.tanh(z, out=z)
+
+
+def _relu(z: np.ndarray) -> np.ndarray:
+    return np.maximum(z, 0, out=z)
+
+
+# Dense's activations, by Keras name: the NumPy forms (training and the Python path; each may
+# work in place on z). The C++ inference copy has the same set (cpp/inference.cpp,
+# _core.activation_names()); tests/test_layers.py checks that the names and values agree.
+ACTIVATION_FUNCTIONS: dict = {"linear": lambda z: z, "sigmoid": _sigmoid, "softmax": _softmax,
+                              "tanh": _tanh, "relu": _relu}
+ACTIVATIONS = tuple(ACTIVATION_FUNCTIONS)
 
 
 def _activation_name(value: Optional[str]) -> str:
     act = "linear" if value is None else value
-    if not isinstance(act, str) or act.lower() not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {value!r}; expected None or one of {_ACTIVATIONS}")
+    if not isinstance(act, str) or act.lower() not in ACTIVATION_FUNCTIONS:
+        raise ValueError(f"unknown activation {value!r}; expected None or one of {ACTIVATIONS}")
     return act.lower()
 
 
@@ -699,16 +712,7 @@ class Dense(Layer):
 
     def apply_activation(self, z: np.ndarray) -> np.ndarray:
         """The activation applied to pre-activations ``z`` (may work in place on ``z``)."""
-        a = self.activation
-        if a == "linear":
-            return z
-        if a == "sigmoid":
-            return _sigmoid(z)
-        if a == "softmax":
-            return _softmax(z)
-        if a == "tanh":
-            return np.tanh(z, out=z)
-        return np.maximum(z, 0, out=z)  # relu
+        return ACTIVATION_FUNCTIONS[self.activation](z)
 
     def call(self, x: np.ndarray) -> np.ndarray:
         if x.ndim < 2:

@@ -15,11 +15,10 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..layers import _ACTIVATIONS
+from ..layers import ACTIVATIONS
 from ..specs import DenseSpec, GRUSpec, IdentitySpec
 from ._layout import check_keras_weights
 
-ACTIVATIONS = _ACTIVATIONS  # what a fastgru Dense layer can apply
 
 
 Spec = Union[GRUSpec, DenseSpec]
