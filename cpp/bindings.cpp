@@ -373,6 +373,44 @@ py::array_t<T> converted_reading(py::handle x_obj) {
   return py::reinterpret_borrow<py::array_t<T>>(req);
 }
 
+// A stream's reading x_t as a C-ordered, aligned array of T, and whether it came flat
+// ((features,), or a bare number when features == 1: a stream of one) rather than
+// (batch, features). The one place these rules live: the C++ stream and the Python path
+// (_core.checked_stream_reading, used by fastgru.streaming) both call it. Finiteness is
+// checked by the caller (the C++ stream does it without the GIL).
+template <typename T>
+std::pair<py::array_t<T>, bool> checked_reading(py::handle x_obj, size_t batch, size_t I) {
+  py::array_t<T> x;
+  if (py::isinstance<py::array_t<T>>(x_obj) &&
+      (py::reinterpret_borrow<py::array>(x_obj).flags() & py::array::c_style) &&
+      is_aligned(py::reinterpret_borrow<py::array>(x_obj))) {
+    x = py::reinterpret_borrow<py::array_t<T>>(x_obj);  // the common case: no conversion
+  } else {
+    x = converted_reading<T>(x_obj);
+  }
+  if (x.ndim() == 2 && size_t(x.shape(0)) == batch && size_t(x.shape(1)) == I) return {x, false};
+  if (batch == 1 && ((x.ndim() == 1 && size_t(x.shape(0)) == I) || (x.ndim() == 0 && I == 1))) {
+    return {x, true};
+  }
+  std::vector<py::ssize_t> got(x.shape(), x.shape() + x.ndim());
+  std::string msg = "x_t must have shape (batch, features) = (" + std::to_string(batch) + ", " +
+                    std::to_string(I) + ")";
+  if (batch == 1) msg += " or (features,) = (" + std::to_string(I) + ",)";
+  msg += "; got " + shape_str(got);
+  if (batch > 1 && x.ndim() == 1 && size_t(x.shape(0)) == I) {
+    msg += " (a stream of batch_size " + std::to_string(batch) + " needs one row per stream)";
+  }
+  throw py::value_error(msg);
+}
+
+// checked_reading for the Python path, finiteness included: the reading as (batch, features).
+template <typename T>
+py::array_t<T> checked_stream_reading(py::handle x_obj, size_t batch, size_t I) {
+  py::array_t<T> x = checked_reading<T>(x_obj, batch, I).first;
+  if (!all_finite(x.data(), batch * I)) throw py::value_error("x_t contains NaN or inf values");
+  return x.reshape({py::ssize_t(batch), py::ssize_t(I)});
+}
+
 // A stateful stream over an InferenceModel: one reading (per stream of the batch) a call.
 template <typename T>
 class TypedStream {
@@ -387,33 +425,8 @@ class TypedStream {
   // x_t: (features,) for a stream of one, or (batch, features). Returns (outputs,) or
   // (batch, outputs), written into `out` when given (no new array then).
   py::object step(py::handle x_obj, py::handle out_obj) {
-    const size_t I = model_->input_size(), O = model_->output_size();
-    py::array_t<T> x;
-    if (py::isinstance<py::array_t<T>>(x_obj) &&
-        (py::reinterpret_borrow<py::array>(x_obj).flags() & py::array::c_style) &&
-        is_aligned(py::reinterpret_borrow<py::array>(x_obj))) {
-      x = py::reinterpret_borrow<py::array_t<T>>(x_obj);  // the common case: no conversion
-    } else {
-      x = converted_reading<T>(x_obj);
-    }
-    // One stream takes (features,) (or a bare number when features == 1); B take (B, features).
-    bool flat;
-    if (x.ndim() == 2 && size_t(x.shape(0)) == batch_ && size_t(x.shape(1)) == I) {
-      flat = false;
-    } else if (batch_ == 1 && ((x.ndim() == 1 && size_t(x.shape(0)) == I) ||
-                               (x.ndim() == 0 && I == 1))) {
-      flat = true;
-    } else {
-      std::vector<py::ssize_t> got(x.shape(), x.shape() + x.ndim());
-      std::string msg = "x_t must have shape (batch, features) = (" + std::to_string(batch_) +
-                        ", " + std::to_string(I) + ")";
-      if (batch_ == 1) msg += " or (features,) = (" + std::to_string(I) + ",)";
-      msg += "; got " + shape_str(got);
-      if (batch_ > 1 && x.ndim() == 1 && size_t(x.shape(0)) == I) {
-        msg += " (a stream of batch_size " + std::to_string(batch_) + " needs one row per stream)";
-      }
-      throw py::value_error(msg);
-    }
+    const size_t O = model_->output_size();
+    auto [x, flat] = checked_reading<T>(x_obj, batch_, model_->input_size());
     const auto sB = py::ssize_t(batch_), sO = py::ssize_t(O);
     py::array_t<T> out;
     if (out_obj.is_none()) {
@@ -429,7 +442,7 @@ class TypedStream {
     bool finite, ok = false;
     {
       py::gil_scoped_release release;
-      finite = all_finite(x_data, batch_ * I);
+      finite = all_finite(x_data, batch_ * model_->input_size());
       if (finite) {
         std::lock_guard<std::mutex> lock(mutex_);
         ok = model_->step(x_data, batch_, state_ptrs_.data(), out_data, scratch_);
@@ -580,6 +593,12 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("config", &config);
   m.def("activation_names", &activation_names);
+  m.def("checked_stream_reading",
+        [](py::handle x_t, size_t batch, size_t features, bool float64) -> py::object {
+          if (float64) return checked_stream_reading<double>(x_t, batch, features);
+          return checked_stream_reading<float>(x_t, batch, features);
+        },
+        py::arg("x_t"), py::arg("batch"), py::arg("features"), py::arg("float64"));
   m.def("set_num_threads", [](long long n) {
     if (n < 1 || n > thread_limit()) {
       throw py::value_error("n must be between 1 and " + std::to_string(thread_limit()) +

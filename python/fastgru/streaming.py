@@ -18,6 +18,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from . import _core
 from ._validation import check_positive_int, kernel_array
 from .layers import GRU
 
@@ -100,22 +101,10 @@ class _LayerStream:
         self.reset()
 
     def step(self, x_t, out=None):
-        try:
-            x = np.asarray(x_t)
-        except (TypeError, ValueError):
-            raise TypeError("x_t must be a number or an array of numbers") from None
-        if x.dtype.kind not in "fiub":  # as the C++ stream and predict: no complex, no strings
-            raise TypeError(f"x_t must be a number or an array of numbers; got dtype {x.dtype}")
-        x = x.astype(self._dtype, copy=False)
-        b, i = self.batch_size, self._input_size
-        flat = b == 1 and (x.shape == (i,) or (x.ndim == 0 and i == 1))
-        if not flat and x.shape != (b, i):
-            alone = f" or (features,) = ({i},)" if b == 1 else ""
-            raise ValueError(f"x_t must have shape (batch, features) = ({b}, {i}){alone}; "
-                             f"got {x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError("x_t contains NaN or inf values")
-        a = np.ascontiguousarray(x.reshape(b, i))
+        # the C++ stream's own rules (types, shape, NaN/inf): one definition for both paths
+        a = _core.checked_stream_reading(x_t, self.batch_size, self._input_size,
+                                         self._dtype == np.float64)
+        flat = self.batch_size == 1 and np.ndim(x_t) < 2
         states, k = [], 0
         with self._model.reading():  # one weight version for the whole step
             for layer in self._layers:
@@ -127,10 +116,10 @@ class _LayerStream:
                     a = layer.call(a)
         y = a[0] if flat else a
         if out is not None:
-            if (not isinstance(out, np.ndarray) or out.dtype != self._dtype
-                    or out.shape != y.shape or not out.flags.writeable):
-                raise ValueError(f"out must be a writeable array of dtype {self._dtype} and "
-                                 f"shape {y.shape}")
+            if not isinstance(out, np.ndarray) or out.dtype != self._dtype:
+                raise TypeError(f"out must be an array of dtype {self._dtype}")  # as C++
+            if out.shape != y.shape or not out.flags.writeable:
+                raise ValueError(f"out must be a writeable array of shape {y.shape}")
             np.copyto(out, y)
             y = out
         self._states = states
