@@ -83,6 +83,9 @@ _METRICS = ("rmse", "mae")
 _AUTO_CALIBRATION_MAX = 100
 _AUTO_CALIBRATION_MIN = 8
 _MIN_TRAINING_WINDOWS = 8
+# Rows per predict call when forecasting many origins (backtests, calibration): at least this
+# many, whatever the training batch size, so small training batches do not mean many calls.
+_MIN_PREDICT_BATCH = 256
 
 
 _METRIC_FNS = {"rmse": metrics_mod.rmse, "mae": metrics_mod.mae}
@@ -641,7 +644,7 @@ class GRUForecaster(_ParamsMixin):
         return out.reshape(values.shape)
 
     def _predict_scaled(self, X):
-        out = np.asarray(self.model_.predict(X, batch_size=max(int(self.batch_size), 256),
+        out = np.asarray(self.model_.predict(X, batch_size=max(int(self.batch_size), _MIN_PREDICT_BATCH),
                                              verbose=0), dtype=np.float64)
         return out.reshape(len(X), self._out_steps, len(self._positions))
 

@@ -51,6 +51,8 @@ from .streaming import Stream
 
 __all__ = ["Sequential"]
 
+# predict/evaluate run at most this many rows per C++ call: big enough that the per-call cost
+# vanishes, small enough that the per-call buffers (rows x steps x units) stay modest.
 _PREDICT_CHUNK = 2048
 
 
