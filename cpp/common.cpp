@@ -217,14 +217,14 @@ void* thread_scratch(size_t bytes) {
 int thread_limit() {
 #ifdef _OPENMP
   const int procs = omp_get_num_procs();
-  return procs > 16 ? 4 * procs : 64;
 #else
-  return 1;
+  const int procs = 1;  // a single-threaded build accepts the same counts and runs one thread
 #endif
+  return procs > 16 ? 4 * procs : 64;
 }
 
 namespace {
-int clamped_threads(int n) {
+[[maybe_unused]] int clamped_threads(int n) {  // unused without OpenMP
   const int limit = thread_limit();
   return n < 1 ? 1 : (n > limit ? limit : n);
 }
@@ -241,7 +241,13 @@ std::atomic<int>& thread_setting() {
 }  // namespace
 
 int max_threads() { return thread_setting().load(std::memory_order_relaxed); }
-void set_max_threads(int n) { thread_setting().store(clamped_threads(n), std::memory_order_relaxed); }
+void set_max_threads(int n) {
+#ifdef _OPENMP
+  thread_setting().store(clamped_threads(n), std::memory_order_relaxed);
+#else
+  (void)n;  // without OpenMP every kernel runs on the calling thread, whatever was asked
+#endif
+}
 
 namespace {
 std::atomic<bool>& adaptive_setting() {
