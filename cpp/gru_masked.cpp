@@ -1,0 +1,206 @@
+// Plain-loop GRU with per-gate dropout masks (see gru_masked.h). Sums are kept in double so
+// float32 results stay close to the float64 oracle; weights gradients accumulate in double.
+#include "gru_masked.h"
+
+#include <cmath>
+#include <vector>
+
+namespace fastgru {
+namespace {
+
+inline double sigmoid(double v) {
+  return v >= 0 ? 1.0 / (1.0 + std::exp(-v)) : std::exp(v) / (1.0 + std::exp(v));
+}
+
+}  // namespace
+
+template <typename T>
+void gru_masked_forward_train(const MaskedDims& d, const T* x, const T* h0, const T* kernel,
+                              const T* recurrent, const T* bias, const T* input_masks,
+                              const T* recurrent_masks, T* out, T* h_last, T* gates, T* h_rec) {
+  const size_t B = d.batch, S = d.steps, I = d.input_size, H = d.units, G = 3 * H;
+  const T* b_in = bias;
+  const T* b_rec = d.reset_after ? bias + G : nullptr;
+  std::vector<double> pre(G), h(H), hm(3 * H), xm(3 * I), rs(H);
+  for (size_t b = 0; b < B; ++b) {
+    for (size_t k = 0; k < H; ++k) h[k] = double(h0[b * H + k]);
+    for (size_t t = 0; t < S; ++t) {
+      const T* xt = x + (b * S + t) * I;
+      for (size_t g = 0; g < 3; ++g) {
+        for (size_t i = 0; i < I; ++i) xm[g * I + i] = double(xt[i]) * double(input_masks[(g * B + b) * I + i]);
+        for (size_t k = 0; k < H; ++k) hm[g * H + k] = h[k] * double(recurrent_masks[(g * B + b) * H + k]);
+      }
+      for (size_t j = 0; j < G; ++j) pre[j] = double(b_in[j]);
+      for (size_t g = 0; g < 3; ++g)
+        for (size_t i = 0; i < I; ++i) {
+          const double xi = xm[g * I + i];
+          const T* wrow = kernel + i * G + g * H;
+          for (size_t j = 0; j < H; ++j) pre[g * H + j] += xi * double(wrow[j]);
+        }
+      // Recurrent products, each gate with its own masked state.
+      std::vector<double> rec(3 * H, 0.0);
+      if (b_rec) for (size_t j = 0; j < G; ++j) rec[j] = double(b_rec[j]);
+      for (size_t k = 0; k < H; ++k) {
+        const T* urow = recurrent + k * G;
+        const double hz = hm[k], hr = hm[H + k], hh = hm[2 * H + k];
+        for (size_t j = 0; j < H; ++j) {
+          rec[j] += hz * double(urow[j]);
+          rec[H + j] += hr * double(urow[H + j]);
+        }
+        if (d.reset_after)
+          for (size_t j = 0; j < H; ++j) rec[2 * H + j] += hh * double(urow[2 * H + j]);
+      }
+      T* gt = gates + (b * S + t) * G;
+      T* hrt = h_rec + (b * S + t) * H;
+      std::vector<double> z(H), r(H), n(H);
+      for (size_t j = 0; j < H; ++j) {
+        z[j] = sigmoid(pre[j] + rec[j]);
+        r[j] = sigmoid(pre[H + j] + rec[H + j]);
+      }
+      if (d.reset_after) {
+        for (size_t j = 0; j < H; ++j) {
+          n[j] = std::tanh(pre[2 * H + j] + r[j] * rec[2 * H + j]);
+          hrt[j] = T(rec[2 * H + j]);
+        }
+      } else {
+        for (size_t k = 0; k < H; ++k) rs[k] = r[k] * hm[2 * H + k];
+        std::vector<double> acc(pre.begin() + 2 * H, pre.end());
+        for (size_t k = 0; k < H; ++k) {
+          const T* urow = recurrent + k * G + 2 * H;
+          for (size_t j = 0; j < H; ++j) acc[j] += rs[k] * double(urow[j]);
+        }
+        for (size_t j = 0; j < H; ++j) {
+          n[j] = std::tanh(acc[j]);
+          hrt[j] = T(rs[j]);
+        }
+      }
+      T* ot = out + (b * S + t) * H;
+      for (size_t j = 0; j < H; ++j) {
+        gt[j] = T(z[j]);
+        gt[H + j] = T(r[j]);
+        gt[2 * H + j] = T(n[j]);
+        h[j] = z[j] * h[j] + (1.0 - z[j]) * n[j];
+        ot[j] = T(h[j]);
+      }
+    }
+    for (size_t k = 0; k < H; ++k) h_last[b * H + k] = T(h[k]);
+  }
+}
+
+template <typename T>
+void gru_masked_backward(const MaskedDims& d, const T* x, const T* h0, const T* out,
+                         const T* gates, const T* h_rec, const T* kernel, const T* recurrent,
+                         const T* input_masks, const T* recurrent_masks, const T* d_out,
+                         const T* d_h_last, T* dx, T* dh0, T* dkernel, T* drecurrent, T* dbias) {
+  const size_t B = d.batch, S = d.steps, I = d.input_size, H = d.units, G = 3 * H;
+  std::vector<double> dW(I * G, 0.0), dU(H * G, 0.0), db_in(G, 0.0), db_rec(G, 0.0);
+  std::vector<double> dh(H), dhp(H), dg(G), hm(3 * H), drs(H);
+  for (size_t b = 0; b < B; ++b) {
+    for (size_t k = 0; k < H; ++k) dh[k] = d_h_last ? double(d_h_last[b * H + k]) : 0.0;
+    for (size_t t = S; t-- > 0;) {
+      const size_t bt = b * S + t;
+      if (d_out)
+        for (size_t k = 0; k < H; ++k) dh[k] += double(d_out[bt * H + k]);
+      const T* hp = t == 0 ? h0 + b * H : out + (bt - 1) * H;
+      const T* gt = gates + bt * G;
+      const T* hrt = h_rec + bt * H;
+      for (size_t g = 0; g < 3; ++g)
+        for (size_t k = 0; k < H; ++k)
+          hm[g * H + k] = double(hp[k]) * double(recurrent_masks[(g * B + b) * H + k]);
+      for (size_t j = 0; j < H; ++j) {
+        const double z = gt[j], n = gt[2 * H + j];
+        dg[j] = dh[j] * (double(hp[j]) - n) * z * (1.0 - z);
+        dg[2 * H + j] = dh[j] * (1.0 - z) * (1.0 - n * n);
+        dhp[j] = dh[j] * z;
+      }
+      const T* mh_z = recurrent_masks + (0 * B + b) * H;
+      const T* mh_r = recurrent_masks + (1 * B + b) * H;
+      const T* mh_h = recurrent_masks + (2 * B + b) * H;
+      if (d.reset_after) {
+        for (size_t j = 0; j < H; ++j) {
+          const double r = gt[H + j], dn = dg[2 * H + j];
+          dg[H + j] = dn * double(hrt[j]) * r * (1.0 - r);
+          const double dhr = dn * r;
+          db_rec[2 * H + j] += dhr;
+          drs[j] = dhr;  // gradient of (h*mh_h) Uh + bh_rec
+        }
+        for (size_t k = 0; k < H; ++k) {
+          const T* urow = recurrent + k * G + 2 * H;
+          double* durow = dU.data() + k * G + 2 * H;
+          double s = 0.0;
+          for (size_t j = 0; j < H; ++j) {
+            durow[j] += hm[2 * H + k] * drs[j];
+            s += drs[j] * double(urow[j]);
+          }
+          dhp[k] += s * double(mh_h[k]);
+        }
+        for (size_t j = 0; j < 2 * H; ++j) db_rec[j] += dg[j];
+      } else {
+        for (size_t k = 0; k < H; ++k) {  // gradient of r * (h*mh_h)
+          const T* urow = recurrent + k * G + 2 * H;
+          double s = 0.0;
+          for (size_t j = 0; j < H; ++j) s += dg[2 * H + j] * double(urow[j]);
+          drs[k] = s;
+        }
+        for (size_t k = 0; k < H; ++k) {
+          const double r = gt[H + k];
+          dg[H + k] = drs[k] * hm[2 * H + k] * r * (1.0 - r);
+          dhp[k] += drs[k] * r * double(mh_h[k]);
+          double* durow = dU.data() + k * G + 2 * H;
+          const double rsk = double(hrt[k]);
+          for (size_t j = 0; j < H; ++j) durow[j] += rsk * dg[2 * H + j];
+        }
+      }
+      for (size_t k = 0; k < H; ++k) {
+        const T* urow = recurrent + k * G;
+        double* durow = dU.data() + k * G;
+        double sz = 0.0, sr = 0.0;
+        for (size_t j = 0; j < H; ++j) {
+          durow[j] += hm[k] * dg[j];
+          durow[H + j] += hm[H + k] * dg[H + j];
+          sz += dg[j] * double(urow[j]);
+          sr += dg[H + j] * double(urow[H + j]);
+        }
+        dhp[k] += sz * double(mh_z[k]) + sr * double(mh_r[k]);
+      }
+      const T* xt = x + bt * I;
+      for (size_t j = 0; j < G; ++j) db_in[j] += dg[j];
+      for (size_t i = 0; i < I; ++i) {
+        const T* wrow = kernel + i * G;
+        double* dwrow = dW.data() + i * G;
+        double dxi = 0.0;
+        for (size_t g = 0; g < 3; ++g) {
+          const double m = double(input_masks[(g * B + b) * I + i]);
+          const double xi = double(xt[i]) * m;
+          double s = 0.0;
+          for (size_t j = 0; j < H; ++j) {
+            dwrow[g * H + j] += xi * dg[g * H + j];
+            s += dg[g * H + j] * double(wrow[g * H + j]);
+          }
+          dxi += s * m;
+        }
+        if (dx) dx[bt * I + i] = T(dxi);
+      }
+      dh.swap(dhp);
+    }
+    for (size_t k = 0; k < H; ++k) dh0[b * H + k] = T(dh[k]);
+  }
+  for (size_t i = 0; i < I * G; ++i) dkernel[i] = T(dW[i]);
+  for (size_t i = 0; i < H * G; ++i) drecurrent[i] = T(dU[i]);
+  for (size_t j = 0; j < G; ++j) dbias[j] = T(db_in[j]);
+  if (d.reset_after)
+    for (size_t j = 0; j < G; ++j) dbias[G + j] = T(db_rec[j]);
+}
+
+#define FASTGRU_MASKED(T)                                                                    \
+  template void gru_masked_forward_train<T>(const MaskedDims&, const T*, const T*, const T*, \
+                                            const T*, const T*, const T*, const T*, T*, T*,  \
+                                            T*, T*);                                         \
+  template void gru_masked_backward<T>(const MaskedDims&, const T*, const T*, const T*,      \
+                                       const T*, const T*, const T*, const T*, const T*,     \
+                                       const T*, const T*, const T*, T*, T*, T*, T*, T*);
+FASTGRU_MASKED(float)
+FASTGRU_MASKED(double)
+#undef FASTGRU_MASKED
+
+}  // namespace fastgru
