@@ -2,6 +2,7 @@
 // float32 results stay close to the float64 oracle; weights gradients accumulate in double.
 #include "gru_masked.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -87,15 +88,28 @@ void gru_masked_forward_train(const MaskedDims& d, const T* x, const T* h0, cons
   }
 }
 
+// Products with the transposed weights are written as row updates (y += a * row), which the
+// compiler vectorises; the weights are transposed into double once per call.
 template <typename T>
 void gru_masked_backward(const MaskedDims& d, const T* x, const T* h0, const T* out,
                          const T* gates, const T* h_rec, const T* kernel, const T* recurrent,
                          const T* input_masks, const T* recurrent_masks, const T* d_out,
                          const T* d_h_last, T* dx, T* dh0, T* dkernel, T* drecurrent, T* dbias) {
   const size_t B = d.batch, S = d.steps, I = d.input_size, H = d.units, G = 3 * H;
+  std::vector<double> WT(G * I), UT(G * H);
+  for (size_t i = 0; i < I; ++i)
+    for (size_t j = 0; j < G; ++j) WT[j * I + i] = double(kernel[i * G + j]);
+  for (size_t k = 0; k < H; ++k)
+    for (size_t j = 0; j < G; ++j) UT[j * H + k] = double(recurrent[k * G + j]);
   std::vector<double> dW(I * G, 0.0), dU(H * G, 0.0), db_in(G, 0.0), db_rec(G, 0.0);
-  std::vector<double> dh(H), dhp(H), dg(G), hm(3 * H), drs(H);
+  std::vector<double> dh(H), dhp(H), dg(G), hm(3 * H), drs(H), th(3 * H), tx(3 * I);
+  // y[0..n) += a * row[0..n)
+  auto axpy = [](size_t n, double a, const double* row, double* y) {
+    for (size_t k = 0; k < n; ++k) y[k] += a * row[k];
+  };
   for (size_t b = 0; b < B; ++b) {
+    const T* mx = input_masks + b * I;  // gate g at mx + g * B * I
+    const T* mh = recurrent_masks + b * H;  // gate g at mh + g * B * H
     for (size_t k = 0; k < H; ++k) dh[k] = d_h_last ? double(d_h_last[b * H + k]) : 0.0;
     for (size_t t = S; t-- > 0;) {
       const size_t bt = b * S + t;
@@ -105,81 +119,56 @@ void gru_masked_backward(const MaskedDims& d, const T* x, const T* h0, const T* 
       const T* gt = gates + bt * G;
       const T* hrt = h_rec + bt * H;
       for (size_t g = 0; g < 3; ++g)
-        for (size_t k = 0; k < H; ++k)
-          hm[g * H + k] = double(hp[k]) * double(recurrent_masks[(g * B + b) * H + k]);
+        for (size_t k = 0; k < H; ++k) hm[g * H + k] = double(hp[k]) * double(mh[g * B * H + k]);
       for (size_t j = 0; j < H; ++j) {
         const double z = gt[j], n = gt[2 * H + j];
         dg[j] = dh[j] * (double(hp[j]) - n) * z * (1.0 - z);
         dg[2 * H + j] = dh[j] * (1.0 - z) * (1.0 - n * n);
         dhp[j] = dh[j] * z;
       }
-      const T* mh_z = recurrent_masks + (0 * B + b) * H;
-      const T* mh_r = recurrent_masks + (1 * B + b) * H;
-      const T* mh_h = recurrent_masks + (2 * B + b) * H;
+      std::fill(th.begin(), th.end(), 0.0);  // U_g^T-products, per gate, before the masks
       if (d.reset_after) {
         for (size_t j = 0; j < H; ++j) {
           const double r = gt[H + j], dn = dg[2 * H + j];
           dg[H + j] = dn * double(hrt[j]) * r * (1.0 - r);
-          const double dhr = dn * r;
-          db_rec[2 * H + j] += dhr;
-          drs[j] = dhr;  // gradient of (h*mh_h) Uh + bh_rec
+          drs[j] = dn * r;  // gradient of (h*mh_h) Uh + bh_rec
+          db_rec[2 * H + j] += drs[j];
         }
-        for (size_t k = 0; k < H; ++k) {
-          const T* urow = recurrent + k * G + 2 * H;
-          double* durow = dU.data() + k * G + 2 * H;
-          double s = 0.0;
-          for (size_t j = 0; j < H; ++j) {
-            durow[j] += hm[2 * H + k] * drs[j];
-            s += drs[j] * double(urow[j]);
-          }
-          dhp[k] += s * double(mh_h[k]);
-        }
+        for (size_t k = 0; k < H; ++k) axpy(H, hm[2 * H + k], drs.data(), dU.data() + k * G + 2 * H);
+        for (size_t j = 0; j < H; ++j) axpy(H, drs[j], UT.data() + (2 * H + j) * H, th.data() + 2 * H);
+        for (size_t k = 0; k < H; ++k) dhp[k] += th[2 * H + k] * double(mh[2 * B * H + k]);
         for (size_t j = 0; j < 2 * H; ++j) db_rec[j] += dg[j];
       } else {
-        for (size_t k = 0; k < H; ++k) {  // gradient of r * (h*mh_h)
-          const T* urow = recurrent + k * G + 2 * H;
-          double s = 0.0;
-          for (size_t j = 0; j < H; ++j) s += dg[2 * H + j] * double(urow[j]);
-          drs[k] = s;
-        }
+        std::fill(drs.begin(), drs.end(), 0.0);  // gradient of r * (h*mh_h)
+        for (size_t j = 0; j < H; ++j) axpy(H, dg[2 * H + j], UT.data() + (2 * H + j) * H, drs.data());
         for (size_t k = 0; k < H; ++k) {
           const double r = gt[H + k];
           dg[H + k] = drs[k] * hm[2 * H + k] * r * (1.0 - r);
-          dhp[k] += drs[k] * r * double(mh_h[k]);
-          double* durow = dU.data() + k * G + 2 * H;
-          const double rsk = double(hrt[k]);
-          for (size_t j = 0; j < H; ++j) durow[j] += rsk * dg[2 * H + j];
+          dhp[k] += drs[k] * r * double(mh[2 * B * H + k]);
+          axpy(H, double(hrt[k]), dg.data() + 2 * H, dU.data() + k * G + 2 * H);
         }
       }
       for (size_t k = 0; k < H; ++k) {
-        const T* urow = recurrent + k * G;
-        double* durow = dU.data() + k * G;
-        double sz = 0.0, sr = 0.0;
-        for (size_t j = 0; j < H; ++j) {
-          durow[j] += hm[k] * dg[j];
-          durow[H + j] += hm[H + k] * dg[H + j];
-          sz += dg[j] * double(urow[j]);
-          sr += dg[H + j] * double(urow[H + j]);
-        }
-        dhp[k] += sz * double(mh_z[k]) + sr * double(mh_r[k]);
+        axpy(H, hm[k], dg.data(), dU.data() + k * G);
+        axpy(H, hm[H + k], dg.data() + H, dU.data() + k * G + H);
       }
+      for (size_t j = 0; j < 2 * H; ++j) axpy(H, dg[j], UT.data() + j * H, th.data() + (j / H) * H);
+      for (size_t k = 0; k < H; ++k)
+        dhp[k] += th[k] * double(mh[k]) + th[H + k] * double(mh[B * H + k]);
       const T* xt = x + bt * I;
       for (size_t j = 0; j < G; ++j) db_in[j] += dg[j];
-      for (size_t i = 0; i < I; ++i) {
-        const T* wrow = kernel + i * G;
-        double* dwrow = dW.data() + i * G;
-        double dxi = 0.0;
-        for (size_t g = 0; g < 3; ++g) {
-          const double m = double(input_masks[(g * B + b) * I + i]);
-          const double xi = double(xt[i]) * m;
-          double s = 0.0;
-          for (size_t j = 0; j < H; ++j) {
-            dwrow[g * H + j] += xi * dg[g * H + j];
-            s += dg[g * H + j] * double(wrow[g * H + j]);
-          }
-          dxi += s * m;
+      for (size_t i = 0; i < I; ++i)
+        for (size_t g = 0; g < 3; ++g)
+          axpy(H, double(xt[i]) * double(mx[g * B * I + i]), dg.data() + g * H,
+               dW.data() + i * G + g * H);
+      if (dx) {
+        std::fill(tx.begin(), tx.end(), 0.0);
+        for (size_t j = 0; j < G; ++j) axpy(I, dg[j], WT.data() + j * I, tx.data() + (j / H) * I);
+        for (size_t i = 0; i < I; ++i) {
+          double v = 0.0;
+          for (size_t g = 0; g < 3; ++g) v += tx[g * I + i] * double(mx[g * B * I + i]);
+          dx[bt * I + i] = T(v);
         }
-        if (dx) dx[bt * I + i] = T(dxi);
       }
       dh.swap(dhp);
     }
