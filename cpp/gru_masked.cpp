@@ -9,8 +9,9 @@
 namespace fastgru {
 namespace {
 
-inline double sigmoid(double v) {
-  return v >= 0 ? 1.0 / (1.0 + std::exp(-v)) : std::exp(v) / (1.0 + std::exp(v));
+inline double sigmoid(double v) {  // no overflow for large |v|
+  const double e = std::exp(-std::fabs(v));
+  return v >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 }
 
 }  // namespace
@@ -20,67 +21,60 @@ void gru_masked_forward_train(const MaskedDims& d, const T* x, const T* h0, cons
                               const T* recurrent, const T* bias, const T* input_masks,
                               const T* recurrent_masks, T* out, T* h_last, T* gates, T* h_rec) {
   const size_t B = d.batch, S = d.steps, I = d.input_size, H = d.units, G = 3 * H;
-  const T* b_in = bias;
-  const T* b_rec = d.reset_after ? bias + G : nullptr;
-  std::vector<double> pre(G), h(H), hm(3 * H), xm(3 * I), rs(H);
+  const std::vector<double> W(kernel, kernel + I * G), U(recurrent, recurrent + H * G);
+  std::vector<double> b_in(bias, bias + G), b_rec(G, 0.0);
+  if (d.reset_after) b_rec.assign(bias + G, bias + 2 * G);
+  std::vector<double> pre(G), rec(G), h(H), hm(3 * H), z(H), r(H);
+  auto axpy = [](size_t n, double a, const double* row, double* y) {
+    for (size_t k = 0; k < n; ++k) y[k] += a * row[k];
+  };
   for (size_t b = 0; b < B; ++b) {
+    const T* mx = input_masks + b * I;  // gate g at mx + g * B * I
+    const T* mh = recurrent_masks + b * H;  // gate g at mh + g * B * H
     for (size_t k = 0; k < H; ++k) h[k] = double(h0[b * H + k]);
     for (size_t t = 0; t < S; ++t) {
-      const T* xt = x + (b * S + t) * I;
-      for (size_t g = 0; g < 3; ++g) {
-        for (size_t i = 0; i < I; ++i) xm[g * I + i] = double(xt[i]) * double(input_masks[(g * B + b) * I + i]);
-        for (size_t k = 0; k < H; ++k) hm[g * H + k] = h[k] * double(recurrent_masks[(g * B + b) * H + k]);
-      }
-      for (size_t j = 0; j < G; ++j) pre[j] = double(b_in[j]);
-      for (size_t g = 0; g < 3; ++g)
-        for (size_t i = 0; i < I; ++i) {
-          const double xi = xm[g * I + i];
-          const T* wrow = kernel + i * G + g * H;
-          for (size_t j = 0; j < H; ++j) pre[g * H + j] += xi * double(wrow[j]);
-        }
+      const size_t bt = b * S + t;
+      const T* xt = x + bt * I;
+      pre = b_in;
+      for (size_t i = 0; i < I; ++i)
+        for (size_t g = 0; g < 3; ++g)
+          axpy(H, double(xt[i]) * double(mx[g * B * I + i]), W.data() + i * G + g * H,
+               pre.data() + g * H);
       // Recurrent products, each gate with its own masked state.
-      std::vector<double> rec(3 * H, 0.0);
-      if (b_rec) for (size_t j = 0; j < G; ++j) rec[j] = double(b_rec[j]);
+      for (size_t g = 0; g < 3; ++g)
+        for (size_t k = 0; k < H; ++k) hm[g * H + k] = h[k] * double(mh[g * B * H + k]);
+      rec = b_rec;
       for (size_t k = 0; k < H; ++k) {
-        const T* urow = recurrent + k * G;
-        const double hz = hm[k], hr = hm[H + k], hh = hm[2 * H + k];
-        for (size_t j = 0; j < H; ++j) {
-          rec[j] += hz * double(urow[j]);
-          rec[H + j] += hr * double(urow[H + j]);
-        }
-        if (d.reset_after)
-          for (size_t j = 0; j < H; ++j) rec[2 * H + j] += hh * double(urow[2 * H + j]);
+        axpy(H, hm[k], U.data() + k * G, rec.data());
+        axpy(H, hm[H + k], U.data() + k * G + H, rec.data() + H);
       }
-      T* gt = gates + (b * S + t) * G;
-      T* hrt = h_rec + (b * S + t) * H;
-      std::vector<double> z(H), r(H), n(H);
       for (size_t j = 0; j < H; ++j) {
         z[j] = sigmoid(pre[j] + rec[j]);
         r[j] = sigmoid(pre[H + j] + rec[H + j]);
       }
+      T* gt = gates + bt * G;
+      T* hrt = h_rec + bt * H;
+      double* hh = pre.data() + 2 * H;  // becomes the candidate's pre-activation
       if (d.reset_after) {
+        for (size_t k = 0; k < H; ++k) axpy(H, hm[2 * H + k], U.data() + k * G + 2 * H, rec.data() + 2 * H);
         for (size_t j = 0; j < H; ++j) {
-          n[j] = std::tanh(pre[2 * H + j] + r[j] * rec[2 * H + j]);
+          hh[j] += r[j] * rec[2 * H + j];
           hrt[j] = T(rec[2 * H + j]);
         }
       } else {
-        for (size_t k = 0; k < H; ++k) rs[k] = r[k] * hm[2 * H + k];
-        std::vector<double> acc(pre.begin() + 2 * H, pre.end());
         for (size_t k = 0; k < H; ++k) {
-          const T* urow = recurrent + k * G + 2 * H;
-          for (size_t j = 0; j < H; ++j) acc[j] += rs[k] * double(urow[j]);
-        }
-        for (size_t j = 0; j < H; ++j) {
-          n[j] = std::tanh(acc[j]);
-          hrt[j] = T(rs[j]);
+          const double rs = r[k] * hm[2 * H + k];  // the reset state that meets Uh
+          axpy(H, rs, U.data() + k * G + 2 * H, hh);
+          hrt[k] = T(rs);
         }
       }
-      T* ot = out + (b * S + t) * H;
+      T* ot = out + bt * H;
       for (size_t j = 0; j < H; ++j) {
+        const double n = std::tanh(hh[j]);
         gt[j] = T(z[j]);
         gt[H + j] = T(r[j]);
-        gt[2 * H + j] = T(n[j]);
-        h[j] = z[j] * h[j] + (1.0 - z[j]) * n[j];
+        gt[2 * H + j] = T(n);
+        h[j] = z[j] * h[j] + (1.0 - z[j]) * n;
         ot[j] = T(h[j]);
       }
     }
