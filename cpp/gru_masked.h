@@ -1,5 +1,6 @@
 // The GRU with Keras 3's per-gate dropout masks (GRU(recurrent_dropout>0), Keras'
-// implementation=1): training forward and backward, in plain loops on every SIMD path.
+// implementation=1): training forward and backward, in plain loops (double sums, one thread,
+// the same code on every SIMD path; about 15x the time of the unmasked kernels at B64 T50 H64).
 // Its own unit so the optimised unmasked kernels (gru_forward.h / gru_backward.h) stay
 // untouched. Weights in Keras layout (unpacked); masks are drawn per sequence in Python:
 //   input_masks (3, B, I) for z, r, h;  recurrent_masks (3, B, H) for z, r, h.
