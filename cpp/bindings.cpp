@@ -14,6 +14,7 @@
 #include "adam.h"
 #include "common.h"
 #include "dispatch.h"
+#include "gru_masked.h"
 #include "inference.h"
 
 #ifdef _OPENMP
@@ -538,6 +539,96 @@ void adam_step(py::handle p, py::handle g, py::handle m, py::handle v, py::handl
   adam_update<T>(n, pd, gd, md, vd, vh, T(alpha), T(c1), T(c2), T(eps));
 }
 
+// GRU(recurrent_dropout>0): Keras-layout weights and per-gate masks (gru_masked.h).
+template <typename T>
+MaskedDims masked_dims(py::handle x, py::handle recurrent, bool reset_after) {
+  if (!py::isinstance<py::array>(recurrent) ||
+      py::reinterpret_borrow<py::array>(recurrent).ndim() != 2) {
+    throw py::value_error("recurrent_kernel must be a 2-D array (H, 3H)");
+  }
+  const auto H = size_t(py::reinterpret_borrow<py::array>(recurrent).shape(0));
+  if (H == 0) throw py::value_error("GRU units must be > 0");
+  py::array xa = py::reinterpret_borrow<py::array>(x);
+  const auto I = py::isinstance<py::array>(x) && xa.ndim() == 3 ? size_t(xa.shape(2)) : size_t(0);
+  const auto [B, S] = input_dims(x, I);
+  if (I == 0) throw py::value_error("x must have input_size > 0");
+  return MaskedDims{B, S, I, H, reset_after};
+}
+
+template <typename T>
+py::tuple masked_forward_train(py::handle x, py::handle h0, py::handle kernel,
+                               py::handle recurrent, py::handle bias, py::handle input_masks,
+                               py::handle recurrent_masks, bool reset_after) {
+  const MaskedDims d = masked_dims<T>(x, recurrent, reset_after);
+  const auto B = py::ssize_t(d.batch), S = py::ssize_t(d.steps), I = py::ssize_t(d.input_size),
+             H = py::ssize_t(d.units);
+  auto xa = checked<T>(x, "x", {B, S, I});
+  auto h0a = checked<T>(h0, "h0", {B, H});
+  auto ka = checked<T>(kernel, "kernel", {I, 3 * H});
+  auto ra = checked<T>(recurrent, "recurrent_kernel", {H, 3 * H});
+  auto ba = checked<T>(bias, "bias", gru_bias_shape(reset_after, H));
+  auto ima = checked<T>(input_masks, "input_masks", {3, B, I});
+  auto rma = checked<T>(recurrent_masks, "recurrent_masks", {3, B, H});
+  auto out = empty<T>({B, S, H});
+  auto h_last = empty<T>({B, H});
+  auto gates = empty<T>({B, S, 3 * H});
+  auto h_rec = empty<T>({B, S, H});
+  T *po = out.mutable_data(), *ph = h_last.mutable_data(), *pg = gates.mutable_data(),
+    *pr = h_rec.mutable_data();
+  {
+    py::gil_scoped_release release;
+    gru_masked_forward_train<T>(d, xa.data(), h0a.data(), ka.data(), ra.data(), ba.data(),
+                                ima.data(), rma.data(), po, ph, pg, pr);
+  }
+  return py::make_tuple(out, h_last, gates, h_rec);
+}
+
+template <typename T>
+py::tuple masked_backward(py::handle x, py::handle h0, py::handle out, py::handle gates,
+                          py::handle h_rec, py::handle kernel, py::handle recurrent,
+                          py::handle input_masks, py::handle recurrent_masks, py::handle d_out,
+                          py::handle d_h_last, bool reset_after, bool need_dx) {
+  const MaskedDims d = masked_dims<T>(x, recurrent, reset_after);
+  const auto B = py::ssize_t(d.batch), S = py::ssize_t(d.steps), I = py::ssize_t(d.input_size),
+             H = py::ssize_t(d.units);
+  auto xa = checked<T>(x, "x", {B, S, I});
+  auto h0a = checked<T>(h0, "h0", {B, H});
+  auto oa = checked<T>(out, "out", {B, S, H});
+  auto ga = checked<T>(gates, "gates", {B, S, 3 * H});
+  auto hra = checked<T>(h_rec, "h_rec", {B, S, H});
+  auto ka = checked<T>(kernel, "kernel", {I, 3 * H});
+  auto ra = checked<T>(recurrent, "recurrent_kernel", {H, 3 * H});
+  auto ima = checked<T>(input_masks, "input_masks", {3, B, I});
+  auto rma = checked<T>(recurrent_masks, "recurrent_masks", {3, B, H});
+  py::array_t<T> keep_dout, keep_dlast;
+  const T* pdo = optional_data<T>(d_out, "d_out", {B, S, H}, &keep_dout);
+  const T* pdl = optional_data<T>(d_h_last, "d_h_last", {B, H}, &keep_dlast);
+  py::object dx = py::none();
+  T* pdx = nullptr;
+  if (need_dx) {
+    auto dxa = empty<T>({B, S, I});
+    pdx = dxa.mutable_data();
+    dx = dxa;
+  }
+  auto dh0 = empty<T>({B, H});
+  auto dk = empty<T>({I, 3 * H});
+  auto dr = empty<T>({H, 3 * H});
+  auto db = empty<T>(gru_bias_shape(reset_after, H));
+  T *pdh0 = dh0.mutable_data(), *pdk = dk.mutable_data(), *pdr = dr.mutable_data(),
+    *pdb = db.mutable_data();
+  {
+    py::gil_scoped_release release;
+    gru_masked_backward<T>(d, xa.data(), h0a.data(), oa.data(), ga.data(), hra.data(), ka.data(),
+                           ra.data(), ima.data(), rma.data(), pdo, pdl, pdx, pdh0, pdk, pdr, pdb);
+  }
+  return py::make_tuple(dx, dh0, dk, dr, db);
+}
+
+bool is_float32(py::handle x) {
+  if (!py::isinstance<py::array>(x)) throw py::type_error("x must be a NumPy array");
+  return py::reinterpret_borrow<py::array>(x).dtype().equal(py::dtype::of<float>());
+}
+
 py::dict config() {
   py::dict d;
   d["simd"] = active_path().name;
@@ -591,6 +682,29 @@ PYBIND11_MODULE(_core, m) {
     if (p.dtype().equal(py::dtype::of<float>())) return adam_step<float>(p, g, m, v, v_hat, alpha, c1, c2, eps);
     adam_step<double>(p, g, m, v, v_hat, alpha, c1, c2, eps);
   });
+  m.def("gru_masked_forward_train",
+        [](py::handle x, py::handle h0, py::handle k, py::handle r, py::handle b, py::handle im,
+           py::handle rm, bool reset_after) {
+          if (is_float32(x)) return masked_forward_train<float>(x, h0, k, r, b, im, rm, reset_after);
+          return masked_forward_train<double>(x, h0, k, r, b, im, rm, reset_after);
+        },
+        py::arg("x"), py::arg("h0"), py::arg("kernel"), py::arg("recurrent_kernel"),
+        py::arg("bias"), py::arg("input_masks"), py::arg("recurrent_masks"),
+        py::arg("reset_after"));
+  m.def("gru_masked_backward",
+        [](py::handle x, py::handle h0, py::handle out, py::handle gates, py::handle h_rec,
+           py::handle k, py::handle r, py::handle im, py::handle rm, py::handle d_out,
+           py::handle d_h_last, bool reset_after, bool need_dx) {
+          if (is_float32(x))
+            return masked_backward<float>(x, h0, out, gates, h_rec, k, r, im, rm, d_out,
+                                          d_h_last, reset_after, need_dx);
+          return masked_backward<double>(x, h0, out, gates, h_rec, k, r, im, rm, d_out,
+                                         d_h_last, reset_after, need_dx);
+        },
+        py::arg("x"), py::arg("h0"), py::arg("out"), py::arg("gates"), py::arg("h_rec"),
+        py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("input_masks"),
+        py::arg("recurrent_masks"), py::arg("d_out"), py::arg("d_h_last"),
+        py::arg("reset_after"), py::arg("need_dx") = true);
   m.def("config", &config);
   m.def("activation_names", &activation_names);
   m.def("checked_stream_reading",

@@ -348,14 +348,6 @@ def test_models_with_the_new_layers_save_load_and_convert(tmp_path):
     assert loaded.layers[0].merge_mode == "mul"
 
 
-def test_recurrent_dropout_is_refused_not_ignored():
-    """Keras 3 draws three recurrent masks (one per gate) when recurrent_dropout > 0; the C++
-    training kernels do not take them yet, so the option is refused rather than ignored."""
-    with pytest.raises(NotImplementedError, match="recurrent_dropout"):
-        fg.GRU(4, recurrent_dropout=0.2)
-    assert fg.GRU(4, recurrent_dropout=0.0).recurrent_dropout == 0.0
-
-
 def test_input_dtype_must_match_the_layers():
     with pytest.raises(ValueError, match="float64"):
         fg.Sequential([fg.Input((3, 2), dtype="float64"), fg.GRU(3)])

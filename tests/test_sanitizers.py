@@ -77,6 +77,11 @@ def test_parity_subset_is_clean_under_asan_and_ubsan(tmp_path):
         + "::test_a_stream_refuses_bad_readings_and_keeps_its_state",
         str(ROOT / "tests" / "test_fuzz.py") + "::test_a_stream_steps_to_what_predict_gives",
         str(ROOT / "tests" / "test_safety.py"),
+        # the per-gate masked kernels of GRU(recurrent_dropout>0) (cpp/gru_masked.cpp)
+        str(ROOT / "tests" / "test_recurrent_dropout.py")
+        + "::test_masked_kernels_match_the_masked_reference",
+        str(ROOT / "tests" / "test_recurrent_dropout.py")
+        + "::test_masked_kernels_check_their_arrays",
     ]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=",

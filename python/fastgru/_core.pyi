@@ -52,6 +52,16 @@ class StreamFloat64:
 
 def adam_step(p: _Array, g: _Array, m: _Array, v: _Array, v_hat: Optional[_Array],
               alpha: float, c1: float, c2: float, eps: float) -> None: ...
+# GRU(recurrent_dropout>0): Keras-layout weights, per-gate masks (3, B, I) and (3, B, H).
+def gru_masked_forward_train(
+    x: _Array, h0: _Array, kernel: _Array, recurrent_kernel: _Array, bias: _Array,
+    input_masks: _Array, recurrent_masks: _Array, reset_after: bool,
+) -> tuple[_Array, _Array, _Array, _Array]: ...  # out, h_last, gates, h_rec
+def gru_masked_backward(
+    x: _Array, h0: _Array, out: _Array, gates: _Array, h_rec: _Array, kernel: _Array,
+    recurrent_kernel: _Array, input_masks: _Array, recurrent_masks: _Array,
+    d_out: Optional[_Array], d_h_last: Optional[_Array], reset_after: bool, need_dx: bool = True,
+) -> tuple[Optional[_Array], _Array, _Array, _Array, _Array]: ...  # dx, dh0, dkernel, drecurrent_kernel, dbias
 def config() -> dict[str, Any]: ...
 def activation_names() -> list[str]: ...
 def checked_stream_reading(x_t: Any, batch: int, features: int, float64: bool) -> _Array: ...

@@ -25,7 +25,10 @@ from ._validation import (
     result_dtype,
 )
 
-__all__ = ["PackedGRU", "GRUTape", "GRUGradients", "gru_forward", "gru_forward_train", "gru_backward"]
+__all__ = [
+    "PackedGRU", "GRUTape", "GRUGradients", "gru_forward", "gru_forward_train", "gru_backward",
+    "MaskedGRUTape", "gru_forward_train_masked", "gru_backward_masked",
+]
 
 
 class GRUTape(NamedTuple):
@@ -155,3 +158,70 @@ def gru_backward(tape, d_out=None, d_h_last=None):
     if not isinstance(tape, GRUTape):
         raise TypeError("tape must be the third value returned by gru_forward_train")
     return tape.packed.backward(tape, d_out, d_h_last)
+
+
+class MaskedGRUTape(NamedTuple):
+    """What ``gru_forward_train_masked`` keeps for ``gru_backward_masked``."""
+
+    x: np.ndarray
+    h0: np.ndarray
+    out: np.ndarray
+    gates: np.ndarray
+    h_rec: np.ndarray
+    kernel: np.ndarray
+    recurrent_kernel: np.ndarray
+    input_masks: np.ndarray
+    recurrent_masks: np.ndarray
+    reset_after: bool
+
+
+def _gate_masks(masks, batch, size, dtype, name):
+    if masks is None:
+        return np.ones((3, batch, size), dtype)
+    masks = np.asarray(masks)
+    if masks.shape != (3, batch, size):
+        raise ValueError(f"{name} must have shape {(3, batch, size)}; got shape {masks.shape}")
+    return kernel_array(masks, dtype)
+
+
+def gru_forward_train_masked(x, kernel, recurrent_kernel, bias, input_masks=None,
+                             recurrent_masks=None, h0=None, reset_after=True):
+    """Training forward of Keras 3's ``GRU(recurrent_dropout>0)`` (its implementation=1).
+
+    ``input_masks`` (3, B, I) and ``recurrent_masks`` (3, B, H) hold one dropout mask per gate
+    z, r, h (None = ones), the same at every step; the blend ``z*h + (1-z)*n`` uses the
+    unmasked state. Runs in C++ (plain loops, one path for every SIMD setting). Return
+    ``(outputs, last_state, tape)``; pass the tape to ``gru_backward_masked``.
+    """
+    x, kernel, recurrent_kernel, bias, h0 = check_gru_inputs(
+        x, kernel, recurrent_kernel, bias, h0, reset_after
+    )
+    dtype = result_dtype(x, kernel, recurrent_kernel, bias, h0)
+    batch, _, input_size = x.shape
+    units = recurrent_kernel.shape[0]
+    x = np.array(x, dtype=dtype, order="C")  # the tape's own copy, as PackedGRU keeps
+    kernel, recurrent_kernel, bias = (kernel_array(a, dtype) for a in (kernel, recurrent_kernel, bias))
+    h0 = np.zeros((batch, units), dtype) if h0 is None else kernel_array(h0, dtype)
+    input_masks = _gate_masks(input_masks, batch, input_size, dtype, "input_masks")
+    recurrent_masks = _gate_masks(recurrent_masks, batch, units, dtype, "recurrent_masks")
+    out, h_last, gates, h_rec = _core.gru_masked_forward_train(
+        x, h0, kernel, recurrent_kernel, bias, input_masks, recurrent_masks, bool(reset_after)
+    )
+    tape = MaskedGRUTape(x, h0, out, gates, h_rec, kernel, recurrent_kernel, input_masks,
+                         recurrent_masks, bool(reset_after))
+    return out, h_last, tape
+
+
+def gru_backward_masked(tape, d_out=None, d_h_last=None, need_dx=True):
+    """``GRUGradients`` for a ``gru_forward_train_masked`` tape (None grads = zeros; with
+    ``need_dx=False`` dx is None). Run it before changing the weights the forward used."""
+    if not isinstance(tape, MaskedGRUTape):
+        raise TypeError("tape must be the third value returned by gru_forward_train_masked")
+    batch, steps, _ = tape.x.shape
+    units = tape.recurrent_kernel.shape[0]
+    d_out, d_h_last = check_output_grads(d_out, d_h_last, batch, steps, units, tape.x.dtype)
+    grads = _core.gru_masked_backward(
+        tape.x, tape.h0, tape.out, tape.gates, tape.h_rec, tape.kernel, tape.recurrent_kernel,
+        tape.input_masks, tape.recurrent_masks, d_out, d_h_last, tape.reset_after, bool(need_dx)
+    )
+    return GRUGradients(*grads)

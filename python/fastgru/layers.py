@@ -38,7 +38,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._validation import bias_shape, check_positive_int, kernel_array
-from .gru import PackedGRU
+from .gru import MaskedGRUTape, PackedGRU, gru_backward_masked, gru_forward_train_masked
 from .specs import DenseSpec, GRUSpec, LayerSpec
 
 __all__ = ["Layer", "GRU", "Dense", "get_initializer", "glorot_uniform", "orthogonal"]
@@ -417,12 +417,6 @@ class GRU(Layer):
             )
         self.dropout = check_rate("dropout", dropout)
         self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
-        if self.recurrent_dropout > 0:
-            raise NotImplementedError(
-                "GRU(recurrent_dropout>0) is not implemented yet: the C++ training kernels do not "
-                "take Keras' per-gate recurrent masks; use dropout= (input dropout) or a Dropout "
-                "layer between layers"
-            )
         self.return_state = bool(return_state)
         self._return_sequences = bool(return_sequences)  # not the setter: nothing to rebuild yet
         self._reset_after = bool(reset_after)
@@ -501,7 +495,7 @@ class GRU(Layer):
         kernel = get_initializer(self.kernel_initializer)(k_shape, rng, dtype=dt)
         recurrent = get_initializer(self.recurrent_initializer)(rk_shape, rng, dtype=dt)
         bias = get_initializer(self.bias_initializer)(b_shape, rng, dtype=dt)
-        if self.dropout > 0:  # drawn only then: models without dropout initialise as before
+        if self.dropout > 0 or self.recurrent_dropout > 0:  # only then: others initialise as before
             self._noise = np.random.default_rng(rng.integers(2**63))
         self._finish_build([kernel, recurrent, bias])
 
@@ -558,21 +552,46 @@ class GRU(Layer):
 
     def forward_train(self, x: np.ndarray) -> np.ndarray:
         """Training forward. With ``dropout``, one input mask per sequence (samples x features),
-        the same at every step, as Keras 3 draws it (inference never drops)."""
+        the same at every step, as Keras 3 draws it (inference never drops). With
+        ``recurrent_dropout`` Keras 3 switches to its implementation=1: three input masks and
+        three recurrent masks, one per gate z, r, h (``fastgru.gru.gru_forward_train_masked``)."""
         self._input_mask = None
+        if (self.dropout > 0 or self.recurrent_dropout > 0) and getattr(self, "_noise", None) is None:
+            self._noise = np.random.default_rng(self.seed)
+        if self.recurrent_dropout > 0:
+            return self._forward_train_gate_masks(x)
         if self.dropout > 0:
-            if getattr(self, "_noise", None) is None:
-                self._noise = np.random.default_rng(self.seed)
             mask = dropout_mask(self._noise, (x.shape[0], x.shape[2]), self.dropout, self.dtype)
             self._input_mask = mask
             x = x * mask[:, None, :]
         out, h_last, self._tape = self.packed().forward_train(x)
         return out if self.return_sequences else h_last
 
+    def _forward_train_gate_masks(self, x: np.ndarray) -> np.ndarray:
+        self._check_x(x)
+        batch, units = x.shape[0], self.units
+        if self.dropout > 0:
+            input_masks = dropout_mask(self._noise, (3, batch, x.shape[2]), self.dropout, self.dtype)
+        else:
+            input_masks = None
+        recurrent_masks = dropout_mask(self._noise, (3, batch, units), self.recurrent_dropout,
+                                       self.dtype)
+        kernel, recurrent, bias = self._weights
+        out, h_last, self._tape = gru_forward_train_masked(
+            x, kernel, recurrent, bias, input_masks, recurrent_masks, reset_after=self.reset_after
+        )
+        return out if self.return_sequences else h_last
+
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> Optional[np.ndarray]:
         tape, self._tape = self._tape, None
         if tape is None:
             raise RuntimeError(f"GRU layer {self.name!r}: backward without forward_train")
+        d_out, d_h_last = (dy, None) if self.return_sequences else (None, dy)
+        if isinstance(tape, MaskedGRUTape):  # recurrent_dropout: dx already carries the masks
+            g = gru_backward_masked(tape, d_out, d_h_last, need_dx=need_dx)
+            for grad, value in zip(self._grads, g[2:]):
+                np.copyto(grad, value)
+            return g.dx
         # The tape's own PackedGRU: the layer's cache may have been replaced since.
         if self.return_sequences:
             g = tape.packed.backward(tape, d_out=dy, need_dx=need_dx)
