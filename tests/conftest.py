@@ -78,3 +78,17 @@ def at_byte_offset(a, offset=1):
     view = raw[offset:].view(a.dtype).reshape(a.shape)
     view[...] = a
     return view
+
+
+def recording_dropout_masks(monkeypatch, module):
+    """Spy on ``module.dropout_mask``: the returned list fills with every mask it draws."""
+    masks = []
+    original = module.dropout_mask
+
+    def record(*args, **kwargs):
+        m = original(*args, **kwargs)
+        masks.append(m)
+        return m
+
+    monkeypatch.setattr(module, "dropout_mask", record)
+    return masks

@@ -13,6 +13,7 @@ import pytest
 
 keras = pytest.importorskip("keras", reason="the Keras golden tests need keras + tensorflow-cpu")
 
+from conftest import recording_dropout_masks
 import fastgru as fg
 from fastgru import losses as fg_losses
 from fastgru import metrics as fg_metrics
@@ -196,26 +197,13 @@ def test_bidirectional_train_step_matches_keras(merge_mode, return_sequences, re
     assert not np.allclose(w_ours[k + 3], before[k + 3])  # the backward GRU was trained too
 
 
-def _recording(monkeypatch, module):
-    masks = []
-    original = module.dropout_mask
-
-    def record(*args, **kwargs):
-        m = original(*args, **kwargs)
-        masks.append(m)
-        return m
-
-    monkeypatch.setattr(module, "dropout_mask", record)
-    return masks
-
-
 def test_gru_input_dropout_uses_one_mask_per_sequence_like_keras(monkeypatch):
     """Keras 3 (recurrent_dropout=0): x * mask, one (samples, features) mask for all steps,
     training only. Fed the same mask, one SGD step lands on Keras' weights."""
     import fastgru.layers
 
     X, y = _data()
-    masks = _recording(monkeypatch, fastgru.layers)
+    masks = recording_dropout_masks(monkeypatch, fastgru.layers)
     keras.utils.set_random_seed(0)
     theirs = keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4, dropout=0.5),
                                keras.layers.Dense(1)])
@@ -237,7 +225,7 @@ def test_dropout_layer_is_identity_at_inference_and_masks_in_training(monkeypatc
     import fastgru.keras_layers
 
     X, y = _data()
-    masks = _recording(monkeypatch, fastgru.keras_layers)
+    masks = recording_dropout_masks(monkeypatch, fastgru.keras_layers)
     keras.utils.set_random_seed(0)
     theirs = keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4, return_sequences=True),
                                keras.layers.Dropout(0.25), keras.layers.GRU(2), keras.layers.Dense(1)])

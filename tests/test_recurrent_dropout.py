@@ -12,7 +12,7 @@ import fastgru as fg
 import fastgru.layers
 from fastgru import gru, reference
 
-from conftest import random_gru
+from conftest import random_gru, recording_dropout_masks
 
 
 def _masks(rng, batch, size, rate):
@@ -147,19 +147,6 @@ def keras():
     return pytest.importorskip("keras", reason="the Keras golden tests need keras + tensorflow-cpu")
 
 
-def _recording(monkeypatch):
-    masks = []
-    original = fastgru.layers.dropout_mask
-
-    def record(*args, **kwargs):
-        m = original(*args, **kwargs)
-        masks.append(m)
-        return m
-
-    monkeypatch.setattr(fastgru.layers, "dropout_mask", record)
-    return masks
-
-
 def _inject(keras, monkeypatch, cell, input_masks, recurrent_masks):
     """Make the Keras cell use our masks (lists of three, per gate z, r, h)."""
     def tensors(masks):
@@ -194,7 +181,7 @@ def test_layer_forward_and_gradients_match_keras_with_the_same_masks(
     ours.build((None, 6, 3))
     ours.set_weights(weights)
 
-    masks = _recording(monkeypatch)
+    masks = recording_dropout_masks(monkeypatch, fastgru.layers)
     out = ours.forward_train(X)
     input_masks, recurrent_masks = masks if dropout > 0 else (None, masks[0])
     assert recurrent_masks.shape == (3, 4, 5)
@@ -235,7 +222,7 @@ def test_one_sgd_step_lands_on_keras_weights(keras, monkeypatch):
     ours = fg.Sequential([fg.GRU(4, dropout=0.2, recurrent_dropout=0.5, input_shape=(5, 3)),
                           fg.Dense(1)])
     ours.set_weights(theirs.get_weights())
-    masks = _recording(monkeypatch)
+    masks = recording_dropout_masks(monkeypatch, fastgru.layers)
     ours.compile(optimizer=fg.SGD(1.0), loss="mse")
     ours.fit(X, y, batch_size=len(X), epochs=1, shuffle=False, verbose=0)
     assert len(masks) == 2

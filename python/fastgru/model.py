@@ -243,7 +243,7 @@ class Sequential:
         return self._output_shape(self.input_shape) if self.built else None
 
     def count_params(self) -> int:
-        self._require_built("count_params")
+        self.require_built("count_params")
         return int(self._params.size)
 
     def build_from_declared_shape(self, rng: Optional[np.random.Generator] = None) -> bool:
@@ -253,7 +253,8 @@ class Sequential:
             self.build((None,) + tuple(self.declared_input_shape), rng=rng)
         return self.built
 
-    def _require_built(self, what: str) -> None:
+    def require_built(self, what: str) -> None:
+        """Build from a declared input shape if there is one; else raise naming ``what``."""
         if not self.built and self.build_from_declared_shape():
             return
         if not self.built:

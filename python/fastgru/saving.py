@@ -62,7 +62,7 @@ def save_model(model: Sequential, path) -> None:
     file is written (atomically; permissions and symlinks).
     """
     path = check_native_path(path, "save", ".npz")
-    model._require_built("save")
+    model.require_built("save")
     config = {
         "format": MODEL_FORMAT,
         "version": MODEL_FORMAT_VERSION,
@@ -102,7 +102,7 @@ def check_native_path(path, what: str, suffix: str) -> str:
 def save_weights(model: Sequential, path) -> None:
     """The weights alone, in Keras order, to an ``.npz`` file (``Sequential.save_weights``)."""
     path = check_native_path(path, "save_weights", ".weights.npz")
-    model._require_built("save_weights")
+    model.require_built("save_weights")
     arrays = {"__format__": np.array(WEIGHTS_FORMAT)}
     for i, w in enumerate(model.get_weights()):
         arrays[f"weight_{i}"] = w

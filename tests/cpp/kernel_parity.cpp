@@ -282,12 +282,18 @@ template <> struct Tol<float> {
   static constexpr const char* name = "f32";
 };
 
+// The name a case's checks are reported under.
+template <typename T>
+std::string case_tag(size_t B, size_t T_, size_t I, size_t H, bool reset_after) {
+  return std::string(Tol<T>::name) + (reset_after ? " reset_after" : " reset_before") +
+         " B=" + std::to_string(B) + " T=" + std::to_string(T_) + " I=" + std::to_string(I) +
+         " H=" + std::to_string(H);
+}
+
 // gru_forward (both modes) and gru_backward of the active path against the reference.
 template <typename T>
 void check_kernels(size_t B, size_t T_, size_t I, size_t H, bool reset_after) {
-  const std::string tag = std::string(Tol<T>::name) + (reset_after ? " reset_after" : " reset_before") +
-                          " B=" + std::to_string(B) + " T=" + std::to_string(T_) +
-                          " I=" + std::to_string(I) + " H=" + std::to_string(H);
+  const std::string tag = case_tag<T>(B, T_, I, H, reset_after);
   std::mt19937_64 rng(B * 1000003 + T_ * 1009 + H * 17 + I + reset_after + sizeof(T));
   Gru g = random_gru(rng, I, H, reset_after);
   g.W = rounded<T>(g.W), g.U = rounded<T>(g.U), g.b = rounded<T>(g.b);
@@ -341,9 +347,7 @@ void check_kernels(size_t B, size_t T_, size_t I, size_t H, bool reset_after) {
 // for inference only, batch 1 (the latency path where it applies) and batched.
 template <typename T>
 void check_inference(size_t B, size_t T_, size_t I, size_t H, bool reset_after) {
-  const std::string tag = std::string(Tol<T>::name) + (reset_after ? " reset_after" : " reset_before") +
-                          " B=" + std::to_string(B) + " T=" + std::to_string(T_) +
-                          " I=" + std::to_string(I) + " H=" + std::to_string(H);
+  const std::string tag = case_tag<T>(B, T_, I, H, reset_after);
   std::mt19937_64 rng(B * 7919 + T_ * 31 + H * 3 + I + reset_after + sizeof(T));
   Gru g = random_gru(rng, I, H, reset_after);
   g.W = rounded<T>(g.W), g.U = rounded<T>(g.U), g.b = rounded<T>(g.b);
