@@ -175,6 +175,7 @@ inline void latency_product(const LatencyRow<T>& w, size_t c0, const T* a, const
   constexpr int L = Simd<T>::lanes;
 #pragma GCC unroll 16
   for (int j = 0; j < NV; ++j) acc[j] = init != nullptr ? load<T>(init + c0 + col(j) * L) : V{};
+#pragma GCC unroll 2
   for (size_t k = 0; k < w.H; ++k) {
     const V ak = splat<T>(a[k]);
     const T* row = w.Ug + k * w.NC + c0;
@@ -318,31 +319,31 @@ bool forward_latency_path(const ForwardArgs<T>& a) {
   const size_t t = tail_vectors != 0 ? H - FG * L : 0;
   const LatencyRow<T> w{pw.rec_grouped.data(), pw.kernel_grouped.data(), pw.bias_grouped.data(),
                         pw.bias_hh.data(), I, H, NC, shift_index<T>(t), shift_index<T>(2 * t)};
-  // Whole chunks first; the last takes what is left (at least one group, or the tail alone).
-  const size_t last_groups = FG == 0 ? 0 : (FG - 1) % kLatencyGroups + 1;
-  const size_t full_chunks = (FG - last_groups) / kLatencyGroups;
-  const size_t last_g0 = full_chunks * kLatencyGroups;
+  // Chunks of at most kLatencyGroups groups, balanced (the tail's chunk gets the fewest full
+  // groups): a chunk of 8 or more accumulators keeps both FMA pipes busy through the 4-cycle
+  // latency of its chains, where a small last chunk would wait on them.
+  const size_t n_chunks = FG == 0 ? 1 : (FG + kLatencyGroups - 1) / kLatencyGroups;
+  auto for_each_chunk = [&](auto&& chunk) {
+    size_t g0 = 0;
+    for (size_t c = 0; c < n_chunks; ++c) {
+      const size_t groups = FG / n_chunks + (c < FG % n_chunks ? 1 : 0);
+      const int tail = c + 1 == n_chunks ? int(tail_vectors) : 0;
+      with_chunk_shape(int(groups), tail, [&](auto G, auto TV) { chunk(G, TV, g0); });
+      g0 += groups;
+    }
+  };
   auto run_step = [&](const T* x_next, T* xw_next, const T* xw_cur) {
     if (ra) {
-      for (size_t g0 = 0; g0 < last_g0; g0 += kLatencyGroups) {
-        latency_chunk<T, kLatencyGroups, 0>(w, g0, x_next, xw_next, xw_cur, h, h_next);
-      }
-      with_chunk_shape(int(last_groups), int(tail_vectors), [&](auto G, auto TV) {
-        latency_chunk<T, G(), TV()>(w, last_g0, x_next, xw_next, xw_cur, h, h_next);
+      for_each_chunk([&](auto G, auto TV, size_t g0) {
+        latency_chunk<T, G(), TV()>(w, g0, x_next, xw_next, xw_cur, h, h_next);
       });
       return;
     }
-    for (size_t g0 = 0; g0 < last_g0; g0 += kLatencyGroups) {
-      latency_chunk_zr<T, kLatencyGroups, 0>(w, g0, x_next, xw_next, xw_cur, h, z, rh);
-    }
-    with_chunk_shape(int(last_groups), int(tail_vectors), [&](auto G, auto TV) {
-      latency_chunk_zr<T, G(), TV()>(w, last_g0, x_next, xw_next, xw_cur, h, z, rh);
+    for_each_chunk([&](auto G, auto TV, size_t g0) {
+      latency_chunk_zr<T, G(), TV()>(w, g0, x_next, xw_next, xw_cur, h, z, rh);
     });
-    for (size_t g0 = 0; g0 < last_g0; g0 += kLatencyGroups) {
-      latency_chunk_n<T, kLatencyGroups, 0>(w, g0, xw_cur, h, z, rh, h_next);
-    }
-    with_chunk_shape(int(last_groups), int(tail_vectors), [&](auto G, auto TV) {
-      latency_chunk_n<T, G(), TV()>(w, last_g0, xw_cur, h, z, rh, h_next);
+    for_each_chunk([&](auto G, auto TV, size_t g0) {
+      latency_chunk_n<T, G(), TV()>(w, g0, xw_cur, h, z, rh, h_next);
     });
   };
   if (steps > 0) {

@@ -57,11 +57,32 @@ template <typename T>
 inline vec_t<T> select(ivec_t<T> mask, vec_t<T> a, vec_t<T> b) {
   return (vec_t<T>)((mask & (ivec_t<T>)a) | (~mask & (ivec_t<T>)b));
 }
-// Clamping written as compare-and-select so that NaN passes through unchanged.
+// Clamping that lets NaN through unchanged. x86's min and max return their second operand
+// when either is NaN, so min(hi, max(lo, x)) is two instructions; elsewhere, compare and select.
 template <typename T>
 inline vec_t<T> clamp(vec_t<T> x, T lo, T hi) {
+#if FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    return (vec_t<T>)_mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), (__m512)x));
+  } else {
+    return (vec_t<T>)_mm512_min_pd(_mm512_set1_pd(hi), _mm512_max_pd(_mm512_set1_pd(lo), (__m512d)x));
+  }
+#elif FASTGRU_VEC_BYTES == 32 && defined(__AVX__)
+  if constexpr (sizeof(T) == 4) {
+    return (vec_t<T>)_mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), (__m256)x));
+  } else {
+    return (vec_t<T>)_mm256_min_pd(_mm256_set1_pd(hi), _mm256_max_pd(_mm256_set1_pd(lo), (__m256d)x));
+  }
+#elif FASTGRU_VEC_BYTES == 16 && defined(__SSE2__)
+  if constexpr (sizeof(T) == 4) {
+    return (vec_t<T>)_mm_min_ps(_mm_set1_ps(hi), _mm_max_ps(_mm_set1_ps(lo), (__m128)x));
+  } else {
+    return (vec_t<T>)_mm_min_pd(_mm_set1_pd(hi), _mm_max_pd(_mm_set1_pd(lo), (__m128d)x));
+  }
+#else
   x = select<T>(x > hi, splat<T>(hi), x);
   return select<T>(x < lo, splat<T>(lo), x);
+#endif
 }
 template <typename T>
 inline ivec_t<T> sign_mask() {
@@ -184,6 +205,29 @@ inline vec_t<float> exp_neg(vec_t<float> x) {
   const V e = r + (r * r) * (r * (1.0f / 6.0f) + 0.5f);             // e^r - 1
   return (V)_mm512_mask_scalef_ps((__m512)nan_or_x, number, (__m512)(scale * e + scale),
                                   (__m512)(m * (1.0f / 16)));  // times 2^floor(m / 16)
+#elif FASTGRU_VEC_BYTES == 32 && defined(__AVX2__)
+  // AVX2: the same scheme with an 8-entry table (one vpermps), so |r| <= ln2/16 and e^r - 1
+  // takes one more term (error below r^5/120 = 1.3e-9); 2^floor(m / 8) is built in the
+  // exponent bits and multiplied in, which keeps NaN a NaN. 16 operations against the Cephes
+  // exp's 19, and a dependent chain of 11 against 14.
+  typedef vec_t<float> V;
+  typedef ivec_t<float> I;
+  const __m256 table = _mm256_setr_ps(1.0f, 1.09050773267f, 1.18920711500f, 1.29683955465f,
+                                      1.41421356237f, 1.54221082541f, 1.68179283051f,
+                                      1.83400808641f);
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
+  x = clamp<float>(x, -88.0f, 87.0f);  // e^-x stays a normal float: 2^floor(m / 8) in [2^-126, 2^127]
+  const V t = x * float(-8 * 1.44269504088896341) + magic;  // m in the low mantissa bits
+  const V m = t - magic;
+  V r = -x - m * (0.693359375f / 8);
+  r = r - m * (-2.12194440e-4f / 8);
+  const V scale = (V)_mm256_permutevar8x32_ps(table, (__m256i)t);  // lane j of m mod 8
+  V p = r * (1.0f / 24.0f) + (1.0f / 6.0f);
+  p = p * r + 0.5f;
+  const V e = (r * r) * p + r;  // e^r - 1
+  // 2^floor(m / 8) as a float: the low bits of t less magic's are m; + 127 * 8 biases it
+  const I biased = ((I)t - (I)splat<float>(magic) + 127 * 8) >> 3;
+  return (scale * e + scale) * (V)(biased << 23);
 #else
   return exp(-x);
 #endif
@@ -191,25 +235,23 @@ inline vec_t<float> exp_neg(vec_t<float> x) {
 
 inline vec_t<double> exp_neg(vec_t<double> x) { return exp(-x); }
 
-// 1/x to at least 14 bits from the hardware estimate (a divide is the slowest instruction in
-// the gate epilogue): AVX-512's as is, SSE's and AVX's 12 bits after one Newton step; a plain
-// divide where the ISA has none.
-#if (FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)) || \
-    (FASTGRU_VEC_BYTES == 32 && defined(__AVX__)) || (FASTGRU_VEC_BYTES == 16 && defined(__SSE2__))
+// 1/x to at least 14 bits from the hardware estimate: AVX-512's as is, SSE's 12 bits after one
+// Newton step. AVX2 divides instead: a 256-bit vdivps is one uop (a 512-bit one is three, on
+// the shared ports), exact, and shorter in latency than the estimate and two Newton steps,
+// whose five uops compete with the recurrent product for the two FMA ports. A plain divide
+// where the ISA has no estimate.
+#if (FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)) || (FASTGRU_VEC_BYTES == 16 && defined(__SSE2__))
 #define FASTGRU_RECIPROCAL_ESTIMATE 1
 #endif
 inline vec_t<float> reciprocal_estimate(vec_t<float> x) {
   typedef vec_t<float> V;
 #if FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)
   return (V)_mm512_rcp14_ps((__m512)x);
-#elif FASTGRU_VEC_BYTES == 32 && defined(__AVX__)
-  const V r = (V)_mm256_rcp_ps((__m256)x);
-  return r + r * (1.0f - x * r);
 #elif FASTGRU_VEC_BYTES == 16 && defined(__SSE2__)
   const V r = (V)_mm_rcp_ps((__m128)x);
   return r + r * (1.0f - x * r);
 #else
-  return V(1.0f / x);  // no estimate on this ISA (NEON's needs two steps): the divide
+  return V(1.0f / x);  // AVX2's divide; NEON's estimate needs two steps: the divide too
 #endif
 }
 
@@ -226,11 +268,16 @@ inline vec_t<float> reciprocal(vec_t<float> x) {
 // p / q to about 1 ulp: the quotient from the reciprocal estimate, then one Newton step on
 // the quotient itself (as many operations as a refined reciprocal times p, more accurate).
 // It ends in an add, never a bare product, so no caller's expression can fuse it into a
-// multiply-add one way here and another way there.
+// multiply-add one way here and another way there. The divide itself where there is no
+// estimate.
 inline vec_t<float> divide(vec_t<float> p, vec_t<float> q) {
+#ifdef FASTGRU_RECIPROCAL_ESTIMATE
   const vec_t<float> r = reciprocal_estimate(q);
   const vec_t<float> y = p * r;
   return y + r * (p - q * y);
+#else
+  return p / q;
+#endif
 }
 
 inline vec_t<double> reciprocal(vec_t<double> x) {
@@ -264,12 +311,7 @@ inline vec_t<float> tanh(vec_t<float> x) {
 #else
   const float bound = 7.90531110763549805f;
 #endif
-#if FASTGRU_VEC_BYTES == 64 && defined(__AVX512F__)
-  // max/min return their second operand when one is NaN: NaN passes in two instructions
-  x = (V)_mm512_min_ps(_mm512_set1_ps(bound), _mm512_max_ps(_mm512_set1_ps(-bound), (__m512)x));
-#else
   x = clamp<float>(x, -bound, bound);
-#endif
   const V z = x * x;
   V p = z * -2.76076847742355e-16f + 2.00018790482477e-13f;
   p = p * z - 8.60467152213735e-11f;
