@@ -60,7 +60,8 @@ def test_a_peer_that_agrees_is_timed_with_ratio_to_fastgru():
         assert r["status"] == "ok" and r["max_abs_diff"] <= r["tolerance"]
         assert r["min"] <= r["q1"] <= r["median"] <= r["q3"] <= r["max"]
         assert r["ratio"] > 0
-    assert "gflops" in rows[1] and "gflops" not in rows[0]
+    for r in rows:  # GFLOP/s of the GRU's matmuls, for the window (B) as for the batch (D)
+        assert r["gflops"] > 0
 
 
 def test_main_exits_1_and_says_mismatch_loudly(monkeypatch, capsys):

@@ -100,8 +100,8 @@ def run_benchmarks(cfg: BenchConfig, peers: Optional[Sequence[Peer]] = None,
         matmul=matmul,
         results=results,
         notes=notes,
-        flops_note="D FLOPs count the two matmuls only: forward 2*B*T*3H*(I+H); "
-                   "forward+backward 3x forward",
+        flops_note="FLOPs count the GRU's two matmuls only: forward 2*B*T*3H*(I+H) (B: one "
+                   "window, C: one step); training (A, D.fwd+bwd) 3x forward",
     )
 
 

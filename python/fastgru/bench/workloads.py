@@ -58,6 +58,7 @@ def make_workloads(cfg: BenchConfig) -> List[Workload]:
             "A", f"training epoch: {cfg.a_windows} windows x {cfg.a_steps} steps x 1, "
                  f"GRU({cfg.a_units})->Dense(1), MSE, Adam, batch {cfg.a_batch}",
             "s", tol=2e-4, per_call=False,
+            flops=3 * forward_flops(cfg.a_windows, cfg.a_steps, 1, cfg.a_units),
             data=dict(X=X, y=y, weights=model_weights(rng, 1, cfg.a_units), lr=1e-3,
                       batch=cfg.a_batch, check_n=min(len(X), cfg.check_batches * cfg.a_batch)),
         ))
@@ -69,6 +70,7 @@ def make_workloads(cfg: BenchConfig) -> List[Workload]:
         out.append(Workload(
             "B", f"one-window predict (1, {cfg.bc_steps}, 1), GRU({cfg.bc_units})->Dense(1)",
             "us", tol=1e-5, data=dict(x=x, weights=weights),
+            flops=forward_flops(1, cfg.bc_steps, 1, cfg.bc_units),
             reference=lambda x=x: [reference.gru_forward(x, kernel, recurrent, bias)[1] @ dk + db],
         ))
     if "C" in wanted:
@@ -76,6 +78,7 @@ def make_workloads(cfg: BenchConfig) -> List[Workload]:
         out.append(Workload(
             "C", f"streaming step: one reading through GRU({cfg.bc_units})->Dense(1), carried state",
             "us", tol=1e-5, data=dict(seq=seq, weights=weights),
+            flops=forward_flops(1, 1, 1, cfg.bc_units),
             reference=lambda seq=seq: [
                 reference.gru_forward(seq[None], kernel, recurrent, bias)[0][0] @ dk + db],
         ))
