@@ -153,7 +153,8 @@ struct PackedWeights {
   void pack_grouped(const T* kernel, const T* recurrent_kernel);  // after bias_x
 };
 
-// Buffers that the training forward fills and backward reads, all (B, T, width) row-major.
+// Buffers that the training forward fills and backward reads, all (T, B, width) row-major:
+// time-major, so that the rows of one step are contiguous (written and read step by step).
 template <typename T>
 struct Tape {
   T* h_prev;   // Hp: state before each step

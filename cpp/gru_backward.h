@@ -167,15 +167,16 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       const size_t c0 = buf.row(r0 + i0, t - t0);  // a block never spans two groups
       T* dg0 = cb.d_gates + c0 * gs;
       for (int i = 0; i < m; ++i) {
-        const size_t b = r0 + i0 + i, bt = b * steps + t, c = c0 + size_t(i);
+        const size_t b = r0 + i0 + i, bt = b * steps + t, tb = t * a.batch + b;
+        const size_t c = c0 + size_t(i);
         T* d = dh_rows + i * Hp;
         if (a.d_out != nullptr) {
           const T* g = a.d_out + bt * H;
           for (size_t u = 0; u < H; ++u) d[u] += g[u];
         }
-        const T* gates = a.tape.gates + bt * 3 * Hp;
-        const T* h_prev = a.tape.h_prev + bt * Hp;
-        const T* h_rec = a.tape.h_rec + bt * Hp;
+        const T* gates = a.tape.gates + tb * 3 * Hp;
+        const T* h_prev = a.tape.h_prev + tb * Hp;
+        const T* h_rec = a.tape.h_rec + tb * Hp;
         T* dg = cb.d_gates + c * gs;
         T* hp_copy = cb.h_prev + c * Hp;
         for (size_t k = 0; k < I; ++k) cb.x[c * I + k] = a.x[bt * I + k];  // I is often 1
@@ -199,9 +200,9 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       } else {  // n saw (r*h)*Uh: its gradient q = dn*Uh^T feeds dr and dh
         gemm_block<T, false>(m, H, dg0 + cn, gs, UhT, q, Hp);
         for (int i = 0; i < m; ++i) {
-          const size_t bt = (r0 + i0 + i) * steps + t;
-          const T* gates = a.tape.gates + bt * 3 * Hp;
-          const T* h_prev = a.tape.h_prev + bt * Hp;
+          const size_t tb = t * a.batch + (r0 + i0 + i);
+          const T* gates = a.tape.gates + tb * 3 * Hp;
+          const T* h_prev = a.tape.h_prev + tb * Hp;
           T* dg = dg0 + i * gs;
           T* d = dh_rows + i * Hp;
           for (size_t u = 0; u < Hp; u += L) {

@@ -84,11 +84,11 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
       }
 
       for (int i = 0; i < m; ++i) {
-        const size_t b = b0 + i, bt = b * steps + t;
+        const size_t b = b0 + i, bt = b * steps + t, tb = t * a.batch + b;
         const T* c = C + i * ldc;
         T* h = h_rows + i * Hp;
-        T* tape_gates = training ? a.tape.gates + bt * 3 * Hp : nullptr;
-        if (training) copy_row(a.tape.h_prev + bt * Hp, h, Hp);
+        T* tape_gates = training ? a.tape.gates + tb * 3 * Hp : nullptr;
+        if (training) copy_row(a.tape.h_prev + tb * Hp, h, Hp);
         for (size_t u = 0; u < Hp; u += L) {
           V z, r, n, rec;
           if (w.reset_after) {
@@ -109,7 +109,7 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
             store<T>(tape_gates + u, z);
             store<T>(tape_gates + Hp + u, r);
             store<T>(tape_gates + 2 * Hp + u, n);
-            store<T>(a.tape.h_rec + bt * Hp + u, rec);
+            store<T>(a.tape.h_rec + tb * Hp + u, rec);
           }
         }
         if (a.out != nullptr) copy_row(a.out + bt * H, h, H);
