@@ -94,7 +94,8 @@ struct PackedWeights {
   SimdGeometry geo{};
   // forward: x*W (3Hp columns) and h*U, or h*U[z,r] then (r*h)*U[h] (reset_after=False)
   AlignedBuffer<T> kernel;       // K=I,  N=3Hp
-  AlignedBuffer<T> rec;          // K=H,  N=3Hp (reset_after only: one GEMM for all three gates)
+  AlignedBuffer<T> rec;          // K=H,  N=3H  (reset_after only: one GEMM for all three gates,
+                                 // back to back: 3H columns in ceil(3H/L) vectors, no padding)
   AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp (reset_after=False only)
   AlignedBuffer<T> rec_h;        // K=H,  N=Hp  (reset_after=False only)
   // The batch-1 latency path (either gate variant, U up to kGroupedLargeBytes; see the constructor
