@@ -132,6 +132,11 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
     kernel_t = AlignedBuffer<T>(panel_elements(3 * Hp, I, L, PW));
     rec_zr_t = AlignedBuffer<T>(panel_elements(2 * Hp, H, L, PW));
     rec_h_t = AlignedBuffer<T>(panel_elements(Hp, H, L, PW));
+    const size_t t = H % L;
+    if (ra && t != 0 && 4 * t <= L) {
+      tail_dot_units = t;
+      rec_tail = AlignedBuffer<T>(t * 3 * Hp);
+    }
   }
   bias_x = AlignedBuffer<T>(3 * Hp);
   bias_hh = AlignedBuffer<T>(Hp);
@@ -153,6 +158,15 @@ void PackedWeights<T>::pack(const T* W, const T* U, const T* b) {
     pack_gates(kernel_t, I, PW, W, 3 * H, 0, 3, H, Hp, true);
     pack_gates(rec_zr_t, H, PW, U, 3 * H, 0, 2, H, Hp, true);
     pack_gates(rec_h_t, H, PW, U, 3 * H, 2, 1, H, Hp, true);
+    for (size_t j = 0; j < tail_dot_units; ++j) {
+      const T* row = U + (H - tail_dot_units + j) * 3 * H;  // Keras gates z, r, h
+      T* dst = rec_tail.data() + j * 3 * Hp;
+      for (size_t k = 0; k < H; ++k) {
+        dst[k] = row[2 * H + k];
+        dst[Hp + k] = row[k];
+        dst[2 * Hp + k] = row[H + k];
+      }
+    }
   }
   for (size_t gate = 0; gate < 3; ++gate) {
     for (size_t u = 0; u < Hp; ++u) {

@@ -117,6 +117,11 @@ struct PackedWeights {
   AlignedBuffer<T> kernel_t;     // K=3Hp, N=I
   AlignedBuffer<T> rec_zr_t;     // K=2Hp, N=H
   AlignedBuffer<T> rec_h_t;      // K=Hp,  N=H
+  // reset_after training with a short tail (t = H % L units, 4t <= L): those units' rows of U
+  // in d_gates' column order [h | z | r], each Hp wide, zero padded (t x 3Hp). The backward
+  // computes their dh by dot products instead of a whole vector of mostly padding per product.
+  AlignedBuffer<T> rec_tail;
+  size_t tail_dot_units = 0;
   bool for_training = true;
 
   // for_training=false packs only what the forward reads (the inference model).

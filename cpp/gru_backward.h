@@ -152,10 +152,15 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
   T* q = st.q;
   // dh_prev += dz*Uz^T + dr*Ur^T + (dnr or q-part)*Uh^T, each product over the H real units
   // only (K = H, not Hp: the padded gate columns are zero).
-  const BView<T> UzrT = w.view(w.rec_zr_t, 2 * Hp, H);
+  // With a short tail (PackedWeights::rec_tail) the products stop at the last whole vector
+  // of units and the tail's dh comes from dot products of each d_gates row [dnr dz dr] with
+  // those units' rows of U, after the products.
+  const size_t tail = w.tail_dot_units, tail_col = H - tail;
+  BView<T> UzrT = w.view(w.rec_zr_t, 2 * Hp, H);
+  BView<T> UhT = w.view(w.rec_h_t, Hp, H);
+  if (tail != 0) UzrT.nvec = UhT.nvec = tail_col / L;
   BView<T> UzT = UzrT, UrT = UzrT;
   UrT.data += Hp * UzrT.ldb;
-  const BView<T> UhT = w.view(w.rec_h_t, Hp, H);
   const V one = splat<T>(T(1));
   // Columns of dz, dr, dn and (reset_after) dn*r within a d_gates row.
   const size_t cz = buf.w_col, cr = cz + Hp, cn = cz + 2 * Hp, cnr = 0;
@@ -214,6 +219,23 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       }
       gemm_block<T, true>(m, H, dg0 + cz, gs, UzT, dh_rows, Hp);
       gemm_block<T, true>(m, H, dg0 + cr, gs, UrT, dh_rows, Hp);
+      for (int i = 0; i < m && tail != 0; ++i) {  // reset_after: [dnr dz dr] = columns [0, 3Hp)
+        const T* g = dg0 + i * gs;
+        for (size_t j = 0; j < tail; ++j) {
+          const T* u = w.rec_tail.data() + j * 3 * Hp;
+          V acc0{}, acc1{};
+          size_t c = 0;
+          for (; c + 2 * L <= 3 * Hp; c += 2 * L) {
+            acc0 += load<T>(g + c) * load<T>(u + c);
+            acc1 += load<T>(g + c + L) * load<T>(u + c + L);
+          }
+          if (c < 3 * Hp) acc0 += load<T>(g + c) * load<T>(u + c);
+          acc0 += acc1;
+          T sum = T(0);
+          for (int l = 0; l < L; ++l) sum += acc0[l];
+          dh_rows[i * Hp + tail_col + j] += sum;
+        }
+      }
     }
   }
   if (a.dx == nullptr) return;
