@@ -119,7 +119,8 @@ struct PackedWeights {
   AlignedBuffer<T> rec_h_t;      // K=Hp,  N=H
   // reset_after training with a short tail (t = H % L units, 4t <= L): those units' rows of U
   // in d_gates' column order [h | z | r], each Hp wide, zero padded (t x 3Hp). The backward
-  // computes their dh by dot products instead of a whole vector of mostly padding per product.
+  // computes their dh by dot products instead of a whole vector of mostly padding per product,
+  // and their columns of dU as a product of their own (t rows of the transposed dU a gate).
   AlignedBuffer<T> rec_tail;
   size_t tail_dot_units = 0;
   bool for_training = true;
@@ -147,7 +148,8 @@ struct PackedWeights {
     return rows * 5 * padded_units + round_up(rows * input_size, 64 / sizeof(T));
   }
   FASTGRU_SHARED_INLINE size_t backward_group_elements() const {
-    return (input_size + units) * 3 * padded_units + 4 * padded_units;
+    return (input_size + units) * 3 * padded_units + 4 * padded_units +
+           3 * tail_dot_units * padded_units;  // + the tail units' columns of dU, transposed
   }
   FASTGRU_SHARED_INLINE size_t backward_workspace(size_t batch, size_t steps) const {
     return 2 * backward_chunk_elements(backward_chunk(batch, steps) * batch) +
