@@ -298,9 +298,7 @@ RowRange gradient_columns(const WeightGradient<T>* g, int count, size_t nvec, in
   return {v0, v1 > v0 ? v1 : v0};
 }
 
-// This thread's columns [v0, v1) of the weight gradients and bias sums, accumulated over the
-// K rows of the chunk (first: overwrite instead).
-// The tail units' dU products of one group's chunk rows (count 0: none).
+// The tail units' dU product of one group's chunk rows (units 0: none).
 template <typename T>
 struct TailGradient {
   size_t units, Hp;
@@ -308,6 +306,8 @@ struct TailGradient {
   T* out;           // GroupGradients::d_tail
 };
 
+// This thread's columns [v0, v1) of the weight gradients and bias sums, accumulated over the
+// K rows of the chunk (first: overwrite instead).
 template <typename T>
 void weight_gradients(const WeightGradient<T>* g, int count, size_t gs, const T* dg, T* sums,
                       size_t K, RowRange cols, bool first, const TailGradient<T>& tail) {
