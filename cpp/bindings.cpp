@@ -144,7 +144,9 @@ class TypedGRU {
   // Vectors of h*U the batch-1 latency path keeps in registers; 0 where it does not apply.
   int latency_vectors() const { return int(weights_->grouped_vectors()); }
 
-  py::tuple forward(py::handle x_obj, py::handle h0_obj, bool training) const {
+  // training: also fill and return the tape; outputs: also return every step's state (B, T, H)
+  // (a GRU that returns only its last state skips writing them).
+  py::tuple forward(py::handle x_obj, py::handle h0_obj, bool training, bool outputs = true) const {
     const PackedWeights<T>& w = *weights_;
     const auto [B, steps] = input_dims(x_obj, w.input_size);
     const auto sB = py::ssize_t(B), sT = py::ssize_t(steps), sH = py::ssize_t(w.units);
@@ -152,15 +154,17 @@ class TypedGRU {
     auto x = checked<T>(x_obj, "x", {sB, sT, py::ssize_t(w.input_size)});
     py::array_t<T> h0_keep;
     const T* h0 = optional_data<T>(h0_obj, "h0", {sB, sH}, &h0_keep);
-    auto out = empty<T>({sB, sT, sH});
+    py::object out = py::none();
+    if (outputs) out = empty<T>({sB, sT, sH});
     auto h_last = empty<T>({sB, sH});
     py::array_t<T> h_prev, gates, h_rec;
-    ForwardArgs<T> args{&w, x.data(), h0, B, steps, out.mutable_data(), h_last.mutable_data(),
+    T* out_data = outputs ? py::reinterpret_borrow<py::array_t<T>>(out).mutable_data() : nullptr;
+    ForwardArgs<T> args{&w, x.data(), h0, B, steps, out_data, h_last.mutable_data(),
                         {nullptr, nullptr, nullptr}, max_threads()};
     if (training) {
-      h_prev = empty<T>({sB, sT, sHp});
-      gates = empty<T>({sB, sT, 3 * sHp});
-      h_rec = empty<T>({sB, sT, sHp});
+      h_prev = empty<T>({sT, sB, sHp});
+      gates = empty<T>({sT, sB, 3 * sHp});
+      h_rec = empty<T>({sT, sB, sHp});
       args.tape = {h_prev.mutable_data(), gates.mutable_data(), h_rec.mutable_data()};
     }
     bool ok;
@@ -181,9 +185,9 @@ class TypedGRU {
     const auto sB = py::ssize_t(B), sT = py::ssize_t(steps), sH = py::ssize_t(w.units);
     const auto sI = py::ssize_t(w.input_size), sHp = py::ssize_t(w.padded_units);
     auto x = checked<T>(x_obj, "x", {sB, sT, sI});
-    auto h_prev = checked<T>(h_prev_obj, "tape.h_prev", {sB, sT, sHp});
-    auto gates = checked<T>(gates_obj, "tape.gates", {sB, sT, 3 * sHp});
-    auto h_rec = checked<T>(h_rec_obj, "tape.h_rec", {sB, sT, sHp});
+    auto h_prev = checked<T>(h_prev_obj, "tape.h_prev", {sT, sB, sHp});
+    auto gates = checked<T>(gates_obj, "tape.gates", {sT, sB, 3 * sHp});
+    auto h_rec = checked<T>(h_rec_obj, "tape.h_rec", {sT, sB, sHp});
     py::array_t<T> d_out_keep, d_h_last_keep;
     const T* d_out = optional_data<T>(d_out_obj, "d_out", {sB, sT, sH}, &d_out_keep);
     const T* d_h_last = optional_data<T>(d_h_last_obj, "d_h_last", {sB, sH}, &d_h_last_keep);
@@ -241,8 +245,8 @@ class PackedGRU {
   py::tuple forward(py::handle x, py::handle h0) const {
     return f32_ ? f32_->forward(x, h0, false) : f64_->forward(x, h0, false);
   }
-  py::tuple forward_train(py::handle x, py::handle h0) const {
-    return f32_ ? f32_->forward(x, h0, true) : f64_->forward(x, h0, true);
+  py::tuple forward_train(py::handle x, py::handle h0, bool outputs) const {
+    return f32_ ? f32_->forward(x, h0, true, outputs) : f64_->forward(x, h0, true, outputs);
   }
   py::tuple backward(py::handle x, py::handle h_prev, py::handle gates, py::handle h_rec,
                      py::handle d_out, py::handle d_h_last, bool need_dx) const {
@@ -668,7 +672,8 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<py::array, py::array, py::array, bool>(), py::arg("kernel"),
            py::arg("recurrent_kernel"), py::arg("bias"), py::arg("reset_after"))
       .def("forward", &PackedGRU::forward, py::arg("x"), py::arg("h0"))
-      .def("forward_train", &PackedGRU::forward_train, py::arg("x"), py::arg("h0"))
+      .def("forward_train", &PackedGRU::forward_train, py::arg("x"), py::arg("h0"),
+           py::arg("outputs") = true)
       .def("backward", &PackedGRU::backward, py::arg("x"), py::arg("h_prev"), py::arg("gates"),
            py::arg("h_rec"), py::arg("d_out"), py::arg("d_h_last"), py::arg("need_dx") = true)
       .def("update", &PackedGRU::update, py::arg("kernel"), py::arg("recurrent_kernel"),

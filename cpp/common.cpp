@@ -69,11 +69,14 @@ size_t panel_elements(size_t K, size_t N, size_t lanes, size_t width) {
 // Writes the real units of a panel buffer (see BView) from `gates` gate segments of Keras
 // weights, starting at Keras gate `gate0`; the padding is zero from construction and never
 // written, so packing in place only rewrites these. Not transposed, the
-// buffer is other x gates*Hp with value(k, gi*Hp + u) = src[k * ld + (gate0 + gi) * H + u];
+// buffer is other x gates*Hp with value(k, gi*S + u) = src[k * ld + (gate0 + gi) * H + u],
+// S = `spacing` (Hp: each gate from a vector boundary; H: the gates back to back);
 // transposed, it is gates*Hp x other with value(gi*Hp + u, n) = src[n * ld + (gate0 + gi) * H + u].
 template <typename T>
 void pack_gates(AlignedBuffer<T>& out, size_t other, size_t width, const T* src, size_t ld,
-                size_t gate0, size_t gates, size_t H, size_t Hp, bool transposed) {
+                size_t gate0, size_t gates, size_t H, size_t Hp, bool transposed,
+                size_t spacing = 0) {
+  if (spacing == 0) spacing = Hp;
   const size_t K = transposed ? gates * Hp : other, N = transposed ? other : gates * Hp;
   // Where column n of row 0 lives: panel n / width, position n % width. (A table: measured
   // faster for update() than a walking pointer or inline index arithmetic.)
@@ -86,7 +89,7 @@ void pack_gates(AlignedBuffer<T>& out, size_t other, size_t width, const T* src,
     const T* s = src + (gate0 + gi) * H;
     if (!transposed) {
       for (size_t k = 0; k < K; ++k) {
-        for (size_t u = 0; u < H; ++u) out.data()[at[gi * Hp + u] + k * width] = s[k * ld + u];
+        for (size_t u = 0; u < H; ++u) out.data()[at[gi * spacing + u] + k * width] = s[k * ld + u];
       }
     } else {
       for (size_t n = 0; n < N; ++n) {
@@ -129,6 +132,11 @@ PackedWeights<T>::PackedWeights(SimdGeometry g, const T* W, const T* U, const T*
     kernel_t = AlignedBuffer<T>(panel_elements(3 * Hp, I, L, PW));
     rec_zr_t = AlignedBuffer<T>(panel_elements(2 * Hp, H, L, PW));
     rec_h_t = AlignedBuffer<T>(panel_elements(Hp, H, L, PW));
+    const size_t t = H % L;
+    if (ra && t != 0 && 4 * t <= L) {
+      tail_dot_units = t;
+      rec_tail = AlignedBuffer<T>(t * 3 * Hp);
+    }
   }
   bias_x = AlignedBuffer<T>(3 * Hp);
   bias_hh = AlignedBuffer<T>(Hp);
@@ -141,7 +149,7 @@ void PackedWeights<T>::pack(const T* W, const T* U, const T* b) {
   const bool ra = reset_after;
   pack_gates(kernel, I, PW, W, 3 * H, 0, 3, H, Hp, false);
   if (ra) {
-    pack_gates(rec, H, PW, U, 3 * H, 0, 3, H, Hp, false);
+    pack_gates(rec, H, PW, U, 3 * H, 0, 3, H, Hp, false, /*spacing=*/H);
   } else {  // (r*h) meets U[h] only after z and r are known: two products
     pack_gates(rec_zr, H, PW, U, 3 * H, 0, 2, H, Hp, false);
     pack_gates(rec_h, H, PW, U, 3 * H, 2, 1, H, Hp, false);
@@ -150,6 +158,15 @@ void PackedWeights<T>::pack(const T* W, const T* U, const T* b) {
     pack_gates(kernel_t, I, PW, W, 3 * H, 0, 3, H, Hp, true);
     pack_gates(rec_zr_t, H, PW, U, 3 * H, 0, 2, H, Hp, true);
     pack_gates(rec_h_t, H, PW, U, 3 * H, 2, 1, H, Hp, true);
+    for (size_t j = 0; j < tail_dot_units; ++j) {
+      const T* row = U + (H - tail_dot_units + j) * 3 * H;  // Keras gates z, r, h
+      T* dst = rec_tail.data() + j * 3 * Hp;
+      for (size_t k = 0; k < H; ++k) {
+        dst[k] = row[2 * H + k];
+        dst[Hp + k] = row[k];
+        dst[2 * Hp + k] = row[H + k];
+      }
+    }
   }
   for (size_t gate = 0; gate < 3; ++gate) {
     for (size_t u = 0; u < Hp; ++u) {

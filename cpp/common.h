@@ -94,7 +94,8 @@ struct PackedWeights {
   SimdGeometry geo{};
   // forward: x*W (3Hp columns) and h*U, or h*U[z,r] then (r*h)*U[h] (reset_after=False)
   AlignedBuffer<T> kernel;       // K=I,  N=3Hp
-  AlignedBuffer<T> rec;          // K=H,  N=3Hp (reset_after only: one GEMM for all three gates)
+  AlignedBuffer<T> rec;          // K=H,  N=3H  (reset_after only: one GEMM for all three gates,
+                                 // back to back: 3H columns in ceil(3H/L) vectors, no padding)
   AlignedBuffer<T> rec_zr;       // K=H,  N=2Hp (reset_after=False only)
   AlignedBuffer<T> rec_h;        // K=H,  N=Hp  (reset_after=False only)
   // The batch-1 latency path (either gate variant, U up to kGroupedLargeBytes; see the constructor
@@ -116,6 +117,12 @@ struct PackedWeights {
   AlignedBuffer<T> kernel_t;     // K=3Hp, N=I
   AlignedBuffer<T> rec_zr_t;     // K=2Hp, N=H
   AlignedBuffer<T> rec_h_t;      // K=Hp,  N=H
+  // reset_after training with a short tail (t = H % L units, 4t <= L): those units' rows of U
+  // in d_gates' column order [h | z | r], each Hp wide, zero padded (t x 3Hp). The backward
+  // computes their dh by dot products instead of a whole vector of mostly padding per product,
+  // and their columns of dU as a product of their own (t rows of the transposed dU a gate).
+  AlignedBuffer<T> rec_tail;
+  size_t tail_dot_units = 0;
   bool for_training = true;
 
   // for_training=false packs only what the forward reads (the inference model).
@@ -141,7 +148,8 @@ struct PackedWeights {
     return rows * 5 * padded_units + round_up(rows * input_size, 64 / sizeof(T));
   }
   FASTGRU_SHARED_INLINE size_t backward_group_elements() const {
-    return (input_size + units) * 3 * padded_units + 4 * padded_units;
+    return (input_size + units) * 3 * padded_units + 4 * padded_units +
+           3 * tail_dot_units * padded_units;  // + the tail units' columns of dU, transposed
   }
   FASTGRU_SHARED_INLINE size_t backward_workspace(size_t batch, size_t steps) const {
     return 2 * backward_chunk_elements(backward_chunk(batch, steps) * batch) +
@@ -153,7 +161,8 @@ struct PackedWeights {
   void pack_grouped(const T* kernel, const T* recurrent_kernel);  // after bias_x
 };
 
-// Buffers that the training forward fills and backward reads, all (B, T, width) row-major.
+// Buffers that the training forward fills and backward reads, all (T, B, width) row-major:
+// time-major, so that the rows of one step are contiguous (written and read step by step).
 template <typename T>
 struct Tape {
   T* h_prev;   // Hp: state before each step

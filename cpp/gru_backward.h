@@ -42,6 +42,8 @@ struct GroupGradients {
   T* d_kernel;  // (I, 3Hp): dW, gates z, r, n
   T* d_rec;     // (H, 3Hp): dU, gates h, z, r (reset_after) or z, r, h
   T* d_sums;    // (gate_stride): column sums of d_gates, the bias gradients
+  T* d_tail;    // (3, t, Hp): dU of the t = tail_dot_units last units of each d_gates block
+                // [h z r], transposed (row: unit of that gate; column: unit of h_prev)
 };
 
 // Two sets of chunk buffers, so that one barrier per chunk suffices: a thread can fill chunk
@@ -81,6 +83,7 @@ struct BackwardBuffers {
       grads[g].d_kernel = base + 2 * chunk_elements + g * w.backward_group_elements();
       grads[g].d_rec = grads[g].d_kernel + I * 3 * Hp;
       grads[g].d_sums = grads[g].d_rec + w.units * 3 * Hp;
+      grads[g].d_tail = grads[g].d_sums + 4 * Hp;
     }
   }
 
@@ -152,10 +155,15 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
   T* q = st.q;
   // dh_prev += dz*Uz^T + dr*Ur^T + (dnr or q-part)*Uh^T, each product over the H real units
   // only (K = H, not Hp: the padded gate columns are zero).
-  const BView<T> UzrT = w.view(w.rec_zr_t, 2 * Hp, H);
+  // With a short tail (PackedWeights::rec_tail) the products stop at the last whole vector
+  // of units and the tail's dh comes from dot products of each d_gates row [dnr dz dr] with
+  // those units' rows of U, after the products.
+  const size_t tail = w.tail_dot_units, tail_col = H - tail;
+  BView<T> UzrT = w.view(w.rec_zr_t, 2 * Hp, H);
+  BView<T> UhT = w.view(w.rec_h_t, Hp, H);
+  if (tail != 0) UzrT.nvec = UhT.nvec = tail_col / L;
   BView<T> UzT = UzrT, UrT = UzrT;
   UrT.data += Hp * UzrT.ldb;
-  const BView<T> UhT = w.view(w.rec_h_t, Hp, H);
   const V one = splat<T>(T(1));
   // Columns of dz, dr, dn and (reset_after) dn*r within a d_gates row.
   const size_t cz = buf.w_col, cr = cz + Hp, cn = cz + 2 * Hp, cnr = 0;
@@ -167,15 +175,16 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       const size_t c0 = buf.row(r0 + i0, t - t0);  // a block never spans two groups
       T* dg0 = cb.d_gates + c0 * gs;
       for (int i = 0; i < m; ++i) {
-        const size_t b = r0 + i0 + i, bt = b * steps + t, c = c0 + size_t(i);
+        const size_t b = r0 + i0 + i, bt = b * steps + t, tb = t * a.batch + b;
+        const size_t c = c0 + size_t(i);
         T* d = dh_rows + i * Hp;
         if (a.d_out != nullptr) {
           const T* g = a.d_out + bt * H;
           for (size_t u = 0; u < H; ++u) d[u] += g[u];
         }
-        const T* gates = a.tape.gates + bt * 3 * Hp;
-        const T* h_prev = a.tape.h_prev + bt * Hp;
-        const T* h_rec = a.tape.h_rec + bt * Hp;
+        const T* gates = a.tape.gates + tb * 3 * Hp;
+        const T* h_prev = a.tape.h_prev + tb * Hp;
+        const T* h_rec = a.tape.h_rec + tb * Hp;
         T* dg = cb.d_gates + c * gs;
         T* hp_copy = cb.h_prev + c * Hp;
         for (size_t k = 0; k < I; ++k) cb.x[c * I + k] = a.x[bt * I + k];  // I is often 1
@@ -199,9 +208,9 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       } else {  // n saw (r*h)*Uh: its gradient q = dn*Uh^T feeds dr and dh
         gemm_block<T, false>(m, H, dg0 + cn, gs, UhT, q, Hp);
         for (int i = 0; i < m; ++i) {
-          const size_t bt = (r0 + i0 + i) * steps + t;
-          const T* gates = a.tape.gates + bt * 3 * Hp;
-          const T* h_prev = a.tape.h_prev + bt * Hp;
+          const size_t tb = t * a.batch + (r0 + i0 + i);
+          const T* gates = a.tape.gates + tb * 3 * Hp;
+          const T* h_prev = a.tape.h_prev + tb * Hp;
           T* dg = dg0 + i * gs;
           T* d = dh_rows + i * Hp;
           for (size_t u = 0; u < Hp; u += L) {
@@ -213,6 +222,23 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       }
       gemm_block<T, true>(m, H, dg0 + cz, gs, UzT, dh_rows, Hp);
       gemm_block<T, true>(m, H, dg0 + cr, gs, UrT, dh_rows, Hp);
+      for (int i = 0; i < m && tail != 0; ++i) {  // reset_after: [dnr dz dr] = columns [0, 3Hp)
+        const T* g = dg0 + i * gs;
+        for (size_t j = 0; j < tail; ++j) {
+          const T* u = w.rec_tail.data() + j * 3 * Hp;
+          V acc0{}, acc1{};
+          size_t c = 0;
+          for (; c + 2 * L <= 3 * Hp; c += 2 * L) {
+            acc0 += load<T>(g + c) * load<T>(u + c);
+            acc1 += load<T>(g + c + L) * load<T>(u + c + L);
+          }
+          if (c < 3 * Hp) acc0 += load<T>(g + c) * load<T>(u + c);
+          acc0 += acc1;
+          T sum = T(0);
+          for (int l = 0; l < L; ++l) sum += acc0[l];
+          dh_rows[i * Hp + tail_col + j] += sum;
+        }
+      }
     }
   }
   if (a.dx == nullptr) return;
@@ -272,11 +298,19 @@ RowRange gradient_columns(const WeightGradient<T>* g, int count, size_t nvec, in
   return {v0, v1 > v0 ? v1 : v0};
 }
 
+// The tail units' dU product of one group's chunk rows (units 0: none).
+template <typename T>
+struct TailGradient {
+  size_t units, Hp;
+  const T* h_prev;  // the chunk's h_prev rows (K x Hp)
+  T* out;           // GroupGradients::d_tail
+};
+
 // This thread's columns [v0, v1) of the weight gradients and bias sums, accumulated over the
 // K rows of the chunk (first: overwrite instead).
 template <typename T>
 void weight_gradients(const WeightGradient<T>* g, int count, size_t gs, const T* dg, T* sums,
-                      size_t K, RowRange cols, bool first) {
+                      size_t K, RowRange cols, bool first, const TailGradient<T>& tail) {
   typedef vec_t<T> V;
   constexpr int L = Simd<T>::lanes;
   constexpr int MR = kRows<T>;
@@ -294,6 +328,20 @@ void weight_gradients(const WeightGradient<T>* g, int count, size_t gs, const T*
       gemm_block_transposed<T>(!first, m, K, g[j].a + i0, g[j].lda, b, c + i0 * g[j].ldc, g[j].ldc);
     }
   }
+  // The tail units' columns of dU (reset_after with PackedWeights::rec_tail): the products
+  // above stop before the last vector of each gate block; that vector's t real columns are
+  // rows of a transposed product over the same chunk rows, summed in the same row order, by
+  // the thread that owns the vector.
+  if (tail.units != 0) {
+    const size_t per_gate = tail.Hp / L;
+    for (size_t b = 0; b < 3; ++b) {
+      const size_t v = b * per_gate + per_gate - 1;  // d_gates vector with the tail of block b
+      if (v < v0 || v >= v1) continue;
+      const BView<T> hp{tail.h_prev, NVL, tail.Hp, per_gate};
+      gemm_block_transposed<T>(!first, int(tail.units), K, dg + v * L, gs, hp,
+                               tail.out + b * tail.units * tail.Hp, tail.Hp);
+    }
+  }
   if (first) {
     for (size_t v = v0; v < v1; ++v) store<T>(sums + v * L, V{});
   }
@@ -304,15 +352,22 @@ void weight_gradients(const WeightGradient<T>* g, int count, size_t gs, const T*
   }
 }
 
-// The products of one group over rows [row0, row0 + K) of the chunk buffers.
+// The products of one group over rows [row0, row0 + K) of the chunk buffers (at most
+// kMaxProducts: dW and dU's three gate blocks).
+constexpr int kMaxProducts = 4;
 template <typename T>
 int group_products(const PackedWeights<T>& w, const BackwardBuffers<T>& buf,
                    const ChunkBuffers<T>& cb, const GroupGradients<T>& out, size_t row0,
                    WeightGradient<T>* g) {
   const size_t I = w.input_size, H = w.units, Hp = w.padded_units, wc = buf.w_col;
+  constexpr size_t L = Simd<T>::lanes;
   int count = 0;
   g[count++] = {I, cb.x + row0 * I, I, wc, wc + 3 * Hp, out.d_kernel, 3 * Hp};
-  if (w.reset_after) {
+  if (w.reset_after && w.tail_dot_units != 0) {  // each block but its last vector (the tail's)
+    for (size_t b = 0; b < 3; ++b) {
+      g[count++] = {H, cb.h_prev + row0 * Hp, Hp, b * Hp, (b + 1) * Hp - L, out.d_rec + b * Hp, 3 * Hp};
+    }
+  } else if (w.reset_after) {
     g[count++] = {H, cb.h_prev + row0 * Hp, Hp, 0, 3 * Hp, out.d_rec, 3 * Hp};
   } else {
     g[count++] = {H, cb.h_prev + row0 * Hp, Hp, 0, 2 * Hp, out.d_rec, 3 * Hp};
@@ -352,7 +407,7 @@ bool gru_backward(const BackwardArgs<T>& a) {
       slice = int(size_t(thread) / G);
       slices = int((size_t(team) - g_first + G - 1) / G);
     }
-    WeightGradient<T> probe[3];
+    WeightGradient<T> probe[kMaxProducts];
     const int count = group_products(w, buf, buf.chunks[0], buf.grads[0], 0, probe);
     const RowRange cols = gradient_columns(probe, count, gs / L, slice, slices);
 
@@ -388,10 +443,11 @@ bool gru_backward(const BackwardArgs<T>& a) {
       for (size_t g = g_first; g < G; g += g_step) {
         const size_t row0 = chunk * buf.group_lo[g];
         const size_t K = len * (buf.group_lo[g + 1] - buf.group_lo[g]);
-        WeightGradient<T> prods[3];
+        WeightGradient<T> prods[kMaxProducts];
         group_products(w, buf, cb, buf.grads[g], row0, prods);
+        const TailGradient<T> tail{w.tail_dot_units, Hp, cb.h_prev + row0 * Hp, buf.grads[g].d_tail};
         weight_gradients(prods, count, gs, cb.d_gates + row0 * gs, buf.grads[g].d_sums, K, cols,
-                         t1 == steps);
+                         t1 == steps, tail);
       }
       t1 = t0;
     }
@@ -411,10 +467,20 @@ bool gru_backward(const BackwardArgs<T>& a) {
         for (size_t j = 1; j < G; ++j) s += buf.grads[j].d_kernel[i * 3 * Hp + cp];
         a.dkernel[i * 3 * H + c] = s;
       }
-      for (size_t k = 0; k < H; ++k) {
-        T s = buf.grads[0].d_rec[k * 3 * Hp + rec_col + u];
-        for (size_t j = 1; j < G; ++j) s += buf.grads[j].d_rec[k * 3 * Hp + rec_col + u];
-        a.drecurrent[k * 3 * H + c] = s;
+      const size_t tail = w.tail_dot_units;
+      if (tail != 0 && u >= H - tail) {  // from d_tail, transposed: row (block, unit), column k
+        const size_t row = (rec_col / Hp * tail + u - (H - tail)) * Hp;
+        for (size_t k = 0; k < H; ++k) {
+          T s = buf.grads[0].d_tail[row + k];
+          for (size_t j = 1; j < G; ++j) s += buf.grads[j].d_tail[row + k];
+          a.drecurrent[k * 3 * H + c] = s;
+        }
+      } else {
+        for (size_t k = 0; k < H; ++k) {
+          T s = buf.grads[0].d_rec[k * 3 * Hp + rec_col + u];
+          for (size_t j = 1; j < G; ++j) s += buf.grads[j].d_rec[k * 3 * Hp + rec_col + u];
+          a.drecurrent[k * 3 * H + c] = s;
+        }
       }
       T db_in = buf.grads[0].d_sums[w_col + cp], db_hh = buf.grads[0].d_sums[u];
       for (size_t j = 1; j < G; ++j) {

@@ -52,12 +52,24 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
     }
   }
   const BView<T> Wx = w.view(w.kernel, I, 3 * Hp);
-  const BView<T> U = w.view(w.rec, H, 3 * Hp);
+  const BView<T> U = w.view(w.rec, H, 3 * H);  // z, r, n at columns 0, H, 2H of h*U
   const BView<T> Uzr = w.view(w.rec_zr, H, 2 * Hp);
   const BView<T> Uh = w.view(w.rec_h, H, Hp);
   const T* bx = w.bias_x.data();
   const T* bhh = w.bias_hh.data();
   const bool training = a.tape.gates != nullptr;
+  // With reset_after, h*U's gates sit back to back (PackedWeights::rec), so the gates' loads
+  // of a padded unit read a neighbour's column or, past the last, these columns, which no
+  // product writes: zeros, so that such lanes stay finite. They are then dropped: the padded
+  // units of h are kept exactly zero (`real`), as the products and the tape expect.
+  typedef decltype(ivec_t<T>{}[0]) Lane;
+  ivec_t<T> real{};
+  for (int l = 0; l < L; ++l) real[l] = (Hp - L + size_t(l) < H) ? Lane(-1) : Lane(0);
+  if (w.reset_after) {
+    for (int i = 0; i < MR; ++i) {
+      for (size_t col = 3 * Hp + U.nvec * L; col < ldc; ++col) C[i * ldc + col] = T(0);
+    }
+  }
 
   for (size_t t = 0; t < steps; ++t) {
     for (size_t i0 = 0; i0 < nr; i0 += MR) {
@@ -84,19 +96,19 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
       }
 
       for (int i = 0; i < m; ++i) {
-        const size_t b = b0 + i, bt = b * steps + t;
+        const size_t b = b0 + i, bt = b * steps + t, tb = t * a.batch + b;
         const T* c = C + i * ldc;
         T* h = h_rows + i * Hp;
-        T* tape_gates = training ? a.tape.gates + bt * 3 * Hp : nullptr;
-        if (training) copy_row(a.tape.h_prev + bt * Hp, h, Hp);
+        T* tape_gates = training ? a.tape.gates + tb * 3 * Hp : nullptr;
+        if (training) copy_row(a.tape.h_prev + tb * Hp, h, Hp);
         for (size_t u = 0; u < Hp; u += L) {
           V z, r, n, rec;
           if (w.reset_after) {
             const T* hu = c + 3 * Hp;
             z = gate_zr<T>(load<T>(c + u), load<T>(hu + u), load<T>(bx + u));
-            r = gate_zr<T>(load<T>(c + Hp + u), load<T>(hu + Hp + u), load<T>(bx + Hp + u));
+            r = gate_zr<T>(load<T>(c + Hp + u), load<T>(hu + H + u), load<T>(bx + Hp + u));
             n = gate_n<T>(load<T>(c + 2 * Hp + u), load<T>(bx + 2 * Hp + u),
-                          load<T>(hu + 2 * Hp + u), load<T>(bhh + u), r, &rec);
+                          load<T>(hu + 2 * H + u), load<T>(bhh + u), r, &rec);
           } else {
             z = load<T>(c + u);
             r = load<T>(c + Hp + u);
@@ -104,12 +116,14 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
             n = tanh(load<T>(c + 2 * Hp + u) + load<T>(bx + 2 * Hp + u));
           }
           const V hp = load<T>(h + u);
-          store<T>(h + u, n + z * (hp - n));  // z*h + (1-z)*n
+          V h_new = n + z * (hp - n);  // z*h + (1-z)*n
+          if (u + L > H) h_new = (V)((ivec_t<T>)h_new & real);
+          store<T>(h + u, h_new);
           if (training) {
             store<T>(tape_gates + u, z);
             store<T>(tape_gates + Hp + u, r);
             store<T>(tape_gates + 2 * Hp + u, n);
-            store<T>(a.tape.h_rec + bt * Hp + u, rec);
+            store<T>(a.tape.h_rec + tb * Hp + u, rec);
           }
         }
         if (a.out != nullptr) copy_row(a.out + bt * H, h, H);

@@ -164,6 +164,25 @@ def test_update_in_place_equals_a_fresh_pack_and_need_dx_false_skips_only_dx(sim
         updated.update(k2[:, :-3], r2, b2)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
+def test_forward_train_without_outputs_changes_nothing_else(simd, reset_after, dtype):
+    # A GRU that returns only its last state skips writing every step's state: the last
+    # state, the tape and so the gradients are the same bits.
+    rng = np.random.default_rng(12)
+    x, kernel, recurrent, bias, h0 = random_gru(rng, 11, 6, 2, 19, reset_after)
+    d_h = rng.standard_normal((11, 19))
+    packed = fastgru.PackedGRU(kernel, recurrent, bias, reset_after, dtype)
+    out, h, tape = packed.forward_train(x, h0)
+    none, h_only, tape_only = packed.forward_train(x, h0, outputs=False)
+    assert out is not None and none is None
+    np.testing.assert_array_equal(h, h_only)
+    for name in ("h_prev", "gates", "h_rec"):
+        np.testing.assert_array_equal(getattr(tape, name), getattr(tape_only, name))
+    for a, b in zip(packed.backward(tape, d_h_last=d_h), packed.backward(tape_only, d_h_last=d_h)):
+        np.testing.assert_array_equal(a, b)
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     batch=st.integers(1, 20), steps=st.integers(1, 12), input_size=st.integers(1, 9),

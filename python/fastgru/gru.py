@@ -32,7 +32,8 @@ __all__ = [
 
 
 class GRUTape(NamedTuple):
-    """What ``forward_train`` keeps for ``backward``. Internal layout: gate columns padded."""
+    """What ``forward_train`` keeps for ``backward``. Internal layout: time-major (T, B, ...),
+    gate columns padded."""
 
     x: np.ndarray
     h_prev: np.ndarray
@@ -104,15 +105,16 @@ class PackedGRU:
         x, h0 = self._check_x(x, h0)
         return self._core.forward(x, h0)
 
-    def forward_train(self, x, h0=None):
+    def forward_train(self, x, h0=None, outputs=True):
         """Return ``(outputs, last_state, tape)``; pass the tape to ``backward``. The tape
         keeps its own copy of ``x``: refilling the caller's buffer before ``backward`` does
-        not change the gradients."""
+        not change the gradients. ``outputs=False``: outputs is None (not written; for a
+        layer that returns only its last state)."""
         given = x
         x, h0 = self._check_x(x, h0)
         if isinstance(given, np.ndarray) and np.may_share_memory(x, given):
             x = x.copy()
-        out, h_last, h_prev, gates, h_rec = self._core.forward_train(x, h0)
+        out, h_last, h_prev, gates, h_rec = self._core.forward_train(x, h0, bool(outputs))
         return out, h_last, GRUTape(x, h_prev, gates, h_rec, self)
 
     def backward(self, tape, d_out=None, d_h_last=None, need_dx=True):

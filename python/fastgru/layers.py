@@ -564,7 +564,7 @@ class GRU(Layer):
             mask = dropout_mask(self._noise, (x.shape[0], x.shape[2]), self.dropout, self.dtype)
             self._input_mask = mask
             x = x * mask[:, None, :]
-        out, h_last, self._tape = self.packed().forward_train(x)
+        out, h_last, self._tape = self.packed().forward_train(x, outputs=self.return_sequences)
         return out if self.return_sequences else h_last
 
     def _forward_train_gate_masks(self, x: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ class KernelTrainer:
 
     def train_batch(self, xb, yb):
         kernel, recurrent, bias, dk, db = self.params
-        _, h, tape = self.packed.forward_train(xb)
+        _, h, tape = self.packed.forward_train(xb, outputs=False)
         diff = h @ dk + db - yb
         d_pred = (2.0 / diff.size) * diff
         d_h = d_pred @ dk.T
