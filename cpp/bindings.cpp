@@ -68,12 +68,15 @@ py::array_t<T> checked(py::handle obj, const char* name, const std::vector<py::s
   return py::reinterpret_borrow<py::array_t<T>>(obj);
 }
 
+// `keep` holds the checked array. A py::object, not a py::array_t: a default-constructed
+// array_t is a new (empty) NumPy array, an allocation per call for nothing.
 template <typename T>
 const T* optional_data(py::handle obj, const char* name, const std::vector<py::ssize_t>& shape,
-                       py::array_t<T>* keep) {
+                       py::object* keep) {
   if (obj.is_none()) return nullptr;
-  *keep = checked<T>(obj, name, shape);
-  return keep->data();
+  auto arr = checked<T>(obj, name, shape);
+  *keep = arr;
+  return arr.data();
 }
 
 // Batch and steps of a (batch, time, input_size) input called `name`: 3-D, neither empty.
@@ -151,18 +154,20 @@ class TypedGRU {
     const auto sB = py::ssize_t(B), sT = py::ssize_t(steps), sH = py::ssize_t(w.units);
     const auto sHp = py::ssize_t(w.padded_units);
     auto x = checked<T>(x_obj, "x", {sB, sT, py::ssize_t(w.input_size)});
-    py::array_t<T> h0_keep;
+    py::object h0_keep;
     const T* h0 = optional_data<T>(h0_obj, "h0", {sB, sH}, &h0_keep);
     auto out = empty<T>({sB, sT, sH});
     auto h_last = empty<T>({sB, sH});
-    py::array_t<T> h_prev, gates, h_rec;
+    py::object h_prev, gates, h_rec;  // the tape, training only (not default array_t's: see above)
     ForwardArgs<T> args{&w, x.data(), h0, B, steps, out.mutable_data(), h_last.mutable_data(),
                         {nullptr, nullptr, nullptr}, max_threads()};
     if (training) {
-      h_prev = empty<T>({sB, sT, sHp});
-      gates = empty<T>({sB, sT, 3 * sHp});
-      h_rec = empty<T>({sB, sT, sHp});
-      args.tape = {h_prev.mutable_data(), gates.mutable_data(), h_rec.mutable_data()};
+      auto hp = empty<T>({sB, sT, sHp}), hr = empty<T>({sB, sT, sHp});
+      auto g = empty<T>({sB, sT, 3 * sHp});
+      args.tape = {hp.mutable_data(), g.mutable_data(), hr.mutable_data()};
+      h_prev = hp;
+      gates = g;
+      h_rec = hr;
     }
     bool ok;
     {
@@ -185,7 +190,7 @@ class TypedGRU {
     auto h_prev = checked<T>(h_prev_obj, "tape.h_prev", {sB, sT, sHp});
     auto gates = checked<T>(gates_obj, "tape.gates", {sB, sT, 3 * sHp});
     auto h_rec = checked<T>(h_rec_obj, "tape.h_rec", {sB, sT, sHp});
-    py::array_t<T> d_out_keep, d_h_last_keep;
+    py::object d_out_keep, d_h_last_keep;
     const T* d_out = optional_data<T>(d_out_obj, "d_out", {sB, sT, sH}, &d_out_keep);
     const T* d_h_last = optional_data<T>(d_h_last_obj, "d_h_last", {sB, sH}, &d_h_last_keep);
     py::object dx = py::none();
@@ -359,8 +364,8 @@ class TypedInferenceModel {
 // shares. Held for the life of the process (one per T).
 template <typename T>
 PyObject* native_descr() {
-  static PyObject* const descr =
-      py::detail::npy_api::get().PyArray_DescrFromType_(py::detail::npy_format_descriptor<T>::value);
+  static PyObject* const descr = py::detail::npy_api::get().PyArray_DescrFromType_(
+      py::detail::npy_format_descriptor<T>::value);
   return descr;
 }
 
@@ -585,7 +590,8 @@ class TypedStream {
         bound[slot] = args[nargs + k];
       }
       if (bound[0] == nullptr) throw py::type_error("step() missing required argument 'x_t'");
-      auto* stream = static_cast<std::shared_ptr<TypedStream>*>(PyCapsule_GetPointer(owner, nullptr));
+      auto* stream =
+          static_cast<std::shared_ptr<TypedStream>*>(PyCapsule_GetPointer(owner, nullptr));
       if (stream == nullptr) return nullptr;
       return (*stream)->step(bound[0], bound[1] != nullptr ? bound[1] : Py_None).release().ptr();
     } catch (...) {
@@ -628,8 +634,13 @@ void adam_step(py::handle p, py::handle g, py::handle m, py::handle v, py::handl
   auto grads = checked<T>(g, "grads", shape);
   auto ms = checked<T>(m, "m", shape);
   auto vs = checked<T>(v, "v", shape);
-  py::array_t<T> vh_keep;
-  T* vh = v_hat.is_none() ? nullptr : (vh_keep = checked<T>(v_hat, "v_hat", shape)).mutable_data();
+  py::object vh_keep;  // (a default array_t would be an allocation per call)
+  T* vh = nullptr;
+  if (!v_hat.is_none()) {
+    auto vh_arr = checked<T>(v_hat, "v_hat", shape);
+    vh = vh_arr.mutable_data();
+    vh_keep = vh_arr;
+  }
   // Pointers taken with the GIL (mutable_data() reads the flags), the update without it.
   const size_t n = size_t(params.size());
   T* pd = params.mutable_data();
@@ -701,7 +712,7 @@ py::tuple masked_backward(py::handle x, py::handle h0, py::handle out, py::handl
   auto ra = checked<T>(recurrent, "recurrent_kernel", {H, 3 * H});
   auto ima = checked<T>(input_masks, "input_masks", {3, B, I});
   auto rma = checked<T>(recurrent_masks, "recurrent_masks", {3, B, H});
-  py::array_t<T> keep_dout, keep_dlast;
+  py::object keep_dout, keep_dlast;
   const T* pdo = optional_data<T>(d_out, "d_out", {B, S, H}, &keep_dout);
   const T* pdl = optional_data<T>(d_h_last, "d_h_last", {B, H}, &keep_dlast);
   py::object dx = py::none();
