@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -67,12 +68,15 @@ py::array_t<T> checked(py::handle obj, const char* name, const std::vector<py::s
   return py::reinterpret_borrow<py::array_t<T>>(obj);
 }
 
+// `keep` holds the checked array. A py::object, not a py::array_t: a default-constructed
+// array_t is a new (empty) NumPy array, an allocation per call for nothing.
 template <typename T>
 const T* optional_data(py::handle obj, const char* name, const std::vector<py::ssize_t>& shape,
-                       py::array_t<T>* keep) {
+                       py::object* keep) {
   if (obj.is_none()) return nullptr;
-  *keep = checked<T>(obj, name, shape);
-  return keep->data();
+  auto arr = checked<T>(obj, name, shape);
+  *keep = arr;
+  return arr.data();
 }
 
 // Batch and steps of a (batch, time, input_size) input called `name`: 3-D, neither empty.
@@ -152,20 +156,22 @@ class TypedGRU {
     const auto sB = py::ssize_t(B), sT = py::ssize_t(steps), sH = py::ssize_t(w.units);
     const auto sHp = py::ssize_t(w.padded_units);
     auto x = checked<T>(x_obj, "x", {sB, sT, py::ssize_t(w.input_size)});
-    py::array_t<T> h0_keep;
+    py::object h0_keep;
     const T* h0 = optional_data<T>(h0_obj, "h0", {sB, sH}, &h0_keep);
     py::object out = py::none();
     if (outputs) out = empty<T>({sB, sT, sH});
     auto h_last = empty<T>({sB, sH});
-    py::array_t<T> h_prev, gates, h_rec;
+    py::object h_prev, gates, h_rec;  // the tape, training only (not default array_t's: see above)
     T* out_data = outputs ? py::reinterpret_borrow<py::array_t<T>>(out).mutable_data() : nullptr;
     ForwardArgs<T> args{&w, x.data(), h0, B, steps, out_data, h_last.mutable_data(),
                         {nullptr, nullptr, nullptr}, max_threads()};
     if (training) {
-      h_prev = empty<T>({sT, sB, sHp});
-      gates = empty<T>({sT, sB, 3 * sHp});
-      h_rec = empty<T>({sT, sB, sHp});
-      args.tape = {h_prev.mutable_data(), gates.mutable_data(), h_rec.mutable_data()};
+      auto hp = empty<T>({sT, sB, sHp}), hr = empty<T>({sT, sB, sHp});
+      auto g = empty<T>({sT, sB, 3 * sHp});
+      args.tape = {hp.mutable_data(), g.mutable_data(), hr.mutable_data()};
+      h_prev = hp;
+      gates = g;
+      h_rec = hr;
     }
     bool ok;
     {
@@ -188,7 +194,7 @@ class TypedGRU {
     auto h_prev = checked<T>(h_prev_obj, "tape.h_prev", {sT, sB, sHp});
     auto gates = checked<T>(gates_obj, "tape.gates", {sT, sB, 3 * sHp});
     auto h_rec = checked<T>(h_rec_obj, "tape.h_rec", {sT, sB, sHp});
-    py::array_t<T> d_out_keep, d_h_last_keep;
+    py::object d_out_keep, d_h_last_keep;
     const T* d_out = optional_data<T>(d_out_obj, "d_out", {sB, sT, sH}, &d_out_keep);
     const T* d_h_last = optional_data<T>(d_h_last_obj, "d_h_last", {sB, sH}, &d_h_last_keep);
     py::object dx = py::none();
@@ -358,6 +364,42 @@ class TypedInferenceModel {
   std::vector<T> scratch_;
 };
 
+// NumPy's own descriptor of native T, which every array of that dtype made the usual way
+// shares. Held for the life of the process (one per T).
+template <typename T>
+PyObject* native_descr() {
+  static PyObject* const descr = py::detail::npy_api::get().PyArray_DescrFromType_(
+      py::detail::npy_format_descriptor<T>::value);
+  return descr;
+}
+
+// The stream's fast test, done on NumPy's struct rather than through pybind11's wrappers (a
+// step is under 1 us, so each wrapper's dtype object and reference counts show): obj is an
+// ndarray with T's native descriptor, C-ordered, aligned and with `flags` set. False only
+// means "take the general path", which accepts every such array too.
+template <typename T>
+bool plain_array(PyObject* obj, int flags) {
+  const auto& api = py::detail::npy_api::get();
+  if (!api.PyArray_Check_(obj)) return false;
+  const auto* a = py::detail::array_proxy(obj);
+  const int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                   py::detail::npy_api::NPY_ARRAY_ALIGNED_ | flags;
+  return a->descr == native_descr<T>() && (a->flags & need) == need;
+}
+
+// A new C-ordered array of T. NumPy computes the strides and flags itself (pybind11's
+// constructor passes strides, which costs NumPy a flags update).
+template <typename T>
+py::array_t<T> fresh_array(int ndim, const py::ssize_t* shape) {
+  const auto& api = py::detail::npy_api::get();
+  PyObject* descr = native_descr<T>();
+  Py_INCREF(descr);  // NewFromDescr steals it
+  PyObject* arr = api.PyArray_NewFromDescr_(api.PyArray_Type_, descr, ndim, shape, nullptr,
+                                            nullptr, 0, nullptr);
+  if (arr == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::array_t<T>>(arr);
+}
+
 // x_t as a C-contiguous, aligned array of T; what predict refuses (complex, strings, objects)
 // is refused here too, with the same wording.
 template <typename T>
@@ -385,14 +427,13 @@ py::array_t<T> converted_reading(py::handle x_obj) {
 // checked by the caller (the C++ stream does it without the GIL).
 template <typename T>
 std::pair<py::array_t<T>, bool> checked_reading(py::handle x_obj, size_t batch, size_t I) {
-  py::array_t<T> x;
-  if (py::isinstance<py::array_t<T>>(x_obj) &&
-      (py::reinterpret_borrow<py::array>(x_obj).flags() & py::array::c_style) &&
-      is_aligned(py::reinterpret_borrow<py::array>(x_obj))) {
-    x = py::reinterpret_borrow<py::array_t<T>>(x_obj);  // the common case: no conversion
-  } else {
-    x = converted_reading<T>(x_obj);
-  }
+  // (never a default-constructed array_t: pybind11 allocates an empty NumPy array for one)
+  const bool usable = plain_array<T>(x_obj.ptr(), 0) ||
+                      (py::isinstance<py::array_t<T>>(x_obj) &&
+                       (py::reinterpret_borrow<py::array>(x_obj).flags() & py::array::c_style) &&
+                       is_aligned(py::reinterpret_borrow<py::array>(x_obj)));
+  const py::array_t<T> x = usable ? py::reinterpret_borrow<py::array_t<T>>(x_obj)  // as it is
+                                  : converted_reading<T>(x_obj);
   if (x.ndim() == 2 && size_t(x.shape(0)) == batch && size_t(x.shape(1)) == I) return {x, false};
   if (batch == 1 && ((x.ndim() == 1 && size_t(x.shape(0)) == I) || (x.ndim() == 0 && I == 1))) {
     return {x, true};
@@ -432,15 +473,11 @@ class TypedStream {
   py::object step(py::handle x_obj, py::handle out_obj) {
     const size_t O = model_->output_size();
     auto [x, flat] = checked_reading<T>(x_obj, batch_, model_->input_size());
-    const auto sB = py::ssize_t(batch_), sO = py::ssize_t(O);
-    py::array_t<T> out;
-    if (out_obj.is_none()) {
-      out = flat ? py::array_t<T>({sO}) : py::array_t<T>({sB, sO});
-    } else {
-      out = checked<T>(out_obj, "out", flat ? std::vector<py::ssize_t>{sO}
-                                            : std::vector<py::ssize_t>{sB, sO});
-      if (!out.writeable()) throw py::value_error("out must be writeable");
-    }
+    const py::ssize_t shape[2] = {py::ssize_t(batch_), py::ssize_t(O)};
+    const int ndim = flat ? 1 : 2;
+    const py::ssize_t* out_shape = flat ? shape + 1 : shape;
+    py::array_t<T> out = out_obj.is_none() ? fresh_array<T>(ndim, out_shape)
+                                           : checked_out(out_obj, ndim, out_shape);
     // Both pointers taken while holding the GIL: mutable_data() checks the array's flags.
     const T* x_data = x.data();
     T* out_data = out.mutable_data();
@@ -456,6 +493,36 @@ class TypedStream {
     if (!finite) throw py::value_error("x_t contains NaN or inf values");
     if (!ok) throw std::bad_alloc();
     return std::move(out);
+  }
+
+  // `out` as given to step: a writeable array of T of the output's shape.
+  static py::array_t<T> checked_out(py::handle out_obj, int ndim, const py::ssize_t* shape) {
+    const PyObject* obj = out_obj.ptr();
+    if (plain_array<T>(out_obj.ptr(), py::detail::npy_api::NPY_ARRAY_WRITEABLE_) &&
+        py::detail::array_proxy(obj)->nd == ndim &&
+        std::equal(shape, shape + ndim, py::detail::array_proxy(obj)->dimensions)) {
+      return py::reinterpret_borrow<py::array_t<T>>(out_obj);  // what the checks below accept
+    }
+    auto out = checked<T>(out_obj, "out", std::vector<py::ssize_t>(shape, shape + ndim));
+    if (!out.writeable()) throw py::value_error("out must be writeable");
+    return out;
+  }
+
+  // The stream's step as a plain CPython builtin (vectorcall: pybind11's dispatcher, its
+  // type lookups and argument vectors, cost ~0.1 us a call). A capsule holds the stream alive.
+  static py::object step_function(std::shared_ptr<TypedStream> stream) {
+    static PyMethodDef def = {
+        "step",
+        reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(&step_entry)),
+        METH_FASTCALL | METH_KEYWORDS,
+        "step(x_t, out=None)\n--\n\nFeed one reading; return the model output (see "
+        "fastgru.streaming.Stream.step)."};
+    py::capsule owner(new std::shared_ptr<TypedStream>(std::move(stream)), [](void* p) {
+      delete static_cast<std::shared_ptr<TypedStream>*>(p);
+    });
+    PyObject* f = PyCFunction_NewEx(&def, owner.ptr(), nullptr);
+    if (f == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(f);
   }
 
   void reset() {
@@ -498,6 +565,45 @@ class TypedStream {
   size_t batch_size() const { return batch_; }
 
  private:
+  // step(x_t, out=None) called from Python: the arguments as pybind11 would bind them.
+  static PyObject* step_entry(PyObject* owner, PyObject* const* args, Py_ssize_t nargs,
+                              PyObject* kwnames) {
+    try {
+      PyObject* bound[2] = {nullptr, nullptr};  // x_t, out
+      static const char* const names[2] = {"x_t", "out"};
+      if (nargs > 2) {
+        throw py::type_error("step() takes at most 2 arguments (" + std::to_string(nargs) +
+                             " given)");
+      }
+      for (Py_ssize_t i = 0; i < nargs; ++i) bound[i] = args[i];
+      const Py_ssize_t nkw = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
+      for (Py_ssize_t k = 0; k < nkw; ++k) {
+        PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+        int slot = -1;
+        for (int j = 0; j < 2 && slot < 0; ++j) {
+          if (PyUnicode_CompareWithASCIIString(name, names[j]) == 0) slot = j;
+        }
+        if (slot < 0) {
+          throw py::type_error("step() got an unexpected keyword argument '" +
+                               py::str(name).cast<std::string>() + "'");
+        }
+        if (bound[slot] != nullptr) {
+          throw py::type_error(std::string("step() got multiple values for argument '") +
+                               names[slot] + "'");
+        }
+        bound[slot] = args[nargs + k];
+      }
+      if (bound[0] == nullptr) throw py::type_error("step() missing required argument 'x_t'");
+      auto* stream =
+          static_cast<std::shared_ptr<TypedStream>*>(PyCapsule_GetPointer(owner, nullptr));
+      if (stream == nullptr) return nullptr;
+      return (*stream)->step(bound[0], bound[1] != nullptr ? bound[1] : Py_None).release().ptr();
+    } catch (...) {
+      py::detail::try_translate_exceptions();
+      return nullptr;
+    }
+  }
+
   std::shared_ptr<const InferenceModel<T>> model_;
   size_t batch_;
   std::vector<std::vector<T>> states_;  // one (batch, units) array per GRU layer
@@ -508,10 +614,11 @@ class TypedStream {
 
 template <typename T>
 void bind_inference(py::module_& m, const char* model_name, const char* stream_name) {
-  py::class_<TypedStream<T>>(m, stream_name)
+  py::class_<TypedStream<T>, std::shared_ptr<TypedStream<T>>>(m, stream_name)
       .def(py::init<const TypedInferenceModel<T>&, size_t>(), py::arg("model"),
            py::arg("batch_size"))
-      .def("step", &TypedStream<T>::step, py::arg("x_t"), py::arg("out") = py::none())
+      // an attribute holding a builtin, called like the method it stands for: step(x_t, out=None)
+      .def_property_readonly("step", &TypedStream<T>::step_function)
       .def("reset", &TypedStream<T>::reset)
       .def("get_state", &TypedStream<T>::get_state)
       .def("set_state", &TypedStream<T>::set_state, py::arg("states"))
@@ -531,8 +638,13 @@ void adam_step(py::handle p, py::handle g, py::handle m, py::handle v, py::handl
   auto grads = checked<T>(g, "grads", shape);
   auto ms = checked<T>(m, "m", shape);
   auto vs = checked<T>(v, "v", shape);
-  py::array_t<T> vh_keep;
-  T* vh = v_hat.is_none() ? nullptr : (vh_keep = checked<T>(v_hat, "v_hat", shape)).mutable_data();
+  py::object vh_keep;  // (a default array_t would be an allocation per call)
+  T* vh = nullptr;
+  if (!v_hat.is_none()) {
+    auto vh_arr = checked<T>(v_hat, "v_hat", shape);
+    vh = vh_arr.mutable_data();
+    vh_keep = vh_arr;
+  }
   // Pointers taken with the GIL (mutable_data() reads the flags), the update without it.
   const size_t n = size_t(params.size());
   T* pd = params.mutable_data();
@@ -604,7 +716,7 @@ py::tuple masked_backward(py::handle x, py::handle h0, py::handle out, py::handl
   auto ra = checked<T>(recurrent, "recurrent_kernel", {H, 3 * H});
   auto ima = checked<T>(input_masks, "input_masks", {3, B, I});
   auto rma = checked<T>(recurrent_masks, "recurrent_masks", {3, B, H});
-  py::array_t<T> keep_dout, keep_dlast;
+  py::object keep_dout, keep_dlast;
   const T* pdo = optional_data<T>(d_out, "d_out", {B, S, H}, &keep_dout);
   const T* pdl = optional_data<T>(d_h_last, "d_h_last", {B, H}, &keep_dlast);
   py::object dx = py::none();

@@ -1,3 +1,5 @@
+import gc
+
 import numpy as np
 import pytest
 
@@ -157,3 +159,59 @@ def test_step_into_a_read_only_out_names_out_and_leaves_the_state_alone():
     with pytest.raises(ValueError, match="out must be writeable"):
         st.step(X[0, 1], out=out)
     np.testing.assert_array_equal(st.state[0], before[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_plain_array_and_any_other_form_of_a_reading_step_to_the_same_bits(dtype):
+    # step takes a native, C-ordered, aligned array as it is (its fast path); every other form
+    # goes through a conversion. Both must feed the kernel the same numbers.
+    model = fg.Sequential([fg.GRU(5, return_sequences=True, seed=0, dtype=dtype),
+                           fg.GRU(6, seed=1, dtype=dtype), fg.Dense(2, seed=2, dtype=dtype)])
+    model.build((None, None, 3))
+    X = np.random.default_rng(8).standard_normal((2, 9, 3)).astype(dtype)
+    plain, other = model.stream(batch_size=2), model.stream(batch_size=2)
+    out = np.empty((2, 2), dtype)
+    for t in range(X.shape[1]):
+        x = np.ascontiguousarray(X[:, t])
+        forms = [x.astype(x.dtype.newbyteorder(">")), np.repeat(x, 2, axis=1)[:, ::2],
+                 np.asfortranarray(x), x.tolist()]
+        y = plain.step(x)
+        assert other.step(forms[t % len(forms)], out=out) is out
+        np.testing.assert_array_equal(out, y)
+    one = fg.Sequential([fg.GRU(4, seed=0, dtype=dtype), fg.Dense(2, seed=1, dtype=dtype)])
+    one.build((None, None, 1))
+    a, b = one.stream(), one.stream()
+    np.testing.assert_array_equal(a.step(np.array(0.25, dtype)), b.step(0.25))  # 0-d, flat
+
+
+def test_step_binds_its_arguments_like_a_method_and_checks_out_as_before():
+    model, X = trained_model()
+    st, ref = model.stream(), model.stream()
+    out = np.empty(1, np.float32)
+    assert st.step(x_t=X[0, 0], out=out) is out
+    np.testing.assert_array_equal(out, ref.step(X[0, 0]))
+    np.testing.assert_array_equal(st.step(X[0, 1], out=None), ref.step(X[0, 1]))
+    with pytest.raises(TypeError, match="missing required argument 'x_t'"):
+        st.step()
+    with pytest.raises(TypeError, match="multiple values for argument 'x_t'"):
+        st.step(X[0, 2], x_t=X[0, 2])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'y'"):
+        st.step(X[0, 2], y=1)
+    with pytest.raises(TypeError, match="at most 2 arguments"):
+        st.step(X[0, 2], out, None)
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        model.stream(batch_size=2).step(X[:2, 2], out=np.empty((2, 2), np.float32)[:, ::2])
+    with pytest.raises(TypeError, match="out must have dtype"):
+        st.step(X[0, 2], out=np.empty(1, ">f4"))
+    with pytest.raises(TypeError, match="number"):
+        st.step(np.array([1j, 0, 0]))
+    np.testing.assert_array_equal(st.state[0], ref.state[0])  # refused calls changed nothing
+
+
+def test_a_step_taken_from_a_stream_keeps_the_stream_alive():
+    model, X = trained_model()
+    step = model.stream().step  # the stream object itself is gone
+    gc.collect()
+    ref = model.stream()
+    for t in range(3):
+        np.testing.assert_array_equal(step(X[0, t]), ref.step(X[0, t]))

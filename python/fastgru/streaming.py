@@ -47,7 +47,8 @@ class Stream:
             self._stream = _LayerStream(model, self.batch_size)
         else:
             self._stream = native
-        # The bound C++ method itself, so that a step runs no Python code at all.
+        # The C++ step itself (a builtin bound to the C++ stream), so that a step runs no
+        # Python code at all.
         self.step = self._stream.step
 
     def step(self, x_t, out: Optional[np.ndarray] = None) -> np.ndarray:  # replaced per instance

@@ -90,11 +90,14 @@ def candidates(w: Workload) -> List[Candidate]:
                 st.reset()
                 return [np.concatenate([np.asarray(st.step(v)).reshape(1, -1) for v in seq])]
 
+            # made beforehand, as the peers' runners do theirs (indexing seq would make a view
+            # per step, in the timed call)
+            readings = list(seq)
             state = {"i": 0}
 
             def step():
-                state["i"] = (state["i"] + 1) % len(seq)
-                return st.step(seq[state["i"]])
+                state["i"] = (state["i"] + 1) % len(readings)
+                return st.step(readings[state["i"]])
 
             return Runner(step, check)
 
