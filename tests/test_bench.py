@@ -219,3 +219,21 @@ def test_chart_labels_say_median_and_ratio_and_the_title_places_the_run():
     # a panel spanning less than a decade still starts on a labelled decade, below its bars
     lo, hi = bench.report.decade_limits([2e-4, 3e-4, 5e-4])
     assert lo == pytest.approx(1e-4) and hi > 5e-4
+
+
+def test_a_rows_thread_count_also_holds_numpys_blas():
+    # A "1 thread" row whose NumPy Dense head woke a BLAS pool would spin on the other cores.
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import fastgru as fg
+    from fastgru.bench.harness import set_all_threads
+
+    before = fg.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=None):  # restores BLAS afterwards
+        try:
+            for n in (1, 2):
+                set_all_threads(n)
+                blas = threadpoolctl.threadpool_info()
+                assert fg.get_num_threads() == n
+                assert all(p["num_threads"] == n for p in blas if p["user_api"] == "blas")
+        finally:
+            fg.set_num_threads(before)

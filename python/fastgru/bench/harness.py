@@ -176,12 +176,19 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, per_call: bool,
 
 
 def set_all_threads(n: int) -> None:
-    """fastgru's thread count, and PyTorch's when it is loaded (its pool is process-wide)."""
+    """fastgru's thread count, PyTorch's when it is loaded (its pool is process-wide), and
+    NumPy's BLAS where threadpoolctl is installed: a "1 thread" row's NumPy Dense head must not
+    wake a BLAS pool that spins on the other cores."""
     import fastgru as fg
 
     fg.set_num_threads(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=n, user_api="blas")  # in force until the next row sets its own
 
 
 def format_duration(seconds: Optional[float], unit: str) -> str:
