@@ -184,11 +184,18 @@ def set_all_threads(n: int) -> None:
     fg.set_num_threads(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
+    limit_blas_threads(n)  # in force until the next row sets its own
+
+
+def limit_blas_threads(n: int):
+    """Hold NumPy's BLAS to ``n`` threads from now on. Returns threadpoolctl's limiter (as a
+    context manager, it restores the previous limits on exit), or None where threadpoolctl is
+    not installed and BLAS keeps its default thread count."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return
-    threadpool_limits(limits=n, user_api="blas")  # in force until the next row sets its own
+        return None
+    return threadpool_limits(limits=n, user_api="blas")
 
 
 def format_duration(seconds: Optional[float], unit: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from .harness import BenchConfig, Workload, time_calls
+from .harness import BenchConfig, Workload, limit_blas_threads, time_calls
 
 
 def _glorot(rng, shape):
@@ -110,15 +110,9 @@ def matmul_baseline(cfg: BenchConfig, threads: int) -> Dict[str, Any]:
     n = cfg.matmul_n
     rng = np.random.default_rng(1)
     a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
-    limit = contextlib.nullcontext()
-    note = ""
-    try:
-        from threadpoolctl import threadpool_limits
-
-        limit = threadpool_limits(limits=threads, user_api="blas")
-    except ImportError:
-        note = "threadpoolctl not installed: BLAS at its default thread count"
-    with limit:
+    limit = limit_blas_threads(threads)
+    note = "" if limit is not None else "threadpoolctl not installed: BLAS at its default thread count"
+    with limit or contextlib.nullcontext():
         stats = time_calls(lambda: a @ b, max(3, cfg.repeats), 1, True, cfg.min_rep_seconds)
     gflops = 2.0 * n ** 3 / stats["median"] / 1e9
     return dict(n=n, threads=threads, median_s=stats["median"], gflops=gflops, note=note)
