@@ -655,6 +655,17 @@ void adam_step(py::handle p, py::handle g, py::handle m, py::handle v, py::handl
   adam_update<T>(n, pd, gd, md, vd, vh, T(alpha), T(c1), T(c2), T(eps));
 }
 
+// An optimizer's state array, flushed in place (flush_subnormal_values).
+template <typename T>
+void flush_subnormal(py::handle state) {
+  py::array a = py::reinterpret_borrow<py::array>(state);
+  auto s = checked<T>(state, "state", std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+  T* data = s.mutable_data();
+  const size_t n = size_t(s.size());
+  py::gil_scoped_release release;
+  flush_subnormal_values<T>(n, data);
+}
+
 // GRU(recurrent_dropout>0): Keras-layout weights and per-gate masks (gru_masked.h).
 template <typename T>
 MaskedDims masked_dims(py::handle x, py::handle recurrent, bool reset_after) {
@@ -799,6 +810,10 @@ PYBIND11_MODULE(_core, m) {
     if (p.dtype().equal(py::dtype::of<float>())) return adam_step<float>(p, g, m, v, v_hat, alpha, c1, c2, eps);
     adam_step<double>(p, g, m, v, v_hat, alpha, c1, c2, eps);
   });
+  m.def("flush_subnormal", [](py::array state) {
+    if (state.dtype().equal(py::dtype::of<float>())) return flush_subnormal<float>(state);
+    flush_subnormal<double>(state);
+  }, py::arg("state"));
   m.def("gru_masked_forward_train",
         [](py::handle x, py::handle h0, py::handle k, py::handle r, py::handle b, py::handle im,
            py::handle rm, bool reset_after) {

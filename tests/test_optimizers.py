@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from fastgru.optimizers import SGD, Adam, get
+from fastgru.optimizers import SGD, Adam, RMSprop, get
 
 
 def _grads(t, p):
@@ -134,6 +134,63 @@ def test_adam_fused_step_rounds_exactly_as_the_numpy_path(dtype, amsgrad):
         opt_b.step(numpy_path, strided)
     np.testing.assert_array_equal(fused, numpy_path)
     np.testing.assert_array_equal(opt_a.v, opt_b.v)
+
+
+def _subnormal_count(a):
+    return int(np.count_nonzero((a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)))
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_moments_that_decay_to_subnormal_are_stored_as_zero_on_both_paths(dtype, amsgrad):
+    # Zero gradients for half the weights (a saturated unit's): with beta 0.5 their moments
+    # halve each step, through the subnormal range in ~130 (float32) or ~1,080 (float64) steps.
+    # Unflushed, they would stick at the smallest subnormal (m - m/2 rounds back to it) and slow
+    # every later step. The fused C++ step and the NumPy one must flush the same values.
+    rng = np.random.default_rng(5)
+    start = rng.standard_normal(64).astype(dtype)
+    fused, numpy_path = start.copy(), start.copy()
+    opts = [Adam(0.01, beta_1=0.5, beta_2=0.5, amsgrad=amsgrad) for _ in range(2)]
+    opts[0].build(fused)
+    opts[1].build(numpy_path)
+    saw_subnormal_range = False
+    for step in range(1200):
+        g = rng.standard_normal(64).astype(dtype)
+        if step > 0:
+            g[:32] = 0
+        strided = np.empty(128, dtype)[::2]
+        strided[:] = g
+        opts[0].step(fused, g)
+        opts[1].step(numpy_path, strided)
+        m = np.abs(opts[0].m[:32])
+        saw_subnormal_range |= bool(np.any((m > 0) & (m < np.finfo(dtype).tiny * 4)))
+        for opt in opts:
+            states = [opt.m, opt.v] + ([opt.v_hat] if amsgrad else [])
+            assert all(_subnormal_count(s) == 0 for s in states), step
+    assert saw_subnormal_range  # the moments did reach the edge of the normal range
+    assert np.all(opts[0].m[:32] == 0) and np.all(opts[0].v[:32] == 0)
+    np.testing.assert_array_equal(fused, numpy_path)
+    np.testing.assert_array_equal(opts[0].m, opts[1].m)
+    np.testing.assert_array_equal(opts[0].v, opts[1].v)
+
+
+@pytest.mark.parametrize("make, names", [
+    (lambda: SGD(0.01, momentum=0.5), ["m"]),
+    (lambda: SGD(0.01, momentum=0.5, nesterov=True), ["m"]),
+    (lambda: RMSprop(0.01, rho=0.5, momentum=0.5, centered=True), ["velocity", "m", "average_grad"]),
+])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_sgd_and_rmsprop_state_that_decays_to_subnormal_is_stored_as_zero(make, names, layout):
+    opt = make()
+    p = np.ones((4, 2), np.float32, order=layout)  # "F": state not C-contiguous, NumPy's flush
+    opt.build(p)
+    opt.step(p, np.full((4, 2), 0.5, np.float32))
+    for _ in range(300):  # halving each step: through the float32 subnormal range
+        opt.step(p, np.zeros((4, 2), np.float32))
+        for name in names:
+            assert _subnormal_count(getattr(opt, name)) == 0
+    assert all(np.all(getattr(opt, name) == 0) for name in names)
+    assert np.all(np.isfinite(p))
 
 
 def test_step_refuses_arrays_its_state_was_not_built_for():

@@ -52,6 +52,8 @@ class StreamFloat64:
 
 def adam_step(p: _Array, g: _Array, m: _Array, v: _Array, v_hat: Optional[_Array],
               alpha: float, c1: float, c2: float, eps: float) -> None: ...
+# Zeroes, in place, the values below the smallest normal number (C-contiguous float32/float64).
+def flush_subnormal(state: _Array) -> None: ...
 # GRU(recurrent_dropout>0): Keras-layout weights, per-gate masks (3, B, I) and (3, B, H).
 def gru_masked_forward_train(
     x: _Array, h0: _Array, kernel: _Array, recurrent_kernel: _Array, bias: _Array,

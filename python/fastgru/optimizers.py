@@ -34,7 +34,9 @@ before the Adam step of the same iteration, to every weight).
 
 ``clipnorm`` clips each weight's gradient to that L2 norm separately (Keras ``clipnorm``);
 ``global_clipnorm`` clips all gradients together by their joint norm. Arithmetic runs in the
-parameters' dtype, as Keras casts everything to the variable dtype.
+parameters' dtype, as Keras casts everything to the variable dtype. State values (moments,
+velocities) below the smallest normal number are stored as zero, as TensorFlow's CPU kernels
+flush subnormals: see ``_flush_subnormal``.
 """
 from __future__ import annotations
 
@@ -46,6 +48,24 @@ import numpy as np
 from . import _core
 
 __all__ = ["Optimizer", "Adam", "AdamW", "SGD", "RMSprop", "get"]
+
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _flush_subnormal(state: np.ndarray) -> None:
+    """Store the values of ``state`` below the smallest normal number as zero, in place.
+
+    A moment or velocity that decays under zero gradients (a saturated unit's weights) would
+    otherwise stick at the smallest subnormal (``m * 0.9`` rounds back to it), and every later
+    step would pay the CPU's subnormal penalty on it (an Adam step 22x slower; see
+    benchmarks/RESULTS.md). TensorFlow's CPU kernels flush subnormals too; the fused C++ Adam
+    step (``adam.cpp``) flushes the same values.
+    """
+    if state.flags.c_contiguous and state.flags.aligned and state.dtype in _FLOAT_DTYPES:
+        _core.flush_subnormal(state)  # one pass; the NumPy form below takes about four
+    else:
+        np.copyto(state, 0, where=np.abs(state) < np.finfo(state.dtype).tiny)
 
 
 def _check_positive(name, value, allow_zero=False):
@@ -214,6 +234,8 @@ class Adam(Optimizer):
         tmp -= v
         tmp *= dt(1 - self.beta_2)
         v += tmp
+        _flush_subnormal(m)
+        _flush_subnormal(v)
         if self.amsgrad:
             np.maximum(self.v_hat, v, out=self.v_hat)
             v = self.v_hat
@@ -255,6 +277,7 @@ class SGD(Optimizer):
         m = self.m
         m *= dt(self.momentum)
         m -= tmp
+        _flush_subnormal(m)
         if self.nesterov:
             buf = scratch[1]
             np.multiply(m, dt(self.momentum), out=buf)
@@ -324,11 +347,13 @@ class RMSprop(Optimizer):
         np.multiply(grads, grads, out=tmp)
         tmp *= one_minus_rho
         v += tmp
+        _flush_subnormal(v)
         if self.centered:
             a = self.average_grad
             a *= rho
             np.multiply(grads, one_minus_rho, out=tmp)
             a += tmp
+            _flush_subnormal(a)
             np.multiply(a, a, out=tmp)
             np.subtract(v, tmp, out=denominator)
             denominator += dt(self.epsilon)
@@ -342,6 +367,7 @@ class RMSprop(Optimizer):
             return
         self.m *= dt(self.momentum)
         self.m += tmp
+        _flush_subnormal(self.m)
         params -= self.m
 
     def get_config(self) -> dict:
