@@ -347,8 +347,12 @@ class TypedInferenceModel {
       py::gil_scoped_release release;
       finite = all_finite(x_data, size_t(B * steps) * I);
       if (finite) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ok = model_->predict(x_data, size_t(B), size_t(steps), out_data, scratch_);
+        // The model's scratch when it is free; a call that finds it taken (another thread is
+        // predicting) brings its own instead of waiting, so concurrent calls run in parallel.
+        std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+        std::vector<T> own;
+        ok = model_->predict(x_data, size_t(B), size_t(steps), out_data,
+                             lock.owns_lock() ? scratch_ : own);
       }
     }
     if (!finite) throw py::value_error("X contains NaN or inf values");
@@ -360,7 +364,7 @@ class TypedInferenceModel {
 
  private:
   std::shared_ptr<const InferenceModel<T>> model_;
-  std::mutex mutex_;  // scratch_ is shared by calls from different Python threads
+  std::mutex mutex_;  // held by the call that uses scratch_
   std::vector<T> scratch_;
 };
 
