@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import threading
 import time
 
 import numpy as np
 
 import fastgru as fg
+from fastgru.bench.run import cpu_name
 
 
 def throughput(models, x, seconds: float) -> float:
@@ -44,17 +44,6 @@ def throughput(models, x, seconds: float) -> float:
     return sum(counts) * len(x) / (time.perf_counter() - start)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -72,7 +61,7 @@ def main() -> None:
         m.set_weights(shared.get_weights())
         own.append(m)
     config = fg._config.config()
-    print(f"fastgru {fg.__version__}, {cpu_model()}, simd {config['simd']}, {cores} cores, "
+    print(f"fastgru {fg.__version__}, {cpu_name()}, simd {config['simd']}, {cores} cores, "
           f"1 kernel thread a call; windows/s, best of {args.rounds} rounds of {args.seconds} s")
     for batch in (1, 32):
         x = rng.standard_normal((batch, 100, 1)).astype(np.float32)

@@ -12,12 +12,12 @@ this script against an older build (PYTHONPATH=<its python/>) to see the differe
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 
 import fastgru as fg
+from fastgru.bench.run import cpu_name
 from fastgru import optimizers
 
 
@@ -34,17 +34,6 @@ def median_step_us(opt, params, grads, steps=300) -> float:
     return float(np.median(times)) * 1e6
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, default=8001,
@@ -52,7 +41,7 @@ def main() -> None:
     parser.add_argument("--zero-steps", type=int, default=1500,
                         help="zero-gradient steps before the second timing")
     args = parser.parse_args()
-    print(f"fastgru {fg.__version__}, NumPy {np.__version__}, {cpu_model()}; "
+    print(f"fastgru {fg.__version__}, NumPy {np.__version__}, {cpu_name()}; "
           f"{args.params} float32 parameters, median of 300 steps")
     rng = np.random.default_rng(0)
     makers = [("Adam", lambda: optimizers.Adam()),

@@ -116,24 +116,34 @@ def test_bad_arguments_raise():
     assert isinstance(get("adam"), Adam) and get("sgd").learning_rate == 0.01
 
 
+def _two_adams(seed, n, dtype, **adam_args):
+    """Two equal Adams on two equal random parameter vectors, and the random generator."""
+    rng = np.random.default_rng(seed)
+    start = rng.standard_normal(n).astype(dtype)
+    fused, numpy_path = start.copy(), start.copy()
+    opts = (Adam(0.01, **adam_args), Adam(0.01, **adam_args))
+    opts[0].build(fused)
+    opts[1].build(numpy_path)
+    return rng, opts, fused, numpy_path
+
+
+def _step_fused_and_numpy(opts, fused, numpy_path, g):
+    """One step of opts[0] on ``fused`` and of opts[1] on ``numpy_path``: C-contiguous gradients
+    take Adam's fused C++ step, a strided view of the same values the NumPy one."""
+    strided = np.empty(2 * g.size, g.dtype)[::2]
+    strided[:] = g
+    opts[0].step(fused, g)
+    opts[1].step(numpy_path, strided)
+
+
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adam_fused_step_rounds_exactly_as_the_numpy_path(dtype, amsgrad):
-    # C-contiguous gradients take the fused C++ step; a strided view takes the NumPy one.
-    rng = np.random.default_rng(4)
-    start = rng.standard_normal(257).astype(dtype)
-    fused, numpy_path = start.copy(), start.copy()
-    opt_a, opt_b = Adam(0.01, amsgrad=amsgrad), Adam(0.01, amsgrad=amsgrad)
-    opt_a.build(fused)
-    opt_b.build(numpy_path)
+    rng, opts, fused, numpy_path = _two_adams(4, 257, dtype, amsgrad=amsgrad)
     for _ in range(20):
-        g = rng.standard_normal(257).astype(dtype) * 3
-        strided = np.empty(514, dtype)[::2]
-        strided[:] = g
-        opt_a.step(fused, g)
-        opt_b.step(numpy_path, strided)
+        _step_fused_and_numpy(opts, fused, numpy_path, rng.standard_normal(257).astype(dtype) * 3)
     np.testing.assert_array_equal(fused, numpy_path)
-    np.testing.assert_array_equal(opt_a.v, opt_b.v)
+    np.testing.assert_array_equal(opts[0].v, opts[1].v)
 
 
 def _subnormal_count(a):
@@ -147,21 +157,14 @@ def test_adam_moments_that_decay_to_subnormal_are_stored_as_zero_on_both_paths(d
     # halve each step, through the subnormal range in ~130 (float32) or ~1,080 (float64) steps.
     # Unflushed, they would stick at the smallest subnormal (m - m/2 rounds back to it) and slow
     # every later step. The fused C++ step and the NumPy one must flush the same values.
-    rng = np.random.default_rng(5)
-    start = rng.standard_normal(64).astype(dtype)
-    fused, numpy_path = start.copy(), start.copy()
-    opts = [Adam(0.01, beta_1=0.5, beta_2=0.5, amsgrad=amsgrad) for _ in range(2)]
-    opts[0].build(fused)
-    opts[1].build(numpy_path)
+    rng, opts, fused, numpy_path = _two_adams(5, 64, dtype, beta_1=0.5, beta_2=0.5,
+                                              amsgrad=amsgrad)
     saw_subnormal_range = False
     for step in range(1200):
         g = rng.standard_normal(64).astype(dtype)
         if step > 0:
             g[:32] = 0
-        strided = np.empty(128, dtype)[::2]
-        strided[:] = g
-        opts[0].step(fused, g)
-        opts[1].step(numpy_path, strided)
+        _step_fused_and_numpy(opts, fused, numpy_path, g)
         m = np.abs(opts[0].m[:32])
         saw_subnormal_range |= bool(np.any((m > 0) & (m < np.finfo(dtype).tiny * 4)))
         for opt in opts:
