@@ -157,7 +157,9 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
   // only (K = H, not Hp: the padded gate columns are zero).
   // With a short tail (PackedWeights::rec_tail) the products stop at the last whole vector
   // of units and the tail's dh comes from dot products of each d_gates row [dnr dz dr] with
-  // those units' rows of U, after the products.
+  // those units' rows of U. The dots come first: they write only the tail's columns of dh,
+  // which the products do not touch (so the value is the same as after them), and their
+  // dependent adds then overlap the products instead of waiting at the end of the step.
   const size_t tail = w.tail_dot_units, tail_col = H - tail;
   BView<T> UzrT = w.view(w.rec_zr_t, 2 * Hp, H);
   BView<T> UhT = w.view(w.rec_h_t, Hp, H);
@@ -203,6 +205,23 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
           store<T>(d + u, g * z);
         }
       }
+      for (int i = 0; i < m && tail != 0; ++i) {  // reset_after: [dnr dz dr] = columns [0, 3Hp)
+        const T* g = dg0 + i * gs;
+        for (size_t j = 0; j < tail; ++j) {
+          const T* u = w.rec_tail.data() + j * 3 * Hp;
+          V acc0{}, acc1{};
+          size_t c = 0;
+          for (; c + 2 * L <= 3 * Hp; c += 2 * L) {
+            acc0 += load<T>(g + c) * load<T>(u + c);
+            acc1 += load<T>(g + c + L) * load<T>(u + c + L);
+          }
+          if (c < 3 * Hp) acc0 += load<T>(g + c) * load<T>(u + c);
+          acc0 += acc1;
+          T sum = T(0);
+          for (int l = 0; l < L; ++l) sum += acc0[l];
+          dh_rows[i * Hp + tail_col + j] += sum;
+        }
+      }
       if (w.reset_after) {
         gemm_block<T, true>(m, H, dg0 + cnr, gs, UhT, dh_rows, Hp);
       } else {  // n saw (r*h)*Uh: its gradient q = dn*Uh^T feeds dr and dh
@@ -222,23 +241,6 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       }
       gemm_block<T, true>(m, H, dg0 + cz, gs, UzT, dh_rows, Hp);
       gemm_block<T, true>(m, H, dg0 + cr, gs, UrT, dh_rows, Hp);
-      for (int i = 0; i < m && tail != 0; ++i) {  // reset_after: [dnr dz dr] = columns [0, 3Hp)
-        const T* g = dg0 + i * gs;
-        for (size_t j = 0; j < tail; ++j) {
-          const T* u = w.rec_tail.data() + j * 3 * Hp;
-          V acc0{}, acc1{};
-          size_t c = 0;
-          for (; c + 2 * L <= 3 * Hp; c += 2 * L) {
-            acc0 += load<T>(g + c) * load<T>(u + c);
-            acc1 += load<T>(g + c + L) * load<T>(u + c + L);
-          }
-          if (c < 3 * Hp) acc0 += load<T>(g + c) * load<T>(u + c);
-          acc0 += acc1;
-          T sum = T(0);
-          for (int l = 0; l < L; ++l) sum += acc0[l];
-          dh_rows[i * Hp + tail_col + j] += sum;
-        }
-      }
     }
   }
   if (a.dx == nullptr) return;
