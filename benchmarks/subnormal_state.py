@@ -1,5 +1,5 @@
-"""One optimizer step on fresh state, and on state left by zero gradients: the "Optimizer state
-that decays to subnormal" section of benchmarks/RESULTS.md.
+"""One optimizer step on fresh state, and on state left by zero gradients: the "Moments that
+decay to subnormal" section of benchmarks/RESULTS.md.
 
     python benchmarks/subnormal_state.py [--params 8001] [--zero-steps 1500]
 

@@ -1,6 +1,6 @@
-// The fused Adam step and the optimizers' subnormal flush (see adam.h). CMakeLists.txt builds this file, and only this one, with
-// FMA contraction off, so x * y + z stays two roundings as NumPy computes it and the C++ step
-// equals the NumPy one bit for bit.
+// The fused Adam step and the optimizers' subnormal flush (see adam.h). CMakeLists.txt builds
+// this file, and only this one, with FMA contraction off, so x * y + z stays two roundings as
+// NumPy computes it and the C++ step equals the NumPy one bit for bit.
 #include "adam.h"
 
 #include <cmath>
@@ -11,7 +11,7 @@ namespace fastgru {
 // A moment below the smallest normal number is stored as zero. A moment that decays under
 // zero gradients (a saturated unit's weights) would otherwise stick at the smallest subnormal,
 // since m + (0 - m) * c1 rounds back to m, and every later step would pay the CPU's subnormal
-// penalty on it: measured 22x slower for a whole model's step (benchmarks/RESULTS.md).
+// penalty on it: an Adam step over a whole model's weights measured 21-29x slower (benchmarks/RESULTS.md).
 // TensorFlow's CPU kernels flush subnormals as well. optimizers.py's NumPy form flushes the
 // same values, so the two stay equal bit for bit.
 template <typename T>

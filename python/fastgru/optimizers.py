@@ -58,7 +58,7 @@ def _flush_subnormal(state: np.ndarray) -> None:
 
     A moment or velocity that decays under zero gradients (a saturated unit's weights) would
     otherwise stick at the smallest subnormal (``m * 0.9`` rounds back to it), and every later
-    step would pay the CPU's subnormal penalty on it (an Adam step 22x slower; see
+    step would pay the CPU's subnormal penalty on it (an Adam step 21-29x slower; see
     benchmarks/RESULTS.md). TensorFlow's CPU kernels flush subnormals too; the fused C++ Adam
     step (``adam.cpp``) flushes the same values.
     """
