@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "adam.h"
@@ -347,12 +348,10 @@ class TypedInferenceModel {
       py::gil_scoped_release release;
       finite = all_finite(x_data, size_t(B * steps) * I);
       if (finite) {
-        // The model's scratch when it is free; a call that finds it taken (another thread is
-        // predicting) brings its own instead of waiting, so concurrent calls run in parallel.
-        std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
-        std::vector<T> own;
-        ok = model_->predict(x_data, size_t(B), size_t(steps), out_data,
-                             lock.owns_lock() ? scratch_ : own);
+        // Scratch borrowed from the model's pool: concurrent calls never wait for each other.
+        std::vector<T> scratch = scratch_pool_.take();
+        ok = model_->predict(x_data, size_t(B), size_t(steps), out_data, scratch);
+        scratch_pool_.give_back(scratch);
       }
     }
     if (!finite) throw py::value_error("X contains NaN or inf values");
@@ -361,11 +360,11 @@ class TypedInferenceModel {
   }
 
   std::shared_ptr<const InferenceModel<T>> model() const { return model_; }
+  size_t idle_scratch_buffers() const { return scratch_pool_.idle_count(); }
 
  private:
   std::shared_ptr<const InferenceModel<T>> model_;
-  std::mutex mutex_;  // held by the call that uses scratch_
-  std::vector<T> scratch_;
+  ScratchPool<T> scratch_pool_{std::max(1u, std::thread::hardware_concurrency())};
 };
 
 // NumPy's own descriptor of native T, which every array of that dtype made the usual way
@@ -629,7 +628,10 @@ void bind_inference(py::module_& m, const char* model_name, const char* stream_n
       .def_property_readonly("batch_size", &TypedStream<T>::batch_size);
   py::class_<TypedInferenceModel<T>>(m, model_name)
       .def(py::init<const py::list&>(), py::arg("layers"))
-      .def("predict", &TypedInferenceModel<T>::predict, py::arg("X"));
+      .def("predict", &TypedInferenceModel<T>::predict, py::arg("X"))
+      // How many scratch buffers wait for the next predict (at most the CPU count).
+      .def_property_readonly("idle_scratch_buffers",
+                             &TypedInferenceModel<T>::idle_scratch_buffers);
 }
 
 // The optimizer state is the optimizer's own (C-contiguous, one dtype); checked anyway.

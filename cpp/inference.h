@@ -4,7 +4,9 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -68,6 +70,44 @@ class InferenceModel {
   std::vector<InferenceLayer<T>> layers_;
   std::vector<size_t> state_sizes_;
   std::vector<char> timed_;  // timed_[i]: layer i's output keeps the time axis
+};
+
+// Scratch vectors for predict calls that share one model. A call borrows a vector and gives
+// it back, so concurrent calls each run on their own buffer without waiting, and a buffer
+// that has grown is reused instead of allocated and zero-filled again. At most `capacity`
+// idle vectors are kept, so a burst of callers cannot pin more memory than that.
+template <typename T>
+class ScratchPool {
+ public:
+  explicit ScratchPool(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {
+    idle_.reserve(capacity_);  // so give_back never allocates
+  }
+
+  // An idle vector (sized by its last use), or an empty one when none is idle.
+  std::vector<T> take() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (idle_.empty()) return {};
+    std::vector<T> scratch = std::move(idle_.back());
+    idle_.pop_back();
+    return scratch;
+  }
+
+  // Keeps `scratch` for the next call, unless `capacity` vectors are idle already (then the
+  // caller's vector frees its memory when it goes out of scope, outside the lock).
+  void give_back(std::vector<T>& scratch) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (idle_.size() < capacity_) idle_.push_back(std::move(scratch));
+  }
+
+  size_t idle_count() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return idle_.size();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::vector<T>> idle_;
+  const size_t capacity_;
 };
 
 }  // namespace fastgru

@@ -1,6 +1,7 @@
 """One model used from several real threads at once: predict and streams read one immutable
 snapshot per weight version (old weights or new, never a mix), fit / set_weights / evaluate
 serialise on the model's lock instead of failing inside the layers."""
+import os
 import sys
 import threading
 
@@ -197,8 +198,8 @@ def test_one_gru_layer_called_from_many_threads_while_its_weights_are_set():
 
 
 def test_concurrent_predicts_on_one_model_each_get_their_own_answer():
-    # The C++ model's inter-layer scratch is the model's own; a call that finds it in use by
-    # another thread runs on scratch of its own instead of waiting, so the calls overlap.
+    # Each call borrows inter-layer scratch from the C++ model's pool instead of waiting for
+    # another thread's, so the calls overlap and must not share a buffer.
     # Every answer must equal the one-thread answer for the same input, bit for bit.
     model = built_model([fg.GRU(16, return_sequences=True), fg.GRU(8), fg.Dense(2)])
     rng = np.random.default_rng(7)
@@ -217,3 +218,22 @@ def test_concurrent_predicts_on_one_model_each_get_their_own_answer():
 
     run_together(*(reader(j) for j in range(4)))
     assert not wrong, f"{len(wrong)} concurrent predicts answered wrongly"
+
+
+def test_predict_scratch_is_reused_and_the_idle_pool_stays_within_the_cpu_count():
+    # A call gives its scratch back for the next one (no allocation and zero-fill per call);
+    # however many threads call at once, at most one idle buffer per CPU is kept afterwards.
+    model = built_model([fg.GRU(16, return_sequences=True), fg.GRU(8), fg.Dense(2)])
+    runner = model.inference_snapshot().runner
+    x = np.random.default_rng(3).standard_normal((64, 20, 3)).astype(np.float32)
+    assert runner.idle_scratch_buffers == 0
+    for _ in range(3):
+        runner.predict(x)
+    assert runner.idle_scratch_buffers == 1
+
+    def caller():
+        for _ in range(40):
+            runner.predict(x)
+
+    run_together(*(caller for _ in range(3 * (os.cpu_count() or 1) + 2)))
+    assert 1 <= runner.idle_scratch_buffers <= (os.cpu_count() or 1)
