@@ -11,6 +11,8 @@
 // gradients are the column sums of the gate gradients.
 #pragma once
 
+#include <cassert>
+
 #include "common.h"
 #include "gemm.h"
 #include "simd.h"
@@ -161,6 +163,8 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
   // which the products do not touch (so the value is the same as after them), and their
   // dependent adds then overlap the products instead of waiting at the end of the step.
   const size_t tail = w.tail_dot_units, tail_col = H - tail;
+  // The dots read [dnr dz dr] as columns [0, 3Hp) of a d_gates row: reset_after's layout.
+  assert(w.reset_after || tail == 0);
   BView<T> UzrT = w.view(w.rec_zr_t, 2 * Hp, H);
   BView<T> UhT = w.view(w.rec_h_t, Hp, H);
   if (tail != 0) UzrT.nvec = UhT.nvec = tail_col / L;
