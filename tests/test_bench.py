@@ -138,7 +138,7 @@ def test_table_and_plot(tmp_path):
     report = bench.run_benchmarks(_quick_cfg(workloads=["B"]), peers=[
         _fake_peer("wrong", lambda w: [np.zeros((1, 1)) + 5])])
     table = bench.format_table(report)
-    assert table.splitlines()[0].split()[:3] == ["workload", "implementation", "thr"]
+    assert table.splitlines()[1].split()[:3] == ["workload", "implementation", "thr"]
     assert "mismatch" in table and "fastgru PackedGRU.forward" in table
     pytest.importorskip("matplotlib")
     out = tmp_path / "b.png"
@@ -165,13 +165,85 @@ def test_time_budget_stops_repetitions_but_keeps_one():
 
 def test_threads_option_parses_all_and_dedupes():
     assert bench.cli.parse_threads("1,all,1") == [1] + ([bench.harness.cores()] if bench.harness.cores() > 1 else [])
-    with pytest.raises(argparse.ArgumentTypeError, match=">= 1"):
+    with pytest.raises(argparse.ArgumentTypeError, match="between 1 and"):
         bench.cli.parse_threads("0")
 
 
-def test_unknown_workload_is_an_error():
-    with pytest.raises(SystemExit):
-        bench.main(["--workloads", "Z"])
+@pytest.mark.parametrize("argv, message", [
+    (["--workloads", "Z"], "--workloads: unknown Z"),
+    (["--workloads", ","], "--workloads: none given"),
+    (["--threads", "abc"], "whole numbers or 'all'; got 'abc'"),
+    (["--threads", "0"], "between 1 and"),
+    (["--threads", "100000"], "between 1 and"),
+    (["--threads", ","], "no thread count given"),
+    (["--peers", "tourch"], "--peers: unknown ['tourch']"),
+    (["--json", "/no/such/folder/r.json"], "does not exist"),
+    (["--plot", "."], "is a folder"),
+])
+def test_a_bad_command_line_is_a_usage_error_before_anything_runs(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_the_table_names_the_cpu_and_the_simd_path():
+    report = bench.run_benchmarks(_quick_cfg(workloads=["B"]), peers=[])
+    first = bench.format_table(report).splitlines()[0]
+    machine = report["machine"]
+    assert machine["processor"] in first and f"SIMD path {machine['fastgru_config']['simd']}" in first
+
+
+def test_a_peer_that_cannot_load_is_skipped_with_a_note():
+    # installed but broken: any exception while loading (a missing shared library is an OSError)
+    def broken(w):
+        raise OSError("libsomething.so: cannot open shared object file")
+
+    report = bench.run_benchmarks(_quick_cfg(workloads=["B", "C"]),
+                                  peers=[bench.Peer("broken", "numpy", broken)])
+    assert not _rows(report, "broken")
+    assert report["notes"] == ["broken: could not be loaded (OSError: libsomething.so: cannot "
+                               "open shared object file), skipped"]
+
+
+def test_a_child_imports_its_peers_library_before_fastgru(tmp_path):
+    # So that PyTorch, which may share fastgru's libgomp, loads it with libgomp's own spin
+    # setting rather than the short one fastgru's import picks (fastgru/_openmp.py).
+    (tmp_path / "probe_first.py").write_text(
+        "import os, sys\n"
+        "open(os.environ['PROBE_OUT'], 'w').write(str(any(m.startswith('fastgru') for m in sys.modules)))\n")
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PROBE_OUT=str(tmp_path / "seen"),
+               PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    command = bench.run.child_command("probe_first", str(tmp_path / "no-job.json"),
+                                      str(tmp_path / "report.json"))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert (tmp_path / "seen").read_text() == "False"
+    assert done.returncode != 0 and "no-job.json" in done.stderr  # and then fastgru ran the job
+
+
+def test_a_child_that_dies_fails_the_run(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setattr(bench.run, "child_command",
+                        lambda *args: [sys.executable, "-c", "import os; os.abort()"])
+    assert bench.main(["--quick", "--workloads", "B", "--threads", "1", "--peers", "none"]) == 1
+    captured = capsys.readouterr()
+    assert "error: fastgru @ 1 threads: child process failed (exit -6)" in captured.out
+    assert "1 child process(es) failed" in captured.err
+
+
+def test_a_child_that_hangs_is_stopped(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(bench.run, "child_command",
+                        lambda *args: [sys.executable, "-c", "import time; time.sleep(120)"])
+    monkeypatch.setattr(bench.run, "child_timeout", lambda cfg: 1.0)
+    report = bench.run_benchmarks(_quick_cfg(workloads=["B"], isolate=True, peers=[]))
+    assert report["failures"] == ["fastgru @ 1 threads: child process failed (stopped after 1 s)"]
 
 
 def test_max_diff_is_normalised_by_the_expected_magnitude():

@@ -9,11 +9,16 @@ def set_num_threads(n: int) -> None:
     64 allowed): more never pays, and OpenMP kills the process when it cannot start them."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int; got {type(n).__name__}")
-    limit = _core.thread_limit()
+    limit = thread_limit()
     if not 1 <= n <= limit:
         raise ValueError(f"n must be between 1 and {limit} (4 threads per processor, at "
                          f"least 64); got {n}")
     _core.set_num_threads(n)
+
+
+def thread_limit() -> int:
+    """The most threads ``set_num_threads`` accepts (4 per processor, at least 64)."""
+    return _core.thread_limit()
 
 
 def get_num_threads() -> int:

@@ -1,4 +1,4 @@
-"""``python -m fastgru.bench``: the same as ``fastgru bench`` (and the harness's child processes)."""
+"""``python -m fastgru.bench``: the same as ``fastgru bench``."""
 import sys
 
 from .cli import main

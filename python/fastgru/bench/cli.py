@@ -2,26 +2,51 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
+import threading
 from typing import List, Optional, Sequence
 
+from .._config import thread_limit
 from .harness import ALL_WORKLOADS, BenchConfig, cores, log, sizes_for
+from . import peers as registry
 from .report import format_table, write_plot
 from .run import run_benchmarks, run_child
 
 
 def parse_threads(text: str) -> List[int]:
+    """``--threads``: comma-separated counts, 'all' (or 'max') for every usable core; each
+    from 1 to fastgru's limit. Raises argparse.ArgumentTypeError (argparse's usage error)."""
     out = []
     for part in text.split(","):
         part = part.strip().lower()
         if not part:
             continue
-        n = cores() if part in ("all", "max") else int(part)
-        if n < 1:
-            raise argparse.ArgumentTypeError(f"thread counts must be >= 1; got {n}")
+        try:
+            n = cores() if part in ("all", "max") else int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"thread counts are whole numbers or 'all'; got {part!r}") from None
+        if not 1 <= n <= thread_limit():
+            raise argparse.ArgumentTypeError(
+                f"thread counts must be between 1 and {thread_limit()}; got {n}")
         if n not in out:
             out.append(n)
+    if not out:
+        raise argparse.ArgumentTypeError("no thread count given")
     return out
+
+
+def _writable_path(text: str) -> str:
+    """An output file's path whose directory exists (checked before the run, not after it)."""
+    folder = os.path.dirname(os.path.abspath(text)) or "."
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} does not exist")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workloads", default=",".join(ALL_WORKLOADS),
                    help="comma-separated subset of A,B,C,D (default all)")
-    p.add_argument("--threads", default=None,
+    p.add_argument("--threads", default=None, type=parse_threads,
                    help="comma-separated thread counts, 'all' = every core (default 1,all)")
     p.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 7)")
     p.add_argument("--epoch-repeats", type=int, default=None,
@@ -52,19 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "default every installed one; 'none' for fastgru alone)")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes and few repetitions: checks the harness, not the speed")
-    p.add_argument("--json", metavar="FILE", help="write the full report as JSON")
-    p.add_argument("--plot", metavar="FILE.png", help="bar chart of the medians (needs matplotlib)")
+    p.add_argument("--json", metavar="FILE", type=_writable_path,
+                   help="write the full report as JSON")
+    p.add_argument("--plot", metavar="FILE.png", type=_writable_path,
+                   help="bar chart of the medians (needs matplotlib)")
     p.add_argument("--_child", help=argparse.SUPPRESS)
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> BenchConfig:
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BenchConfig:
+    """The run's configuration; a usage error (``parser.error``: message, exit 2) for unknown
+    workloads or peers."""
     workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     bad = [w for w in workloads if w not in ALL_WORKLOADS]
-    if bad:
-        raise SystemExit(f"fastgru bench: unknown workload(s) {bad}; choose from {ALL_WORKLOADS}")
+    if bad or not workloads:
+        what = f"unknown {','.join(bad)}" if bad else "none given"
+        parser.error(f"--workloads: {what}; choose from {','.join(ALL_WORKLOADS)}")
     cfg = BenchConfig(workloads=workloads, quick=args.quick, **sizes_for(args.quick))
-    cfg.threads = parse_threads(args.threads) if args.threads else parse_threads("1,all")
+    cfg.threads = args.threads or parse_threads("1,all")
     for name in ("repeats", "epoch_repeats", "warmup", "rounds"):
         if getattr(args, name) is not None:
             setattr(cfg, name, max(1 if name != "warmup" else 0, getattr(args, name)))
@@ -73,16 +103,27 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if args.peers is not None:
         cfg.peers = [] if args.peers.strip().lower() == "none" else \
             [p.strip() for p in args.peers.split(",") if p.strip()]
+        known = {p.library.lower() for p in registry.PEERS}
+        unknown = [p for p in cfg.peers if p.lower() not in known]
+        if unknown:
+            parser.error(f"--peers: unknown {unknown}; choose from "
+                         f"{','.join(sorted(known))} or 'none'")
     cfg.isolate = not args.no_isolate
     return cfg
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args._child:  # one library at one thread count, for run._run_child
         return run_child(args._child, args.json)
-    cfg = config_from_args(args)
-    report = run_benchmarks(cfg)
+    cfg = config_from_args(args, parser)
+    try:
+        with _sigterm_as_exit():  # so that a child process is stopped with the run
+            report = run_benchmarks(cfg)
+    except KeyboardInterrupt:
+        log("fastgru bench: interrupted")
+        return 130
     print(format_table(report))
     if args.json:
         with open(args.json, "w") as f:
@@ -93,5 +134,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bad = [r for r in report["results"] if r["status"] in ("mismatch", "error")]
     if bad:
         log(f"{len(bad)} implementation(s) failed the agreement check or errored (see table)")
-        return 1
-    return 0
+    if report["failures"]:
+        log(f"{len(report['failures'])} child process(es) failed (see the table's last lines)")
+    return 1 if bad or report["failures"] else 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM raises SystemExit(143) while the run lasts, so its clean-up (stopping the
+    child process, removing its files) runs; only from the main thread, where Python allows
+    a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

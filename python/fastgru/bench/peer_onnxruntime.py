@@ -8,7 +8,9 @@ import numpy as np
 
 from .harness import Candidate, Peer, Runner, Workload, carried_state_runner
 
+
 def candidates(w: Workload) -> List[Candidate]:
+    import onnx  # noqa: F401 - interop builds the model with it: missing, the peer is skipped
     import onnxruntime as ort
 
     from .. import interop

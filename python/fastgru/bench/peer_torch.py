@@ -7,6 +7,7 @@ from typing import List
 from .harness import Candidate, Peer, Runner, Workload, carried_state_runner
 from .workloads import adam_epsilon
 
+
 def candidates(w: Workload) -> List[Candidate]:
     import torch
 

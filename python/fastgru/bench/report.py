@@ -26,7 +26,7 @@ def format_table(report: Dict[str, Any]) -> str:
             r["status"] if r["status"] == "ok" else f"{r['status']}: {r['note']}"[:70],
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    lines = []
+    lines = [plot_title(report).replace("\n", "; ")]  # the machine every figure belongs to
     for k, row in enumerate(rows):
         lines.append("  ".join(c.ljust(wd) for c, wd in zip(row, widths)) + "  " + row[-1])
         if k == 0:
@@ -37,7 +37,10 @@ def format_table(report: Dict[str, Any]) -> str:
     if any("gflops" in r for r in report["results"]):
         lines.append(report["flops_note"])
     for n in report.get("notes", []):
-        lines.append(f"note: {n}")
+        if n not in report.get("failures", []):
+            lines.append(f"note: {n}")
+    for f in report.get("failures", []):
+        lines.append(f"error: {f}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -65,6 +66,8 @@ def run_benchmarks(cfg: BenchConfig, peers: Optional[Sequence[Peer]] = None,
     here = [p for p in installed if p not in children]
     rounds: List[List[Dict[str, Any]]] = []
     libraries: Dict[str, str] = {}
+    failures: List[str] = []  # children that died or ran past their time
+    openmp_waits: Dict[str, str] = {}  # each child's libgomp wait setting
     for _ in range(max(1, cfg.rounds)):
         rows: List[Dict[str, Any]] = []
         known: Known = {}
@@ -73,10 +76,13 @@ def run_benchmarks(cfg: BenchConfig, peers: Optional[Sequence[Peer]] = None,
                 for nt in cfg.threads:
                     jobs = ([registry.FASTGRU] if time_fastgru else []) + children
                     for peer in jobs:
-                        child = _run_child(cfg, peer.library, nt, known, tmp)
+                        child = _run_child(cfg, peer, nt, known, tmp)
+                        failures.extend(child.get("failures", []))
                         rows.extend(child.get("results", []))
                         notes.extend(n for n in child.get("notes", []) if n not in notes)
                         libraries.update(child.get("libraries", {}))
+                        if "openmp_wait" in child:
+                            openmp_waits[f"{peer.library} @ {nt}"] = child["openmp_wait"]
                         known = child.get("known", known)
             if here:  # given as objects, not by name: compared with what the children wrote
                 got, got_notes = run_here(cfg, workloads, here, time_fastgru=False, known=known)
@@ -95,11 +101,13 @@ def run_benchmarks(cfg: BenchConfig, peers: Optional[Sequence[Peer]] = None,
     results.sort(key=lambda r: (order.get(r["workload"], 99), r["threads"],
                                 rank.get(r["library"], 99)))  # stable: candidate order kept
     return dict(
-        machine=dict(machine_info(), loadavg_at_start=load_at_start, libraries=libraries),
+        machine=dict(machine_info(), loadavg_at_start=load_at_start, libraries=libraries,
+                     openmp_wait_per_child=openmp_waits),
         config=dataclasses.asdict(cfg),
         matmul=matmul,
         results=results,
         notes=notes,
+        failures=failures,
         flops_note="FLOPs count the GRU's two matmuls only: forward 2*B*T*3H*(I+H) (B: one "
                    "window, C: one step); training (A, D.fwd+bwd) 3x forward",
     )
@@ -117,9 +125,11 @@ def run_here(cfg: BenchConfig, workloads: Sequence[Workload], peers: Sequence[Pe
         for peer in peers:
             try:
                 got = peer.candidates(w)
-            except ImportError as e:  # installed but broken
-                notes.append(f"{peer.library}: import failed ({e}), skipped")
-                log(f"note: {peer.library} import failed: {e}")
+            except Exception as e:  # noqa: BLE001 - installed but broken (ImportError, OSError...)
+                note = f"{peer.library}: could not be loaded ({type(e).__name__}: {e}), skipped"
+                if note not in notes:
+                    notes.append(note)
+                    log(f"note: {note}")
                 continue
             if not got and w.key in peer.absent:
                 notes.append(f"{peer.library} / {w.key}: {peer.absent[w.key]}")
@@ -201,9 +211,61 @@ def _load_known(path: str) -> Known:
                 for key, entry in manifest.items()}
 
 
-def _run_child(cfg: BenchConfig, library: str, nt: int, known: Known, tmp: str) -> Dict[str, Any]:
-    """Run ``library`` at ``nt`` threads in a child ``python -m fastgru.bench``; return its
-    report, with ``known`` updated from what it wrote (the first fastgru child writes it)."""
+# A child starts here rather than at ``-m fastgru.bench``: it imports the peer's library (argv[1],
+# empty for fastgru) before fastgru, so that a library sharing fastgru's libgomp (PyTorch) loads
+# it with libgomp's own settings, not the short spin fastgru picks for itself (fastgru keeps an
+# OpenMP runtime that is already loaded as it is: see fastgru/_openmp.py).
+_CHILD_BOOTSTRAP = """
+import importlib, sys
+first = sys.argv.pop(1)
+if first:
+    try:
+        importlib.import_module(first)
+    except Exception:  # the child reports the library's import failure itself
+        pass
+from fastgru.bench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def child_command(module: str, job_path: str, report_path: str) -> List[str]:
+    """The command line of a child that imports ``module`` first ("" for none), then runs
+    the job in ``job_path`` and writes its report to ``report_path``."""
+    return [sys.executable, "-c", _CHILD_BOOTSTRAP, module, "--_child", job_path,
+            "--json", report_path]
+
+
+def _child_env() -> Dict[str, str]:
+    """This environment, with the directory holding this fastgru on PYTHONPATH when a child
+    would not find it otherwise (a source tree; an installed fastgru's site-packages is on
+    every child's path already, and putting it first would shadow the user's PYTHONPATH)."""
+    import site
+
+    env = dict(os.environ)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    default = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
+    if hasattr(site, "getusersitepackages"):
+        default.append(site.getusersitepackages())
+    if os.path.realpath(pkg_root) not in {os.path.realpath(d) for d in default}:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
+    return env
+
+
+def child_timeout(cfg: BenchConfig) -> Optional[float]:
+    """Seconds a child may run before it is stopped, so that a hung library cannot hold the
+    run: four implementations' time budgets per workload (one repetition always runs, even
+    past the budget) plus 15 minutes for start-up, building and checks; None when the budget
+    is unlimited (``--max-seconds 0``)."""
+    if cfg.max_seconds is None:
+        return None
+    return 900.0 + 4 * cfg.max_seconds * len(cfg.workloads)
+
+
+def _run_child(cfg: BenchConfig, peer: Peer, nt: int, known: Known, tmp: str) -> Dict[str, Any]:
+    """Run ``peer`` at ``nt`` threads in a child process; return its report, with ``known``
+    updated from what it wrote (the first fastgru child writes it), or one with ``failures``
+    when the child died or ran past ``child_timeout``."""
+    library = peer.library
     log(f"== {library} @ {nt} thread(s) (child process)")
     stem = os.path.join(tmp, f"{library}-{nt}")
     known_in, known_out = os.path.join(tmp, "known.npz"), stem + "-known.npz"
@@ -213,18 +275,32 @@ def _run_child(cfg: BenchConfig, library: str, nt: int, known: Known, tmp: str) 
                library=library, known_in=known_in if known else None, known_out=known_out)
     with open(stem + ".json", "w") as f:
         json.dump(job, f)
-    env = dict(os.environ)
-    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
     report_path = stem + "-report.json"
-    with subprocess.Popen([sys.executable, "-m", "fastgru.bench", "--_child", stem + ".json",
-                           "--json", report_path], env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True) as proc:
+    module = "" if peer is registry.FASTGRU else peer.module
+    timeout = child_timeout(cfg)
+    proc = subprocess.Popen(child_command(module, stem + ".json", report_path), env=_child_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(timeout, proc.kill) if timeout is not None else None
+    try:
+        if timer is not None:
+            timer.start()
         for line in proc.stderr:  # the child's progress, as it comes (sys.stderr may be no file)
             sys.stderr.write(line)
+        proc.wait()
+    finally:  # interrupted (Ctrl-C, SIGTERM turned into SystemExit): no child left behind
+        if timer is not None:
+            timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
     if proc.returncode != 0 or not os.path.exists(report_path):
-        return dict(results=[], notes=[
-            f"{library} @ {nt} threads: child process failed (exit {proc.returncode})"])
+        timed_out = timeout is not None and proc.returncode == -9
+        why = f"stopped after {timeout:.0f} s" if timed_out else f"exit {proc.returncode}"
+        failure = f"{library} @ {nt} threads: child process failed ({why})"
+        log(f"error: {failure}")
+        return dict(results=[], notes=[failure], failures=[failure])
     with open(report_path) as f:
         report = json.load(f)
     if os.path.exists(known_out):
@@ -249,7 +325,8 @@ def run_child(job_path: str, report_path: str) -> int:
     versions = {m: getattr(sys.modules[m], "__version__", "?")
                 for m in ("torch", "onnxruntime", "tensorflow", "keras") if m in sys.modules}
     with open(report_path, "w") as f:
-        json.dump(dict(results=rows, notes=notes, libraries=versions), f, default=float)
+        json.dump(dict(results=rows, notes=notes, libraries=versions,
+                       openmp_wait=fastgru_config()["openmp_wait"]), f, default=float)
     return 0
 
 
@@ -264,10 +341,7 @@ def machine_info() -> Dict[str, Any]:
                                 .strftime("%Y-%m-%d %H:%M UTC"))
     if hasattr(os, "getloadavg"):  # other processes on the machine skew multi-thread numbers
         info["loadavg_at_end"] = list(os.getloadavg())
-    try:
-        info["fastgru_config"] = {k: str(v) for k, v in fastgru_config().items()}
-    except Exception:  # noqa: BLE001
-        pass
+    info["fastgru_config"] = {k: str(v) for k, v in fastgru_config().items()}
     for mod in ("torch", "onnxruntime", "tensorflow", "keras"):
         if mod in sys.modules:
             info[mod] = getattr(sys.modules[mod], "__version__", "?")
