@@ -164,7 +164,9 @@ def test_time_budget_stops_repetitions_but_keeps_one():
 
 
 def test_threads_option_parses_all_and_dedupes():
-    assert bench.cli.parse_threads("1,all,1") == [1] + ([bench.harness.cores()] if bench.harness.cores() > 1 else [])
+    from fastgru._config import usable_cores
+
+    assert bench.cli.parse_threads("1,all,1") == [1] + ([usable_cores()] if usable_cores() > 1 else [])
     with pytest.raises(argparse.ArgumentTypeError, match="between 1 and"):
         bench.cli.parse_threads("0")
 
@@ -250,6 +252,8 @@ def test_max_diff_is_normalised_by_the_expected_magnitude():
     abs_diff, rel = bench.max_diff([np.array([101.0])], [np.array([100.0])])
     assert abs_diff == pytest.approx(1.0) and rel == pytest.approx(0.01)
     assert bench.max_diff([np.array([np.nan])], [np.array([1.0])])[1] == float("inf")
+    # a NaN in what is expected is no agreement either (max() would skip it)
+    assert bench.max_diff([np.array([1.0, 2.0])], [np.array([2.0, np.nan])])[0] == float("inf")
     with pytest.raises(bench.Mismatch):
         bench.max_diff([np.zeros(2)], [np.zeros(3)])
 

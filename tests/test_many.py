@@ -126,7 +126,8 @@ def test_a_pool_worker_killed_mid_run_loses_no_series():
 
 
 def test_default_jobs_use_every_core_but_not_for_a_few_series():
-    from fastgru.many.executors import default_jobs, usable_cores
+    from fastgru._config import usable_cores
+    from fastgru.many.executors import default_jobs
 
     assert default_jobs(3) == 1  # a pool's start would cost more than it saves
     assert default_jobs(10**6) == usable_cores()

@@ -1,6 +1,8 @@
 """Which SIMD path and how many threads the kernels use."""
 from __future__ import annotations
 
+import os
+
 from . import _core, _openmp
 
 
@@ -19,6 +21,14 @@ def set_num_threads(n: int) -> None:
 def thread_limit() -> int:
     """The most threads ``set_num_threads`` accepts (4 per processor, at least 64)."""
     return _core.thread_limit()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def get_num_threads() -> int:

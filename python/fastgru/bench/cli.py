@@ -9,8 +9,8 @@ import signal
 import threading
 from typing import List, Optional, Sequence
 
-from .._config import thread_limit
-from .harness import ALL_WORKLOADS, BenchConfig, cores, log, sizes_for
+from .._config import thread_limit, usable_cores
+from .harness import ALL_WORKLOADS, BenchConfig, log, sizes_for
 from . import peers as registry
 from .report import format_table, write_plot
 from .run import run_benchmarks, run_child
@@ -25,7 +25,7 @@ def parse_threads(text: str) -> List[int]:
         if not part:
             continue
         try:
-            n = cores() if part in ("all", "max") else int(part)
+            n = usable_cores() if part in ("all", "max") else int(part)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"thread counts are whole numbers or 'all'; got {part!r}") from None

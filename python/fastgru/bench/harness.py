@@ -4,7 +4,6 @@ are; how a call is timed; how a result is checked against fastgru's; one impleme
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -105,13 +104,6 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def max_diff(got: Sequence[np.ndarray], want: Sequence[np.ndarray]):
     """``(max abs difference, the same divided by max(1, max|want|))`` over paired arrays."""
     got, want = list(got), list(want)
@@ -122,7 +114,7 @@ def max_diff(got: Sequence[np.ndarray], want: Sequence[np.ndarray]):
         g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
         if g.shape != w.shape:
             raise Mismatch(f"array {k} has shape {g.shape}, fastgru's {w.shape}")
-        if not np.all(np.isfinite(g)):
+        if not (np.all(np.isfinite(g)) and np.all(np.isfinite(w))):  # NaN compares as no gap
             return float("inf"), float("inf")
         d = float(np.max(np.abs(g - w))) if g.size else 0.0
         worst_abs = max(worst_abs, d)

@@ -23,9 +23,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .._config import config as fastgru_config
+from .._config import config as fastgru_config, usable_cores
 from . import peers as registry
-from .harness import (BenchConfig, Peer, SkipCandidate, Workload, cores, log, run_candidate,
+from .harness import (BenchConfig, Peer, SkipCandidate, Workload, log, run_candidate,
                       sample_stats)
 from .workloads import make_workloads, matmul_baseline
 
@@ -335,7 +335,7 @@ def machine_info() -> Dict[str, Any]:
     import fastgru as fg
 
     info: Dict[str, Any] = dict(python=platform.python_version(), platform=platform.platform(),
-                                processor=cpu_name(), cores=cores(), numpy=np.__version__,
+                                processor=cpu_name(), cores=usable_cores(), numpy=np.__version__,
                                 fastgru=getattr(fg, "__version__", "?"),
                                 date=datetime.datetime.now(datetime.timezone.utc)
                                 .strftime("%Y-%m-%d %H:%M UTC"))

@@ -7,25 +7,21 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from ..layers import glorot_uniform
 from .harness import BenchConfig, Workload, limit_blas_threads, time_calls
-
-
-def _glorot(rng, shape):
-    limit = np.sqrt(6.0 / (shape[0] + shape[-1]))
-    return rng.uniform(-limit, limit, shape).astype(np.float32)
 
 
 def gru_weights(rng, inputs, units):
     """Keras layout: kernel (I, 3H), recurrent_kernel (H, 3H), bias (2, 3H)."""
-    kernel = _glorot(rng, (inputs, 3 * units))
-    recurrent = _glorot(rng, (units, 3 * units))
+    kernel = glorot_uniform((inputs, 3 * units), rng)
+    recurrent = glorot_uniform((units, 3 * units), rng)
     bias = rng.uniform(-0.1, 0.1, (2, 3 * units)).astype(np.float32)
     return kernel, recurrent, bias
 
 
 def model_weights(rng, inputs, units):
     """Keras order: GRU kernel, recurrent_kernel, bias (2, 3H); Dense kernel (H, 1), bias (1,)."""
-    return [*gru_weights(rng, inputs, units), _glorot(rng, (units, 1)),
+    return [*gru_weights(rng, inputs, units), glorot_uniform((units, 1), rng),
             rng.uniform(-0.1, 0.1, (1,)).astype(np.float32)]
 
 

@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
+from .._config import usable_cores
+
 __all__ = ["Progress", "LostBatch", "run_tasks", "default_jobs", "cluster_slots",
            "require_dask_client", "DASK_HINT"]
 
@@ -93,14 +95,6 @@ class _Tracker:
         if now - self.last_print >= 1.0 or info.tasks_done == info.tasks_total:
             self.last_print = now
             print(f"{self.label}: {info}", file=sys.stderr, flush=True)
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 # A pool's workers take a second or more to start (each imports NumPy, pandas and fastgru):
