@@ -10,7 +10,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "adam.h"
@@ -349,9 +348,8 @@ class TypedInferenceModel {
       finite = all_finite(x_data, size_t(B * steps) * I);
       if (finite) {
         // Scratch borrowed from the model's pool: concurrent calls never wait for each other.
-        std::vector<T> scratch = scratch_pool_.take();
-        ok = model_->predict(x_data, size_t(B), size_t(steps), out_data, scratch);
-        scratch_pool_.give_back(scratch);
+        typename ScratchPool<T>::Lease lease(scratch_pool_);
+        ok = model_->predict(x_data, size_t(B), size_t(steps), out_data, lease.scratch());
       }
     }
     if (!finite) throw py::value_error("X contains NaN or inf values");
@@ -364,7 +362,7 @@ class TypedInferenceModel {
 
  private:
   std::shared_ptr<const InferenceModel<T>> model_;
-  ScratchPool<T> scratch_pool_{std::max(1u, std::thread::hardware_concurrency())};
+  ScratchPool<T> scratch_pool_;
 };
 
 // NumPy's own descriptor of native T, which every array of that dtype made the usual way
@@ -629,7 +627,7 @@ void bind_inference(py::module_& m, const char* model_name, const char* stream_n
   py::class_<TypedInferenceModel<T>>(m, model_name)
       .def(py::init<const py::list&>(), py::arg("layers"))
       .def("predict", &TypedInferenceModel<T>::predict, py::arg("X"))
-      // How many scratch buffers wait for the next predict (at most the CPU count).
+      // How many scratch buffers wait for the next predict (see ScratchPool's bounds).
       .def_property_readonly("idle_scratch_buffers",
                              &TypedInferenceModel<T>::idle_scratch_buffers);
 }

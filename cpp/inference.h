@@ -72,32 +72,33 @@ class InferenceModel {
   std::vector<char> timed_;  // timed_[i]: layer i's output keeps the time axis
 };
 
-// Scratch vectors for predict calls that share one model. A call borrows a vector and gives
-// it back, so concurrent calls each run on their own buffer without waiting, and a buffer
-// that has grown is reused instead of allocated and zero-filled again. At most `capacity`
-// idle vectors are kept, so a burst of callers cannot pin more memory than that.
+// Scratch vectors for predict calls that share one model. A call borrows a vector (a Lease)
+// and gives it back when the lease ends, so concurrent calls each run on their own buffer
+// without waiting, and a buffer that has grown is reused instead of allocated and zero-filled
+// again. What stays idle is bounded: one vector always (as one shared buffer was before), more
+// only up to kMaxIdle vectors and kMaxIdleBytes in all; the rest are freed.
 template <typename T>
 class ScratchPool {
  public:
-  explicit ScratchPool(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {
-    idle_.reserve(capacity_);  // so give_back never allocates
-  }
+  static constexpr size_t kMaxIdle = 4;
+  static constexpr size_t kMaxIdleBytes = size_t(256) << 20;
 
-  // An idle vector (sized by its last use), or an empty one when none is idle.
-  std::vector<T> take() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (idle_.empty()) return {};
-    std::vector<T> scratch = std::move(idle_.back());
-    idle_.pop_back();
-    return scratch;
-  }
+  ScratchPool() { idle_.reserve(kMaxIdle); }  // so that giving back never allocates
 
-  // Keeps `scratch` for the next call, unless `capacity` vectors are idle already (then the
-  // caller's vector frees its memory when it goes out of scope, outside the lock).
-  void give_back(std::vector<T>& scratch) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (idle_.size() < capacity_) idle_.push_back(std::move(scratch));
-  }
+  // One borrowed vector (sized by its last use; empty when none was idle), given back to the
+  // pool when the lease goes out of scope, exceptions included.
+  class Lease {
+   public:
+    explicit Lease(ScratchPool& pool) : pool_(pool), scratch_(pool.take()) {}
+    ~Lease() { pool_.give_back(std::move(scratch_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    std::vector<T>& scratch() { return scratch_; }
+
+   private:
+    ScratchPool& pool_;
+    std::vector<T> scratch_;
+  };
 
   size_t idle_count() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -105,9 +106,31 @@ class ScratchPool {
   }
 
  private:
+  std::vector<T> take() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (idle_.empty()) return {};
+    std::vector<T> scratch = std::move(idle_.back());
+    idle_.pop_back();
+    idle_bytes_ -= bytes(scratch);
+    return scratch;
+  }
+
+  // Keeps `scratch` if the bounds allow; otherwise its memory is freed when the caller's
+  // vector goes out of scope, outside the lock.
+  void give_back(std::vector<T>&& scratch) {
+    const size_t size = bytes(scratch);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (idle_.empty() || (idle_.size() < kMaxIdle && idle_bytes_ + size <= kMaxIdleBytes)) {
+      idle_.push_back(std::move(scratch));
+      idle_bytes_ += size;
+    }
+  }
+
+  static size_t bytes(const std::vector<T>& v) { return v.capacity() * sizeof(T); }
+
   mutable std::mutex mutex_;
   std::vector<std::vector<T>> idle_;
-  const size_t capacity_;
+  size_t idle_bytes_ = 0;
 };
 
 }  // namespace fastgru

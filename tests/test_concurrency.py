@@ -1,7 +1,6 @@
 """One model used from several real threads at once: predict and streams read one immutable
 snapshot per weight version (old weights or new, never a mix), fit / set_weights / evaluate
 serialise on the model's lock instead of failing inside the layers."""
-import os
 import sys
 import threading
 
@@ -220,20 +219,22 @@ def test_concurrent_predicts_on_one_model_each_get_their_own_answer():
     assert not wrong, f"{len(wrong)} concurrent predicts answered wrongly"
 
 
-def test_predict_scratch_is_reused_and_the_idle_pool_stays_within_the_cpu_count():
+def test_predict_scratch_is_reused_and_the_idle_pool_stays_bounded():
     # A call gives its scratch back for the next one (no allocation and zero-fill per call);
-    # however many threads call at once, at most one idle buffer per CPU is kept afterwards.
+    # however many threads call at once, at most 4 idle buffers are kept afterwards
+    # (ScratchPool::kMaxIdle; these are far below its 256 MiB).
     model = built_model([fg.GRU(16, return_sequences=True), fg.GRU(8), fg.Dense(2)])
     runner = model.inference_snapshot().runner
-    x = np.random.default_rng(3).standard_normal((64, 20, 3)).astype(np.float32)
+    # long calls (the kernel runs without the GIL), so that many overlap
+    x = np.random.default_rng(3).standard_normal((512, 60, 3)).astype(np.float32)
     assert runner.idle_scratch_buffers == 0
     for _ in range(3):
         runner.predict(x)
     assert runner.idle_scratch_buffers == 1
 
     def caller():
-        for _ in range(40):
+        for _ in range(6):
             runner.predict(x)
 
-    run_together(*(caller for _ in range(3 * (os.cpu_count() or 1) + 2)))
-    assert 1 <= runner.idle_scratch_buffers <= (os.cpu_count() or 1)
+    run_together(*(caller for _ in range(12)))
+    assert 1 <= runner.idle_scratch_buffers <= 4

@@ -28,13 +28,13 @@ class InferenceModelFloat32:
     def __init__(self, layers: list[Any]) -> None: ...  # fastgru.specs GRUSpec/DenseSpec/IdentitySpec, read by field name
     def predict(self, X: NDArray[np.float32]) -> NDArray[np.float32]: ...
     @property
-    def idle_scratch_buffers(self) -> int: ...  # kept for the next predict, at most one per CPU
+    def idle_scratch_buffers(self) -> int: ...  # kept for the next predict: at most 4 and 256 MiB (or one larger)
 
 class InferenceModelFloat64:
     def __init__(self, layers: list[Any]) -> None: ...  # fastgru.specs GRUSpec/DenseSpec/IdentitySpec, read by field name
     def predict(self, X: NDArray[np.float64]) -> NDArray[np.float64]: ...
     @property
-    def idle_scratch_buffers(self) -> int: ...  # kept for the next predict, at most one per CPU
+    def idle_scratch_buffers(self) -> int: ...  # kept for the next predict: at most 4 and 256 MiB (or one larger)
 
 class StreamFloat32:
     def __init__(self, model: InferenceModelFloat32, batch_size: int) -> None: ...
