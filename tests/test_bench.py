@@ -197,6 +197,17 @@ def test_the_table_names_the_cpu_and_the_simd_path():
     assert machine["processor"] in first and f"SIMD path {machine['fastgru_config']['simd']}" in first
 
 
+def test_an_unwritable_output_folder_is_a_usage_error(tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    if os.access(folder, os.W_OK):  # root writes anywhere
+        pytest.skip("this user can write to a read-only folder")
+    with pytest.raises(SystemExit):
+        bench.main(["--json", str(folder / "r.json")])
+    assert "is not writable" in capsys.readouterr().err
+
+
 def test_a_peer_that_cannot_load_is_skipped_with_a_note():
     # installed but broken: any exception while loading (a missing shared library is an OSError)
     def broken(w):
@@ -231,21 +242,43 @@ def test_a_child_that_dies_fails_the_run(monkeypatch, capsys):
     import sys
 
     monkeypatch.setattr(bench.run, "child_command",
-                        lambda *args: [sys.executable, "-c", "import os; os.abort()"])
+                        lambda *args: [sys.executable, "-c", "raise SystemExit(7)"])
     assert bench.main(["--quick", "--workloads", "B", "--threads", "1", "--peers", "none"]) == 1
     captured = capsys.readouterr()
-    assert "error: fastgru @ 1 threads: child process failed (exit -6)" in captured.out
+    assert "error: fastgru @ 1 threads: child process failed (exit 7)" in captured.out
     assert "1 child process(es) failed" in captured.err
 
 
-def test_a_child_that_hangs_is_stopped(monkeypatch):
+@pytest.mark.skipif(os.name != "posix", reason="process groups and ps are POSIX")
+def test_a_child_that_hangs_is_stopped_with_what_it_started(monkeypatch):
+    # The child starts a grandchild that keeps its stderr open: stopping only the child would
+    # leave the run waiting for the grandchild.
+    import subprocess
     import sys
+    import time
 
-    monkeypatch.setattr(bench.run, "child_command",
-                        lambda *args: [sys.executable, "-c", "import time; time.sleep(120)"])
+    hang = ("import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            "time.sleep(60)")
+    monkeypatch.setattr(bench.run, "child_command", lambda *args: [sys.executable, "-c", hang])
     monkeypatch.setattr(bench.run, "child_timeout", lambda cfg: 1.0)
+    started = time.monotonic()
     report = bench.run_benchmarks(_quick_cfg(workloads=["B"], isolate=True, peers=[]))
     assert report["failures"] == ["fastgru @ 1 threads: child process failed (stopped after 1 s)"]
+    assert time.monotonic() - started < 30  # not the grandchild's 60 s
+    assert "time.sleep(60)" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                   text=True).stdout
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
+def test_a_child_killed_by_someone_else_is_not_called_a_timeout(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(bench.run, "child_command", lambda *args: [
+        sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    report = bench.run_benchmarks(_quick_cfg(workloads=["B"], isolate=True, peers=[]))
+    (failure,) = report["failures"]
+    assert "stopped after" not in failure and "exit -9" in failure
 
 
 def test_max_diff_is_normalised_by_the_expected_magnitude():

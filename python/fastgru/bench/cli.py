@@ -39,13 +39,16 @@ def parse_threads(text: str) -> List[int]:
     return out
 
 
-def _writable_path(text: str) -> str:
-    """An output file's path whose directory exists (checked before the run, not after it)."""
+def _output_path(text: str) -> str:
+    """An output file's path, its folder checked before the run rather than after it (the
+    write itself can still fail; main reports that in one line)."""
     folder = os.path.dirname(os.path.abspath(text)) or "."
     if not os.path.isdir(folder):
         raise argparse.ArgumentTypeError(f"folder {folder!r} does not exist")
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a folder, not a file")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} is not writable")
     return text
 
 
@@ -77,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default every installed one; 'none' for fastgru alone)")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes and few repetitions: checks the harness, not the speed")
-    p.add_argument("--json", metavar="FILE", type=_writable_path,
+    p.add_argument("--json", metavar="FILE", type=_output_path,
                    help="write the full report as JSON")
-    p.add_argument("--plot", metavar="FILE.png", type=_writable_path,
+    p.add_argument("--plot", metavar="FILE.png", type=_output_path,
                    help="bar chart of the medians (needs matplotlib)")
     p.add_argument("--_child", help=argparse.SUPPRESS)
     return p
@@ -125,12 +128,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log("fastgru bench: interrupted")
         return 130
     print(format_table(report))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2, default=float)
-        log(f"wrote {args.json}")
-    if args.plot and write_plot(report, args.plot):
-        log(f"wrote {args.plot}")
+    try:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2, default=float)
+            log(f"wrote {args.json}")
+        if args.plot and write_plot(report, args.plot):
+            log(f"wrote {args.plot}")
+    except OSError as e:
+        log(f"fastgru bench: error: could not write {e.filename or 'the output'}: {e.strerror or e}")
+        return 1
     bad = [r for r in report["results"] if r["status"] in ("mismatch", "error")]
     if bad:
         log(f"{len(bad)} implementation(s) failed the agreement check or errored (see table)")

@@ -37,8 +37,7 @@ def format_table(report: Dict[str, Any]) -> str:
     if any("gflops" in r for r in report["results"]):
         lines.append(report["flops_note"])
     for n in report.get("notes", []):
-        if n not in report.get("failures", []):
-            lines.append(f"note: {n}")
+        lines.append(f"note: {n}")
     for f in report.get("failures", []):
         lines.append(f"error: {f}")
     return "\n".join(lines)

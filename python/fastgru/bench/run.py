@@ -1,8 +1,9 @@
 """A whole run: every workload x implementation x thread count, and the report.
 
-By default each library runs at each thread count in its own child process (``python -m
-fastgru.bench --_child``): a library's thread pool, left spinning after its calls, then
-cannot slow another library's rows, and TensorFlow's start-up thread settings hold. The
+By default each library runs at each thread count in its own child process (``child_command``:
+the peer's library imported first, then ``cli.main`` with ``--_child``): a library's thread
+pool, left spinning after its calls, then cannot slow another library's rows, and
+TensorFlow's start-up thread settings hold. The
 first fastgru child also writes what the peers are compared with (fastgru's outputs and the
 NumPy oracle's), so no child recomputes them. ``rounds`` repeats the whole sequence of children,
 interleaved, and pools each row's samples.
@@ -15,6 +16,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -125,7 +127,7 @@ def run_here(cfg: BenchConfig, workloads: Sequence[Workload], peers: Sequence[Pe
         for peer in peers:
             try:
                 got = peer.candidates(w)
-            except Exception as e:  # noqa: BLE001 - installed but broken (ImportError, OSError...)
+            except (ImportError, OSError) as e:  # installed but broken (a missing .so: OSError)
                 note = f"{peer.library}: could not be loaded ({type(e).__name__}: {e}), skipped"
                 if note not in notes:
                     notes.append(note)
@@ -221,8 +223,8 @@ first = sys.argv.pop(1)
 if first:
     try:
         importlib.import_module(first)
-    except Exception:  # the child reports the library's import failure itself
-        pass
+    except Exception as e:  # the child reports the library as not loadable later; say why now
+        print(f"note: importing {first} failed: {type(e).__name__}: {e}", file=sys.stderr)
 from fastgru.bench.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -278,10 +280,29 @@ def _run_child(cfg: BenchConfig, peer: Peer, nt: int, known: Known, tmp: str) ->
     report_path = stem + "-report.json"
     module = "" if peer is registry.FASTGRU else peer.module
     timeout = child_timeout(cfg)
+    # Its own process group (POSIX), so that stopping it also stops anything it started that
+    # holds its stderr open; otherwise reading stderr would wait for those.
     proc = subprocess.Popen(child_command(module, stem + ".json", report_path), env=_child_env(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    timer = threading.Timer(timeout, proc.kill) if timeout is not None else None
+                            stderr=subprocess.PIPE, text=True, errors="replace",
+                            start_new_session=os.name == "posix")
+    expired = threading.Event()
+
+    def stop() -> None:
+        if proc.poll() is None:
+            if os.name == "posix":
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:  # already gone
+                    pass
+            else:
+                proc.kill()
+
+    def expire() -> None:
+        expired.set()
+        stop()
+
+    timer = threading.Timer(timeout, expire) if timeout is not None else None
     try:
         if timer is not None:
             timer.start()
@@ -291,16 +312,14 @@ def _run_child(cfg: BenchConfig, peer: Peer, nt: int, known: Known, tmp: str) ->
     finally:  # interrupted (Ctrl-C, SIGTERM turned into SystemExit): no child left behind
         if timer is not None:
             timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop()
+        proc.wait()
         proc.stderr.close()
     if proc.returncode != 0 or not os.path.exists(report_path):
-        timed_out = timeout is not None and proc.returncode == -9
-        why = f"stopped after {timeout:.0f} s" if timed_out else f"exit {proc.returncode}"
+        why = f"stopped after {timeout:.0f} s" if expired.is_set() else f"exit {proc.returncode}"
         failure = f"{library} @ {nt} threads: child process failed ({why})"
         log(f"error: {failure}")
-        return dict(results=[], notes=[failure], failures=[failure])
+        return dict(results=[], failures=[failure])
     with open(report_path) as f:
         report = json.load(f)
     if os.path.exists(known_out):
