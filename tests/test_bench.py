@@ -92,6 +92,10 @@ def test_a_peer_that_raises_is_an_error_row_and_the_run_goes_on():
                                   peers=[_fake_peer("boom", boom)])
     (row,) = _rows(report, "boom")
     assert row["status"] == "error" and "peer exploded" in row["note"]
+    assert "error: RuntimeError: peer exploded" in bench.format_table(report)
+    # a long, several-line note is one table cell, cut where the JSON keeps it whole
+    cell = bench.report.one_line("error: " + "x" * 150 + "\n" + "y" * 150)
+    assert "\n" not in cell and len(cell) == 200 and cell.endswith("...")
     assert any(r["status"] == "ok" for r in _rows(report, "fastgru"))
 
 

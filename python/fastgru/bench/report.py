@@ -23,7 +23,7 @@ def format_table(report: Dict[str, Any]) -> str:
             f"{r['ratio']:.2f}x" if r.get("ratio") else "-",
             f"{r['gflops']:.2f}" if "gflops" in r else "",
             f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else "-",
-            r["status"] if r["status"] == "ok" else f"{r['status']}: {r['note']}"[:70],
+            r["status"] if r["status"] == "ok" else one_line(f"{r['status']}: {r['note']}"),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = [plot_title(report).replace("\n", "; ")]  # the machine every figure belongs to
@@ -41,6 +41,13 @@ def format_table(report: Dict[str, Any]) -> str:
     for f in report.get("failures", []):
         lines.append(f"error: {f}")
     return "\n".join(lines)
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """A note as one table cell: its lines joined, cut at ``limit`` characters (the JSON keeps
+    it whole)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
 
 
 def plot_title(report: Dict[str, Any]) -> str:
