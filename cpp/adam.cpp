@@ -11,8 +11,8 @@ namespace fastgru {
 // A moment below the smallest normal number is stored as zero. A moment that decays under
 // zero gradients (a saturated unit's weights) would otherwise stick at the smallest subnormal,
 // since m + (0 - m) * c1 rounds back to m, and every later step would pay the CPU's subnormal
-// penalty on it: an Adam step over a whole model's weights measured 21-29x slower (benchmarks/RESULTS.md).
-// TensorFlow's CPU kernels flush subnormals as well. optimizers.py's NumPy form flushes the
+// penalty on it: an Adam step over a whole model's weights measured 21-29x slower
+// (benchmarks/RESULTS.md). TensorFlow's CPU kernels flush subnormals as well. optimizers.py's NumPy form flushes the
 // same values, so the two stay equal bit for bit.
 template <typename T>
 inline T flush_subnormal(T x) {

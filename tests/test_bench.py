@@ -4,11 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 from fastgru import bench
+from fastgru._config import usable_cores
 
 
 def _quick_cfg(**kwargs) -> bench.BenchConfig:
@@ -93,10 +97,13 @@ def test_a_peer_that_raises_is_an_error_row_and_the_run_goes_on():
     (row,) = _rows(report, "boom")
     assert row["status"] == "error" and "peer exploded" in row["note"]
     assert "error: RuntimeError: peer exploded" in bench.format_table(report)
-    # a long, several-line note is one table cell, cut where the JSON keeps it whole
+    assert any(r["status"] == "ok" for r in _rows(report, "fastgru"))
+
+
+def test_a_long_note_is_one_table_cell():
+    # cut where the JSON keeps it whole
     cell = bench.report.one_line("error: " + "x" * 150 + "\n" + "y" * 150)
     assert "\n" not in cell and len(cell) == 200 and cell.endswith("...")
-    assert any(r["status"] == "ok" for r in _rows(report, "fastgru"))
 
 
 def test_json_report_structure(monkeypatch, tmp_path):
@@ -168,8 +175,6 @@ def test_time_budget_stops_repetitions_but_keeps_one():
 
 
 def test_threads_option_parses_all_and_dedupes():
-    from fastgru._config import usable_cores
-
     assert bench.cli.parse_threads("1,all,1") == [1] + ([usable_cores()] if usable_cores() > 1 else [])
     with pytest.raises(argparse.ArgumentTypeError, match="between 1 and"):
         bench.cli.parse_threads("0")
@@ -213,7 +218,7 @@ def test_an_unwritable_output_folder_is_a_usage_error(tmp_path, capsys):
 
 
 def test_a_peer_that_cannot_load_is_skipped_with_a_note():
-    # installed but broken: any exception while loading (a missing shared library is an OSError)
+    # installed but broken: an ImportError, or an OSError (a missing shared library)
     def broken(w):
         raise OSError("libsomething.so: cannot open shared object file")
 
@@ -230,9 +235,6 @@ def test_a_child_imports_its_peers_library_before_fastgru(tmp_path):
     (tmp_path / "probe_first.py").write_text(
         "import os, sys\n"
         "open(os.environ['PROBE_OUT'], 'w').write(str(any(m.startswith('fastgru') for m in sys.modules)))\n")
-    import subprocess
-    import sys
-
     env = dict(os.environ, PROBE_OUT=str(tmp_path / "seen"),
                PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     command = bench.run.child_command("probe_first", str(tmp_path / "no-job.json"),
@@ -243,8 +245,6 @@ def test_a_child_imports_its_peers_library_before_fastgru(tmp_path):
 
 
 def test_a_child_that_dies_fails_the_run(monkeypatch, capsys):
-    import sys
-
     monkeypatch.setattr(bench.run, "child_command",
                         lambda *args: [sys.executable, "-c", "raise SystemExit(7)"])
     assert bench.main(["--quick", "--workloads", "B", "--threads", "1", "--peers", "none"]) == 1
@@ -257,10 +257,6 @@ def test_a_child_that_dies_fails_the_run(monkeypatch, capsys):
 def test_a_child_that_hangs_is_stopped_with_what_it_started(monkeypatch):
     # The child starts a grandchild that keeps its stderr open: stopping only the child would
     # leave the run waiting for the grandchild.
-    import subprocess
-    import sys
-    import time
-
     hang = ("import subprocess, sys, time; "
             "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
             "time.sleep(60)")
@@ -276,8 +272,6 @@ def test_a_child_that_hangs_is_stopped_with_what_it_started(monkeypatch):
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
 def test_a_child_killed_by_someone_else_is_not_called_a_timeout(monkeypatch):
-    import sys
-
     monkeypatch.setattr(bench.run, "child_command", lambda *args: [
         sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
     report = bench.run_benchmarks(_quick_cfg(workloads=["B"], isolate=True, peers=[]))

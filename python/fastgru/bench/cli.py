@@ -19,7 +19,7 @@ from .run import run_benchmarks, run_child
 def parse_threads(text: str) -> List[int]:
     """``--threads``: comma-separated counts, 'all' (or 'max') for every usable core; each
     from 1 to fastgru's limit. Raises argparse.ArgumentTypeError (argparse's usage error)."""
-    out = []
+    out, limit = [], thread_limit()
     for part in text.split(","):
         part = part.strip().lower()
         if not part:
@@ -29,9 +29,8 @@ def parse_threads(text: str) -> List[int]:
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"thread counts are whole numbers or 'all'; got {part!r}") from None
-        if not 1 <= n <= thread_limit():
-            raise argparse.ArgumentTypeError(
-                f"thread counts must be between 1 and {thread_limit()}; got {n}")
+        if not 1 <= n <= limit:
+            raise argparse.ArgumentTypeError(f"thread counts must be between 1 and {limit}; got {n}")
         if n not in out:
             out.append(n)
     if not out:

@@ -3,10 +3,10 @@
 By default each library runs at each thread count in its own child process (``child_command``:
 the peer's library imported first, then ``cli.main`` with ``--_child``): a library's thread
 pool, left spinning after its calls, then cannot slow another library's rows, and
-TensorFlow's start-up thread settings hold. The
-first fastgru child also writes what the peers are compared with (fastgru's outputs and the
-NumPy oracle's), so no child recomputes them. ``rounds`` repeats the whole sequence of children,
-interleaved, and pools each row's samples.
+TensorFlow's start-up thread settings hold. The first fastgru child also writes what the
+peers are compared with (fastgru's outputs and the NumPy oracle's), so no child recomputes
+them. ``rounds`` repeats the whole sequence of children, interleaved, and pools each row's
+samples.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -241,8 +242,6 @@ def _child_env() -> Dict[str, str]:
     """This environment, with the directory holding this fastgru on PYTHONPATH when a child
     would not find it otherwise (a source tree; an installed fastgru's site-packages is on
     every child's path already, and putting it first would shadow the user's PYTHONPATH)."""
-    import site
-
     env = dict(os.environ)
     pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     default = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
@@ -261,6 +260,20 @@ def child_timeout(cfg: BenchConfig) -> Optional[float]:
     if cfg.max_seconds is None:
         return None
     return 900.0 + 4 * cfg.max_seconds * len(cfg.workloads)
+
+
+def _kill_child(proc: subprocess.Popen) -> None:
+    """Stops a child started by ``_run_child`` if it still runs, with its process group on
+    POSIX (whatever it started, which may hold its stderr open)."""
+    if proc.poll() is not None:
+        return
+    if os.name == "posix":
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:  # gone meanwhile
+            pass
+    else:
+        proc.kill()
 
 
 def _run_child(cfg: BenchConfig, peer: Peer, nt: int, known: Known, tmp: str) -> Dict[str, Any]:
@@ -287,32 +300,18 @@ def _run_child(cfg: BenchConfig, peer: Peer, nt: int, known: Known, tmp: str) ->
                             stderr=subprocess.PIPE, text=True, errors="replace",
                             start_new_session=os.name == "posix")
     expired = threading.Event()
-
-    def stop() -> None:
-        if proc.poll() is None:
-            if os.name == "posix":
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:  # already gone
-                    pass
-            else:
-                proc.kill()
-
-    def expire() -> None:
-        expired.set()
-        stop()
-
-    timer = threading.Timer(timeout, expire) if timeout is not None else None
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, lambda: (expired.set(), _kill_child(proc)))
+        timer.start()
     try:
-        if timer is not None:
-            timer.start()
         for line in proc.stderr:  # the child's progress, as it comes (sys.stderr may be no file)
             sys.stderr.write(line)
         proc.wait()
     finally:  # interrupted (Ctrl-C, SIGTERM turned into SystemExit): no child left behind
         if timer is not None:
             timer.cancel()
-        stop()
+        _kill_child(proc)
         proc.wait()
         proc.stderr.close()
     if proc.returncode != 0 or not os.path.exists(report_path):
