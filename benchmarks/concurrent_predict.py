@@ -60,7 +60,7 @@ def main() -> None:
         m.build((None, 100, 1))
         m.set_weights(shared.get_weights())
         own.append(m)
-    config = fg._config.config()
+    config = fg.show_config(mode="dicts")
     print(f"fastgru {fg.__version__}, {cpu_name()}, simd {config['simd']}, {cores} cores, "
           f"1 kernel thread a call; windows/s, best of {args.rounds} rounds of {args.seconds} s")
     for batch in (1, 32):

@@ -36,7 +36,7 @@ for _ in range(rounds):
         model.fit(X, y, epochs=1, batch_size=32, verbose=0)
         times[name].append(time.perf_counter() - start)
 alone = np.array(times["1 thread"])
-print(f"{fg._config.config()['openmp_wait']}; load average {os.getloadavg()[0]:.1f}")
+print(f"{fg.show_config(mode='dicts')['openmp_wait']}; load average {os.getloadavg()[0]:.1f}")
 for name, values in times.items():
     values = np.array(values)
     print(f"  {name:>10}: median {np.median(values):.3f} s, ratio to the round's 1-thread epoch "

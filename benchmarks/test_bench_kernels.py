@@ -47,7 +47,7 @@ def record(benchmark, flops, threads):
     seconds = benchmark.stats.stats.median
     yardstick = matmul_gflops(threads)
     benchmark.extra_info.update(
-        threads=threads, simd=fastgru._config.config()["simd"],
+        threads=threads, simd=fastgru.show_config(mode="dicts")["simd"],
         gflops=round(flops / seconds / 1e9, 1), matmul_gflops=round(yardstick, 1),
         fraction_of_matmul=round(flops / seconds / 1e9 / yardstick, 3))
 

@@ -20,6 +20,19 @@ def test_show_config_names_path_compiler_openmp_and_threads(capsys):
     assert _core.config()["simd"] in _core.config()["simd_supported"]
 
 
+def test_show_config_returns_the_printed_settings_as_a_dict(capsys):
+    settings = fastgru.show_config(mode="dicts")
+    assert capsys.readouterr().out == ""
+    assert settings["simd"] == _core.config()["simd"]
+    assert settings["threads"] == fastgru.get_num_threads()
+    assert "openmp_wait" in settings
+    fastgru.show_config()
+    printed = capsys.readouterr().out
+    assert all(key in printed for key in settings)
+    with pytest.raises(ValueError, match="mode"):
+        fastgru.show_config(mode="json")
+
+
 def test_best_supported_path_is_the_default():
     env = {k: v for k, v in os.environ.items() if k != "FASTGRU_SIMD"}
     code = "from fastgru import _core; c = _core.config(); print(c['simd'], c['simd_supported'][0])"

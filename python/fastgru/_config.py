@@ -41,9 +41,16 @@ def config() -> dict:
     return {**_core.config(), "openmp_wait": _openmp.wait_policy}
 
 
-def show_config() -> None:
+def show_config(mode: str = "stdout") -> dict | None:
     """Print the SIMD path chosen for this CPU, the compiler, OpenMP, the thread count, whether
     kernels may run fewer threads when a team measures slower than one thread (shared cores:
-    ``adaptive_threads``; off with FASTGRU_ADAPTIVE_THREADS=0) and how idle OpenMP threads wait."""
+    ``adaptive_threads``; off with FASTGRU_ADAPTIVE_THREADS=0) and how idle OpenMP threads wait.
+    ``mode="dicts"`` returns them as a dict instead, as ``numpy.show_config`` does (for a
+    service's log or a benchmark's record)."""
+    if mode == "dicts":
+        return config()
+    if mode != "stdout":
+        raise ValueError(f"mode must be 'stdout' or 'dicts'; got {mode!r}")
     for key, value in config().items():
         print(f"{key:>16}: {value}")
+    return None
