@@ -19,14 +19,18 @@ def candidates(w: Workload) -> List[Candidate]:
     def gru_module(kernel, recurrent, bias):
         return interop.to_torch((kernel, recurrent, bias))
 
+    def dense_module(kernel, bias):  # Keras Dense(1) weights as nn.Linear
+        fc = torch.nn.Linear(kernel.shape[0], kernel.shape[1])
+        with torch.no_grad():
+            fc.weight.copy_(torch.from_numpy(kernel.T.copy()))
+            fc.bias.copy_(torch.from_numpy(bias))
+        return fc
+
     class Net(torch.nn.Module):  # what a PyTorch user writes for GRU(H) -> Dense(1)
         def __init__(self, ws):
             super().__init__()
             self.gru = gru_module(*ws[:3])
-            self.fc = torch.nn.Linear(ws[1].shape[0], 1)
-            with torch.no_grad():
-                self.fc.weight.copy_(torch.from_numpy(ws[3].T.copy()))
-                self.fc.bias.copy_(torch.from_numpy(ws[4]))
+            self.fc = dense_module(*ws[3:5])
 
         def forward(self, x):
             out, _ = self.gru(x)
@@ -86,12 +90,11 @@ def candidates(w: Workload) -> List[Candidate]:
             threads(nt)
             gru = gru_module(*ws[:3])
             cell = torch.nn.GRUCell(gru.input_size, gru.hidden_size)
-            fc = torch.nn.Linear(gru.hidden_size, 1)
+            fc = dense_module(*ws[3:5])
             with torch.no_grad():
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                     getattr(cell, name).copy_(getattr(gru, name + "_l0"))
-                fc.weight.copy_(torch.from_numpy(ws[3].T.copy()))
-                fc.bias.copy_(torch.from_numpy(ws[4]))
+
             def step(x, h):
                 with torch.inference_mode():
                     h = cell(x, h)
