@@ -247,7 +247,7 @@ class TeamChooser {
  public:
   struct Call {
     int team;        // threads to start
-    bool timed;      // whether there was a choice (planned > 1), so finish() records it
+    bool timed;      // whether finish() records it (a choice, planned > 1, past the first call)
     double started;  // seconds, steady clock
   };
   Call start(int planned);
