@@ -240,7 +240,8 @@ void set_adaptive_threads(bool on);
 // and at the end of every region, and can take longer than one thread alone. Each call site
 // (a static TeamChooser) keeps the time per FLOP it got alone and with its planned team
 // (moving averages; its first call, which may start the threads, is not counted), takes the
-// faster, and now and then tries the other, so it follows the load as it comes and goes. Off (always the planned team) with set_adaptive_threads(false).
+// faster, and now and then tries the other, so it follows the load as it comes and goes.
+// Off (always the planned team) with set_adaptive_threads(false).
 // Compiled once, in common.cpp: the SIMD units only call it (no atomics or clocks of the
 // standard library instantiated with wider-ISA flags). Zero-initialised as a static.
 class TeamChooser {
