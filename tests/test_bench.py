@@ -305,6 +305,18 @@ def test_rounds_pool_every_sample_and_a_failure_in_any_round_sticks():
     assert b["status"] == "error"
 
 
+def test_pooled_rounds_weigh_cpu_per_wall_by_their_timed_seconds():
+    def row(samples, number, cpu_per_wall):
+        return dict(workload="B", implementation="a", library="x", threads=1, unit="us",
+                    status="ok", number=number, cpu_per_wall=cpu_per_wall,
+                    **bench.harness.sample_stats(samples))
+
+    # 1 s timed at 1.0 CPU per wall second, then 3 s at 2.0: 7 CPU seconds in 4
+    (pooled,) = bench.run.pool_rounds([[row([0.5, 0.5], 1, 1.0)], [row([0.5, 1.0], 2, 2.0)]])
+    assert pooled["cpu_per_wall"] == pytest.approx(7.0 / 4.0)
+    assert pooled["number"] == 2 and pooled["repeats"] == 4
+
+
 def test_a_child_process_per_library_and_thread_count():
     """fastgru's rows come from child processes, one per thread count, never this one."""
     report = bench.run_benchmarks(_quick_cfg(workloads=["B"], threads=[1, 2], isolate=True,

@@ -164,8 +164,9 @@ def run_here(cfg: BenchConfig, workloads: Sequence[Workload], peers: Sequence[Pe
 
 
 def pool_rounds(rounds: List[List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
-    """One row per (workload, implementation, threads): the samples of every round pooled; a
-    row that failed in any round stays failed."""
+    """One row per (workload, implementation, threads): the samples of every round pooled
+    (``cpu_per_wall`` averaged over the rounds' timed seconds, ``number`` the most calls a
+    sample took); a row that failed in any round stays failed."""
     merged: Dict[Any, Dict[str, Any]] = {}
     for rows in rounds:
         for r in rows:
@@ -175,6 +176,12 @@ def pool_rounds(rounds: List[List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
                 merged[key] = r
             elif m["status"] == "ok" and "samples" in m and "samples" in r:
                 old_median = m["median"]
+                if "cpu_per_wall" in m and "cpu_per_wall" in r:  # weighted by timed seconds
+                    wall_m = sum(m["samples"]) * m.get("number", 1)
+                    wall_r = sum(r["samples"]) * r.get("number", 1)
+                    m["cpu_per_wall"] = ((m["cpu_per_wall"] * wall_m + r["cpu_per_wall"] * wall_r)
+                                         / max(wall_m + wall_r, 1e-12))
+                    m["number"] = max(m.get("number", 1), r.get("number", 1))
                 m.update(sample_stats(m["samples"] + r["samples"]))
                 if "gflops" in m:
                     m["gflops"] *= old_median / m["median"]
