@@ -133,19 +133,22 @@ struct PackedWeights {
   void pack(const T* kernel, const T* recurrent_kernel, const T* bias);
 
   FASTGRU_SHARED_INLINE size_t panel_width() const { return size_t(geo.nv) * geo.lanes; }
-  // Steps gru_backward takes at a time: the gate gradients, states and inputs of one chunk of
-  // steps for the whole batch (5Hp + I values a row) stay within about 512 KiB, in L2.
+  // Steps gru_backward takes at a time: the gate gradients and inputs of one chunk of steps
+  // for the whole batch, with the states the weight gradients read from the tape (5Hp + I
+  // values a row either way: 4Hp + h_prev, or 3Hp + h_prev + r*h), stay within about
+  // 512 KiB, in L2. (The chunk length also sets the order the weight gradients are summed.)
   FASTGRU_SHARED_INLINE size_t backward_chunk(size_t batch, size_t steps) const {
     const size_t row = 5 * padded_units + input_size;
     const size_t c = (size_t(512) << 10) / (sizeof(T) * batch * row);
     return c < 1 ? 1 : (c > steps ? steps : c);
   }
   // Elements of scratch gru_backward needs (BackwardBuffers cuts it with the two below): two
-  // chunk buffers of `rows` rows, each 5Hp values a row (d_gates and the states) and the
-  // inputs rounded up to whole vectors, then per group of batch rows the padded weight
+  // chunk buffers of `rows` rows, each the d_gates row (4Hp with reset_after, else 3Hp) and
+  // the inputs rounded up to whole vectors, then per group of batch rows the padded weight
   // gradients and bias sums.
   FASTGRU_SHARED_INLINE size_t backward_chunk_elements(size_t rows) const {
-    return rows * 5 * padded_units + round_up(rows * input_size, 64 / sizeof(T));
+    return rows * (reset_after ? 4 : 3) * padded_units +
+           round_up(rows * input_size, 64 / sizeof(T));
   }
   FASTGRU_SHARED_INLINE size_t backward_group_elements() const {
     return (input_size + units) * 3 * padded_units + 4 * padded_units +
@@ -161,8 +164,41 @@ struct PackedWeights {
   void pack_grouped(const T* kernel, const T* recurrent_kernel);  // after bias_x
 };
 
-// Buffers that the training forward fills and backward reads, all (T, B, width) row-major:
-// time-major, so that the rows of one step are contiguous (written and read step by step).
+// The row order of the training tape, which the forward writes and the backward reads. The
+// batch rows form groups (blocks of mr rows, at most kBackwardGroups; gru_backward keeps
+// partial weight gradients per group), and each group's rows of all steps lie together,
+// step-major: row (b, t) = lo*T + t*n + (b - lo) for the group's rows [lo, lo + n). So the
+// rows of one block at one step are contiguous, and so is a group's run of steps, in the
+// order the weight gradients sum them: those products read h_prev straight from the tape.
+struct TapeRows {
+  size_t steps;
+  size_t groups;                   // at least 1 for a batch of at least one row
+  size_t lo[kBackwardGroups + 1];  // first batch row of each group; lo[groups] = batch
+
+  FASTGRU_SHARED_INLINE TapeRows(size_t batch, size_t steps_, size_t mr) : steps(steps_) {
+    const size_t blocks = (batch + mr - 1) / mr;
+    groups = blocks < kBackwardGroups ? blocks : kBackwardGroups;
+    if (groups == 0) groups = 1;
+    for (size_t g = 0; g <= groups; ++g) {
+      const size_t r = blocks * g / groups * mr;
+      lo[g] = r < batch ? r : batch;
+    }
+  }
+  FASTGRU_SHARED_INLINE size_t group_of(size_t b) const {
+    size_t g = 0;
+    while (g + 1 < groups && b >= lo[g + 1]) ++g;
+    return g;
+  }
+  FASTGRU_SHARED_INLINE size_t rows_of(size_t g) const { return lo[g + 1] - lo[g]; }
+  // The tape row of batch row b at step t.
+  FASTGRU_SHARED_INLINE size_t row(size_t b, size_t t) const {
+    const size_t g = group_of(b);
+    return lo[g] * steps + t * rows_of(g) + (b - lo[g]);
+  }
+};
+
+// Buffers that the training forward fills and backward reads, (T * B, width) row-major in
+// TapeRows' order; the arrays that hold them are shaped (T, B, width).
 template <typename T>
 struct Tape {
   T* h_prev;   // Hp: state before each step

@@ -23,9 +23,11 @@ namespace FASTGRU_ISA {
 
 // Where the backward scratch (PackedWeights::backward_workspace) is cut. The chunk buffers
 // hold one row per (batch row b, step t) of the current chunk, group by group: row
-// chunk*lo + (t - t_begin)*n + (b - lo) for b in the group's rows [lo, lo + n). So a block
-// of batch rows at one step is contiguous, and so are all rows of a group for the weight
-// gradients. d_gates columns, ordered so that each product reads a contiguous range:
+// chunk*lo + (t - t_begin)*n + (b - lo) for b in the group's rows [lo, lo + n) (TapeRows'
+// order within the chunk). So a block of batch rows at one step is contiguous, and so are
+// all rows of a group for the weight gradients, which pair them with the same run of tape
+// rows (h_prev, and r*h without reset_after). d_gates columns, ordered so that each
+// product reads a contiguous range:
 //   reset_after:        [dnr | dz | dr | dn]  (4Hp; dnr = dn*r is dL/d(h*Uh + b_hh))
 //                        dU = Hprev^T [dnr dz dr] (columns h, z, r), dW = X^T [dz dr dn]
 //   reset_after=False:  [dz | dr | dn]        (3Hp)
@@ -33,8 +35,6 @@ namespace FASTGRU_ISA {
 template <typename T>
 struct ChunkBuffers {
   T* d_gates;  // (chunk*B, gate_stride)
-  T* h_prev;   // (chunk*B, Hp): the tape's h_prev rows, reordered
-  T* h_rec;    // (chunk*B, Hp): the tape's r*h rows (reset_after=False), else null
   T* x;        // (chunk*B, I)
 };
 
@@ -55,31 +55,24 @@ struct BackwardBuffers {
   size_t chunk;        // steps per chunk
   size_t gate_stride;  // columns of one d_gates row
   size_t w_col;        // first column of [dz dr dn]
-  size_t groups;       // groups of batch rows, at most kBackwardGroups
-  size_t group_lo[kBackwardGroups + 1];  // first batch row of each group; [groups] = B
+  TapeRows tape_rows;  // the groups of batch rows (at most kBackwardGroups) and the tape's order
+  size_t groups;       // tape_rows.groups
+  const size_t* group_lo;  // tape_rows.lo: first batch row of each group; [groups] = B
   ChunkBuffers<T> chunks[2];
   GroupGradients<T> grads[kBackwardGroups];
 
-  BackwardBuffers(const PackedWeights<T>& w, size_t batch, size_t steps, int mr, T* base) {
+  BackwardBuffers(const PackedWeights<T>& w, size_t batch, size_t steps, int mr, T* base)
+      : tape_rows(batch, steps, size_t(mr)), groups(tape_rows.groups), group_lo(tape_rows.lo) {
     const size_t Hp = w.padded_units, I = w.input_size;
     chunk = w.backward_chunk(batch, steps);
     gate_stride = (w.reset_after ? 4 : 3) * Hp;
     w_col = w.reset_after ? Hp : 0;
-    const size_t blocks = (batch + mr - 1) / mr;
-    groups = blocks < kBackwardGroups ? blocks : kBackwardGroups;
-    for (size_t g = 0; g <= groups; ++g) {
-      const size_t r = blocks * g / groups * mr;
-      group_lo[g] = r < batch ? r : batch;
-    }
-    // Sizes from PackedWeights::backward_workspace's own helpers; inside a chunk, d_gates
-    // and the states take 5Hp a row either way (4Hp + h_prev, or 3Hp + h_prev + h_rec).
+    // Sizes from PackedWeights::backward_workspace's own helpers.
     const size_t rows = chunk * batch, chunk_elements = w.backward_chunk_elements(rows);
     for (size_t i = 0; i < 2; ++i) {
       ChunkBuffers<T>& c = chunks[i];
       c.d_gates = base + i * chunk_elements;
-      c.h_prev = c.d_gates + rows * gate_stride;
-      c.h_rec = w.reset_after ? nullptr : c.h_prev + rows * Hp;
-      c.x = c.h_prev + rows * (w.reset_after ? 1 : 2) * Hp;
+      c.x = c.d_gates + rows * gate_stride;
     }
     for (size_t g = 0; g < groups; ++g) {
       grads[g].d_kernel = base + 2 * chunk_elements + g * w.backward_group_elements();
@@ -89,11 +82,10 @@ struct BackwardBuffers {
     }
   }
 
-  size_t group_of(size_t b) const {
-    size_t g = 0;
-    while (g + 1 < groups && b >= group_lo[g + 1]) ++g;
-    return g;
-  }
+  BackwardBuffers(const BackwardBuffers&) = delete;  // group_lo points into tape_rows
+  BackwardBuffers& operator=(const BackwardBuffers&) = delete;
+
+  size_t group_of(size_t b) const { return tape_rows.group_of(b); }
   // Chunk row of batch row b at step t_begin + tl. Each group has the same rows in every
   // chunk, a shorter last chunk included, so a thread that only touches its own groups'
   // rows never meets another thread's, however far ahead either is.
@@ -181,7 +173,7 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       const size_t c0 = buf.row(r0 + i0, t - t0);  // a block never spans two groups
       T* dg0 = cb.d_gates + c0 * gs;
       for (int i = 0; i < m; ++i) {
-        const size_t b = r0 + i0 + i, bt = b * steps + t, tb = t * a.batch + b;
+        const size_t b = r0 + i0 + i, bt = b * steps + t, tb = buf.tape_rows.row(b, t);
         const size_t c = c0 + size_t(i);
         T* d = dh_rows + i * Hp;
         if (a.d_out != nullptr) {
@@ -192,14 +184,11 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
         const T* h_prev = a.tape.h_prev + tb * Hp;
         const T* h_rec = a.tape.h_rec + tb * Hp;
         T* dg = cb.d_gates + c * gs;
-        T* hp_copy = cb.h_prev + c * Hp;
         for (size_t k = 0; k < I; ++k) cb.x[c * I + k] = a.x[bt * I + k];  // I is often 1
-        if (!w.reset_after) copy_row(cb.h_rec + c * Hp, h_rec, Hp);
         for (size_t u = 0; u < Hp; u += L) {
           const V g = load<T>(d + u), hp = load<T>(h_prev + u);
           const V z = load<T>(gates + u), r = load<T>(gates + Hp + u), n = load<T>(gates + 2 * Hp + u);
           const V dn = g * (one - z) * (one - n * n);
-          store<T>(hp_copy + u, hp);
           store<T>(dg + cz + u, g * (hp - n) * z * (one - z));
           store<T>(dg + cn + u, dn);
           if (w.reset_after) {
@@ -231,7 +220,7 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       } else {  // n saw (r*h)*Uh: its gradient q = dn*Uh^T feeds dr and dh
         gemm_block<T, false>(m, H, dg0 + cn, gs, UhT, q, Hp);
         for (int i = 0; i < m; ++i) {
-          const size_t tb = t * a.batch + (r0 + i0 + i);
+          const size_t tb = buf.tape_rows.row(r0 + i0 + i, t);
           const T* gates = a.tape.gates + tb * 3 * Hp;
           const T* h_prev = a.tape.h_prev + tb * Hp;
           T* dg = dg0 + i * gs;
@@ -308,7 +297,7 @@ RowRange gradient_columns(const WeightGradient<T>* g, int count, size_t nvec, in
 template <typename T>
 struct TailGradient {
   size_t units, Hp;
-  const T* h_prev;  // the chunk's h_prev rows (K x Hp)
+  const T* h_prev;  // the group's h_prev rows of the chunk, in the tape (K x Hp)
   T* out;           // GroupGradients::d_tail
 };
 
@@ -358,26 +347,27 @@ void weight_gradients(const WeightGradient<T>* g, int count, size_t gs, const T*
   }
 }
 
-// The products of one group over rows [row0, row0 + K) of the chunk buffers (at most
-// kMaxProducts: dW and dU's three gate blocks).
+// The products of one group over rows [row0, row0 + K) of the chunk buffers and the same
+// rows of the tape from `tape_row` (at most kMaxProducts: dW and dU's three gate blocks).
 constexpr int kMaxProducts = 4;
 template <typename T>
 int group_products(const PackedWeights<T>& w, const BackwardBuffers<T>& buf,
-                   const ChunkBuffers<T>& cb, const GroupGradients<T>& out, size_t row0,
-                   WeightGradient<T>* g) {
+                   const ChunkBuffers<T>& cb, const Tape<T>& tape, const GroupGradients<T>& out,
+                   size_t row0, size_t tape_row, WeightGradient<T>* g) {
   const size_t I = w.input_size, H = w.units, Hp = w.padded_units, wc = buf.w_col;
   constexpr size_t L = Simd<T>::lanes;
+  const T* h_prev = tape.h_prev + tape_row * Hp;
   int count = 0;
   g[count++] = {I, cb.x + row0 * I, I, wc, wc + 3 * Hp, out.d_kernel, 3 * Hp};
   if (w.reset_after && w.tail_dot_units != 0) {  // each block but its last vector (the tail's)
     for (size_t b = 0; b < 3; ++b) {
-      g[count++] = {H, cb.h_prev + row0 * Hp, Hp, b * Hp, (b + 1) * Hp - L, out.d_rec + b * Hp, 3 * Hp};
+      g[count++] = {H, h_prev, Hp, b * Hp, (b + 1) * Hp - L, out.d_rec + b * Hp, 3 * Hp};
     }
   } else if (w.reset_after) {
-    g[count++] = {H, cb.h_prev + row0 * Hp, Hp, 0, 3 * Hp, out.d_rec, 3 * Hp};
+    g[count++] = {H, h_prev, Hp, 0, 3 * Hp, out.d_rec, 3 * Hp};
   } else {
-    g[count++] = {H, cb.h_prev + row0 * Hp, Hp, 0, 2 * Hp, out.d_rec, 3 * Hp};
-    g[count++] = {H, cb.h_rec + row0 * Hp, Hp, 2 * Hp, 3 * Hp, out.d_rec + 2 * Hp, 3 * Hp};
+    g[count++] = {H, h_prev, Hp, 0, 2 * Hp, out.d_rec, 3 * Hp};
+    g[count++] = {H, tape.h_rec + tape_row * Hp, Hp, 2 * Hp, 3 * Hp, out.d_rec + 2 * Hp, 3 * Hp};
   }
   return count;
 }
@@ -414,7 +404,7 @@ bool gru_backward(const BackwardArgs<T>& a) {
       slices = int((size_t(team) - g_first + G - 1) / G);
     }
     WeightGradient<T> probe[kMaxProducts];
-    const int count = group_products(w, buf, buf.chunks[0], buf.grads[0], 0, probe);
+    const int count = group_products(w, buf, buf.chunks[0], a.tape, buf.grads[0], 0, 0, probe);
     const RowRange cols = gradient_columns(probe, count, gs / L, slice, slices);
 
     const size_t nr = mine.end - mine.begin, Ip = round_up(I, L);
@@ -449,9 +439,12 @@ bool gru_backward(const BackwardArgs<T>& a) {
       for (size_t g = g_first; g < G; g += g_step) {
         const size_t row0 = chunk * buf.group_lo[g];
         const size_t K = len * (buf.group_lo[g + 1] - buf.group_lo[g]);
+        // The group's tape rows of steps [t0, t1): one run, in the chunk rows' order.
+        const size_t tape_row = buf.tape_rows.row(buf.group_lo[g], t0);
         WeightGradient<T> prods[kMaxProducts];
-        group_products(w, buf, cb, buf.grads[g], row0, prods);
-        const TailGradient<T> tail{w.tail_dot_units, Hp, cb.h_prev + row0 * Hp, buf.grads[g].d_tail};
+        group_products(w, buf, cb, a.tape, buf.grads[g], row0, tape_row, prods);
+        const TailGradient<T> tail{w.tail_dot_units, Hp, a.tape.h_prev + tape_row * Hp,
+                                   buf.grads[g].d_tail};
         weight_gradients(prods, count, gs, cb.d_gates + row0 * gs, buf.grads[g].d_sums, K, cols,
                          t1 == steps, tail);
       }

@@ -58,6 +58,7 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
   const T* bx = w.bias_x.data();
   const T* bhh = w.bias_hh.data();
   const bool training = a.tape.gates != nullptr;
+  const TapeRows tape_rows(a.batch, steps, MR);
   // With reset_after, h*U's gates sit back to back (PackedWeights::rec), so the gates' loads
   // of a padded unit read a neighbour's column or, past the last, these columns, which no
   // product writes: zeros, so that such lanes stay finite. They are then dropped: the padded
@@ -96,7 +97,7 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
       }
 
       for (int i = 0; i < m; ++i) {
-        const size_t b = b0 + i, bt = b * steps + t, tb = t * a.batch + b;
+        const size_t b = b0 + i, bt = b * steps + t, tb = training ? tape_rows.row(b, t) : 0;
         const T* c = C + i * ldc;
         T* h = h_rows + i * Hp;
         T* tape_gates = training ? a.tape.gates + tb * 3 * Hp : nullptr;
