@@ -32,8 +32,9 @@ __all__ = [
 
 
 class GRUTape(NamedTuple):
-    """What ``forward_train`` keeps for ``backward``. Internal layout: time-major (T, B, ...),
-    gate columns padded."""
+    """What ``forward_train`` keeps for ``backward``. Internal layout: arrays shaped
+    (T, B, ...) whose rows are in the kernels' own order (groups of batch rows, each group's
+    steps together: ``TapeRows`` in cpp/common.h), gate columns padded."""
 
     x: np.ndarray
     h_prev: np.ndarray
