@@ -199,6 +199,19 @@ def test_nan_hint_uses_the_command_spelling(tmp_path, capsys):
     assert "--fillna ffill" in err and "fillna='ffill'" not in err
 
 
+@pytest.mark.parametrize("blank_row", [0, 3])
+def test_a_blank_date_is_a_user_error_naming_its_line(tmp_path, capsys, blank_row):
+    csv = tmp_path / "blank.csv"
+    df = _write_csv(csv)
+    df.loc[blank_row, "Date"] = None
+    df.to_csv(csv, index=False)
+    assert cli.main(["fit", str(csv), "--target", "Temp", "--date-column", "Date", *FAST,
+                     "-o", str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastgru: error:") and "Traceback" not in err
+    assert f"1 missing date(s) (line {blank_row + 2})" in err
+
+
 def test_any_date_column_is_found_and_gaps_are_reported(tmp_path, capsys):
     csv = tmp_path / "when.csv"
     df = _write_csv(csv).rename(columns={"Date": "When"}).drop(index=[50, 51, 120])
