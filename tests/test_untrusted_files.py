@@ -213,6 +213,13 @@ def _forecaster_damages(good, tmp_path):
     buf = io.BytesIO()
     _write(buf, dict(members, **{"weight_1.npy": _npy_header((10 ** 12,), np.float32)}))
     out.append(("huge_shape", buf.getvalue()))
+    for name, errors in [("errors_0d", np.array(1.0)), ("errors_1d", np.ones(3)),
+                         ("errors_2d", np.ones((3, 4))), ("errors_targets", np.ones((3, 4, 2))),
+                         ("errors_empty", np.ones((0, 4, 1))), ("errors_negative", -np.ones((3, 4, 1))),
+                         ("errors_inf", np.full((3, 4, 1), np.inf))]:
+        buf = io.BytesIO()  # prediction-interval calibration errors: (steps, origins, targets)
+        _write(buf, dict(members, **{"interval_errors.npy": _npy(errors)}))
+        out.append((name, buf.getvalue()))
     return out
 
 

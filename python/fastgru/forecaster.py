@@ -1052,7 +1052,15 @@ class GRUForecaster(_ParamsMixin):
                 known = np.empty((len(context), 0))
             self._context_known = np.asarray(known, dtype=np.float64)
             errors = archive.read("interval_errors") if "interval_errors" in archive else None
-            self.interval_errors_ = None if errors is None else np.asarray(errors, dtype=np.float64)
+            if errors is not None:
+                errors = np.asarray(errors, dtype=np.float64)
+                if errors.ndim != 3 or errors.shape[2] != n_targets or 0 in errors.shape[:2]:
+                    raise ValueError(f"interval_errors has shape {errors.shape}; expected "
+                                     f"(steps, origins, {n_targets})")
+                if np.any(errors < 0) or np.any(np.isinf(errors)):
+                    raise ValueError("interval_errors holds negative or infinite values; "
+                                     "calibration errors are absolute values (NaN: not measured)")
+            self.interval_errors_ = errors
             # settings that each look fine but do not fit together: found now, not at predict
             # (a forecaster that needs known-future values cannot forecast without them)
             if not self.future_covariates:
