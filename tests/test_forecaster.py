@@ -205,12 +205,18 @@ def test_wrong_feature_count_at_predict():
 
 def test_non_numeric_columns_and_string_index_are_rejected():
     df = _frame().reset_index()  # the Date column is now data
-    with pytest.raises(ValueError, match="non-numeric columns \\['Date'\\].*set_index"):
+    with pytest.raises(ValueError, match="not real numbers: \\['Date'\\].*set_index"):
         GRUForecaster(**SMALL).fit(df.set_index(pd.RangeIndex(len(df))))
     s = _series()
     s.index = s.index.strftime("%Y-%m-%d")
     with pytest.raises(ValueError, match="DatetimeIndex"):
         GRUForecaster(**SMALL).fit(s)
+    # complex numbers would be cast to their real part: refused, as in NumPy input
+    with pytest.raises(ValueError, match="not real numbers: \\['X'\\]"):
+        GRUForecaster(target="Temp", **SMALL).fit(_frame().assign(X=1 + 2j))
+    f = GRUForecaster(**SMALL).fit(_series())
+    with pytest.raises(ValueError, match="not real numbers"):
+        f.predict(data=_series().astype(complex))
 
 
 @pytest.mark.parametrize("kw, match", [

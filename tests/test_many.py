@@ -206,8 +206,10 @@ def test_bad_columns_name_themselves():
     df = long_frame(2)
     with pytest.raises(ValueError, match="id_col 'unique_id' is missing in 1 row"):
         forecast_many(df.assign(unique_id=df["unique_id"].where(df.index != 3)), 2, **TINY)
-    with pytest.raises(ValueError, match="target_col 'y' must be numeric"):
+    with pytest.raises(ValueError, match="target_col 'y' must be real numbers"):
         forecast_many(df.assign(y="a"), 2, **TINY)
+    with pytest.raises(ValueError, match="target_col 'y' must be real numbers.*complex"):
+        forecast_many(df.assign(y=df["y"] + 1j), 2, **TINY)
     with pytest.raises(ValueError, match="time_col 'ds' must hold dates or numbers"):
         forecast_many(df.assign(ds="soon"), 2, **TINY)
     with pytest.raises(ValueError, match=r"fractional test_size must be in \(0, 1\)"):

@@ -53,6 +53,13 @@ def test_streaming_rejects_bad_input():
         st.reset([np.zeros((1, 12)), np.zeros((1, 12))])
     with pytest.raises(RuntimeError, match="built model"):
         fg.Sequential([fg.GRU(3), fg.Dense(1)]).stream()
+    before = st.state
+    for bad in (np.full((1, 12), 1 + 5j), np.full((1, 12), "a"), np.full((1, 12), None)):
+        with pytest.raises(TypeError, match="must hold real numbers"):
+            st.reset([bad])
+        with pytest.raises(TypeError, match="must hold real numbers"):
+            st.state = [bad]
+    np.testing.assert_array_equal(st.state[0], before[0])
 
 
 def sequence_model(dtype="float32", activation="tanh", seed=0):

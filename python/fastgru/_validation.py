@@ -20,6 +20,15 @@ class GRUGradients(NamedTuple):
     dbias: np.ndarray  # (2, 3H) if reset_after else (3H,)
 
 
+def is_real_number_dtype(dtype) -> bool:
+    """Whether a pandas or NumPy dtype holds real numbers a forecaster can take: numeric, and
+    neither bool (flags, not amounts) nor complex (casting would drop the imaginary part)."""
+    import pandas as pd
+
+    return (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            and not pd.api.types.is_complex_dtype(dtype))
+
+
 def kernel_array(value, dtype) -> np.ndarray:
     """``value`` as a C-contiguous, aligned array of ``dtype``: what the C++ kernels read
     (a copy only when needed; a view at an odd byte offset is copied, never read misaligned)."""

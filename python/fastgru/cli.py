@@ -254,10 +254,9 @@ def _cmd_fit(args) -> int:
         raise UserError(f"target column(s) {missing} not in {args.csv}; columns are "
                         f"{list(df.columns)}")
     if features is None:
-        import pandas as pd
+        from ._validation import is_real_number_dtype
 
-        numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])
-                   and not pd.api.types.is_bool_dtype(df[c])]
+        numeric = [c for c in df.columns if is_real_number_dtype(df[c].dtype)]
         dropped = [c for c in df.columns if c not in numeric]
         if dropped and args.verbose:
             print(f"ignoring non-numeric columns {dropped}", file=sys.stderr)

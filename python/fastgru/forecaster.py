@@ -49,7 +49,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import timeindex
 from . import metrics as metrics_mod
-from ._validation import check_positive_int
+from ._validation import check_positive_int, is_real_number_dtype
 from .callbacks import EarlyStopping, History
 from .intervals import check_levels, conformal_radius, interval_columns
 from .layers import GRU, Dense
@@ -303,14 +303,13 @@ class GRUForecaster(_ParamsMixin):
                 frame.columns = [0]
             if frame.shape[1] == 0:
                 raise ValueError(f"{what} has no columns")
-            bad = [c for c, dt in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(dt)
-                   or pd.api.types.is_bool_dtype(dt)]
+            bad = [c for c, dt in frame.dtypes.items() if not is_real_number_dtype(dt)]
             if bad:
                 hint = ""
                 if any(pd.api.types.is_datetime64_any_dtype(frame[c]) for c in bad) or any(
                         str(c).lower() in ("date", "time", "datetime", "timestamp") for c in bad):
                     hint = " (set the date column as the index: df.set_index('Date'))"
-                raise ValueError(f"{what} has non-numeric columns {bad}{hint}")
+                raise ValueError(f"{what} has columns that are not real numbers: {bad}{hint}")
             index = frame.index
             timeindex.check_index(index, what)
             if frame.isna().to_numpy().any():

@@ -72,6 +72,9 @@ class Stream:
         arrays = []
         for g, s in zip(self._grus, states):
             s = np.asarray(s)
+            if s.dtype.kind not in "biuf":  # as step takes: casting complex would drop a part
+                raise TypeError(f"state of GRU layer {g.name!r} must hold real numbers; got "
+                                f"dtype {s.dtype}")
             if s.shape != (self.batch_size, g.units):
                 raise ValueError(f"state of GRU layer {g.name!r} must have shape "
                                  f"({self.batch_size}, {g.units}); got {s.shape}")

@@ -12,6 +12,8 @@ from typing import Iterable, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
+from .._validation import is_real_number_dtype
+
 __all__ = ["SeriesData", "LongFrame", "split_long_frame", "series_per_task", "batches",
            "forecast_frame", "errors_frame"]
 
@@ -70,8 +72,9 @@ def split_long_frame(df, id_col="unique_id", time_col="ds", target_col="y") -> L
                          f"position {rows[0]}); every row needs a series id")
     times = _check_times(df[time_col], time_col)
     target = df[target_col]
-    if not pd.api.types.is_numeric_dtype(target.dtype) or pd.api.types.is_bool_dtype(target.dtype):
-        raise ValueError(f"target_col {target_col!r} must be numeric; it has dtype {target.dtype}")
+    if not is_real_number_dtype(target.dtype):
+        raise ValueError(f"target_col {target_col!r} must be real numbers; it has dtype "
+                         f"{target.dtype}")
     values = target.to_numpy(dtype=np.float64, na_value=np.nan)
 
     codes, uniques = pd.factorize(ids, sort=False)
@@ -93,7 +96,7 @@ def _check_times(column, time_col):
 
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         return pd.Index(column)
-    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+    if is_real_number_dtype(column.dtype):
         return pd.Index(column)
     try:  # dates written as text, as read from a CSV
         return pd.Index(pd.to_datetime(column))
