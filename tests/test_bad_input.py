@@ -121,3 +121,24 @@ def test_inference_model_checks_its_layer_specs():
         _core.InferenceModelFloat32([gru, DenseSpec(np.zeros((3, 1), f32), np.zeros(1, f32), "linear")])
     with pytest.raises(TypeError, match="fastgru.specs"):
         _core.InferenceModelFloat32([("gru", *gru.weights, True, False)])
+
+
+@pytest.mark.parametrize("make", [
+    lambda v: fastgru.GRU(4, reset_after=v),
+    lambda v: fastgru.GRU(4, return_sequences=v),
+    lambda v: fastgru.GRU(4, return_state=v),
+    lambda v: setattr(fastgru.GRU(4), "return_sequences", v),
+    lambda v: setattr(fastgru.GRU(4), "reset_after", v),
+    lambda v: fastgru.PackedGRU(np.zeros((1, 6)), np.zeros((2, 6)), np.zeros((2, 6) if v else 6), v),
+    lambda v: fastgru.Adam(amsgrad=v),
+    lambda v: fastgru.SGD(0.1, momentum=0.9, nesterov=v),
+    lambda v: fastgru.RMSprop(centered=v),
+], ids=["reset_after", "return_sequences", "return_state", "set_return_sequences",
+        "set_reset_after", "PackedGRU", "amsgrad", "nesterov", "centered"])
+def test_flags_must_be_bools_not_truthy_values(make):
+    # "False" would be True by truthiness; NumPy bools are bools
+    for bad in ("False", 0.5, None, [0], 1):
+        with pytest.raises(TypeError, match="must be a bool"):
+            make(bad)
+    make(np.bool_(False))
+    make(True)

@@ -61,14 +61,22 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+def check_bool(name: str, value) -> bool:
+    """``value`` as a bool if it is one (Python or NumPy), else a TypeError naming it: a
+    string such as "False" or a number would otherwise be taken for True by truthiness."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool (True or False); got {type(value).__name__} "
+                        f"{value!r}")
+    return bool(value)
+
+
 def bias_shape(units: int, reset_after: bool) -> tuple:
     return (2, 3 * units) if reset_after else (3 * units,)
 
 
 def check_weights(kernel, recurrent_kernel, bias, reset_after=True, input_size=None):
     """Validate GRU weights in Keras layout; return them as arrays."""
-    if not isinstance(reset_after, (bool, np.bool_)):
-        raise TypeError(f"reset_after must be a bool; got {type(reset_after).__name__}")
+    check_bool("reset_after", reset_after)
     kernel = _as_float_array("kernel", kernel)
     recurrent_kernel = _as_float_array("recurrent_kernel", recurrent_kernel)
     bias = _as_float_array("bias", bias)

@@ -16,6 +16,7 @@ import numpy as np
 from . import _core
 from ._validation import (
     GRUGradients,
+    check_bool,
     check_gru_inputs,
     check_h0,
     check_output_grads,
@@ -61,7 +62,7 @@ class PackedGRU:
         )
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64; got {self.dtype}")
-        self.reset_after = bool(reset_after)
+        self.reset_after = check_bool("reset_after", reset_after)
         self.input_size = kernel.shape[0]
         self.units = recurrent_kernel.shape[0]
         self._core = _core.PackedGRU(

@@ -37,7 +37,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import bias_shape, check_positive_int, kernel_array
+from ._validation import bias_shape, check_bool, check_positive_int, kernel_array
 from .gru import MaskedGRUTape, PackedGRU, gru_backward_masked, gru_forward_train_masked
 from .specs import DenseSpec, GRUSpec, LayerSpec
 
@@ -417,9 +417,10 @@ class GRU(Layer):
             )
         self.dropout = check_rate("dropout", dropout)
         self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
-        self.return_state = bool(return_state)
-        self._return_sequences = bool(return_sequences)  # not the setter: nothing to rebuild yet
-        self._reset_after = bool(reset_after)
+        self.return_state = check_bool("return_state", return_state)
+        # not the setters: nothing to rebuild yet
+        self._return_sequences = check_bool("return_sequences", return_sequences)
+        self._reset_after = check_bool("reset_after", reset_after)
         self.kernel_initializer = kernel_initializer
         self.recurrent_initializer = recurrent_initializer
         self.bias_initializer = bias_initializer
@@ -440,7 +441,7 @@ class GRU(Layer):
 
     @return_sequences.setter
     def return_sequences(self, value: bool) -> None:
-        self._return_sequences = bool(value)
+        self._return_sequences = check_bool("return_sequences", value)
         self._config_changed()
 
     @property
@@ -449,12 +450,13 @@ class GRU(Layer):
 
     @reset_after.setter
     def reset_after(self, value: bool) -> None:
-        if self.built and bool(value) != self._reset_after:
+        value = check_bool("reset_after", value)
+        if self.built and value != self._reset_after:
             raise ValueError(
                 f"GRU layer {self.name!r}: reset_after cannot change once the layer is built "
                 "(it changes the bias shape and what the weights mean); make a new layer"
             )
-        self._reset_after = bool(value)
+        self._reset_after = value
 
     @property
     def kernel(self) -> np.ndarray:

@@ -46,6 +46,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
+from ._validation import check_bool
 
 __all__ = ["Optimizer", "Adam", "AdamW", "SGD", "RMSprop", "get"]
 
@@ -202,7 +203,7 @@ class Adam(Optimizer):
         self.beta_1 = float(beta_1)
         self.beta_2 = float(beta_2)
         self.epsilon = _check_positive("epsilon", epsilon, allow_zero=True)
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = check_bool("amsgrad", amsgrad)
 
     def _build_state(self, params):
         self.m = np.zeros_like(params)
@@ -261,7 +262,7 @@ class SGD(Optimizer):
         if not 0.0 <= float(momentum) <= 1.0:
             raise ValueError(f"momentum must be in [0, 1]; got {momentum!r}")
         self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
+        self.nesterov = check_bool("nesterov", nesterov)
 
     def _build_state(self, params):
         self.m = np.zeros_like(params) if self.momentum != 0 else None
@@ -331,7 +332,7 @@ class RMSprop(Optimizer):
         self.rho = float(rho)
         self.momentum = float(momentum)
         self.epsilon = _check_positive("epsilon", epsilon, allow_zero=True)
-        self.centered = bool(centered)
+        self.centered = check_bool("centered", centered)
 
     def _build_state(self, params):
         self.velocity = np.zeros_like(params)
