@@ -207,6 +207,21 @@ def test_from_torch_builds_fastgru_layers_and_to_torch_reads_them_back():
     assert len(stacked) == 2 and stacked[0].return_sequences and not stacked[1].return_sequences
 
 
+@pytest.mark.parametrize("cell", [False, True], ids=["GRU", "GRUCell"])
+def test_from_torch_keeps_float64_for_a_single_layer(cell):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    module = (torch.nn.GRUCell(2, 5) if cell else torch.nn.GRU(2, 5, batch_first=True)).double()
+    layer = interop.from_torch(module, return_sequences=not cell)
+    assert layer.dtype == np.float64 and layer.get_weights()[0].dtype == np.float64
+    x = np.random.default_rng(0).standard_normal((3, 1 if cell else 40, 2))
+    with torch.no_grad():
+        want = (module(torch.from_numpy(x[:, 0])) if cell else module(torch.from_numpy(x))[0]).numpy()
+    got = fg.Sequential([layer]).predict(x)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert interop.to_torch(layer).weight_hh_l0.dtype == torch.float64
+
+
 # ---------------------------------------------------------------------------- ONNX
 
 @pytest.mark.parametrize("batch_first", [True, False])

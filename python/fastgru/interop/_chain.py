@@ -151,11 +151,17 @@ def build_sequential(chain: Sequence[Spec], dtype=np.float32, what: str = "conve
     return model
 
 
+def weights_dtype(spec: Spec):
+    """The dtype a converted layer computes in: float64 for float64 weights, else float32."""
+    return np.float64 if spec.kernel.dtype == np.float64 else np.float32
+
+
 def gru_layer(spec: GRUSpec):
-    """A built fastgru ``GRU`` layer holding the spec's weights."""
+    """A built fastgru ``GRU`` layer holding the spec's weights, in their dtype."""
     from ..layers import GRU
 
-    layer = GRU(spec.units, return_sequences=spec.return_sequences, reset_after=spec.reset_after)
+    layer = GRU(spec.units, return_sequences=spec.return_sequences, reset_after=spec.reset_after,
+                dtype=weights_dtype(spec))
     layer.build((None, None, spec.input_size))
     layer.set_weights(spec.weights)
     return layer

@@ -12,7 +12,7 @@ from typing import List, Optional
 import numpy as np
 
 from ._chain import ACTIVATIONS, GRUSpec, Spec, build_sequential, chain_of, dense_spec, \
-    gru_layer, require_stock_computation, with_activation
+    gru_layer, require_stock_computation, weights_dtype, with_activation
 from ._layout import check_keras_weights, layer_weights
 
 __all__ = ["from_keras", "to_keras"]
@@ -180,7 +180,7 @@ def from_keras(keras_obj, return_sequences: Optional[bool] = None):
     """
     if _is_keras(keras_obj, "Model"):
         chain = _keras_chain(keras_obj)
-        dtype = np.float64 if chain and chain[0].kernel.dtype == np.float64 else np.float32
+        dtype = weights_dtype(chain[0]) if chain else np.float32
         return build_sequential(chain, dtype=dtype, what=f"from_keras({keras_obj.name!r})")
     if _is_keras(keras_obj, "GRU"):
         spec = _gru_spec(keras_obj)

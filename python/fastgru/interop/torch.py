@@ -22,7 +22,7 @@ from typing import List
 import numpy as np
 
 from ._chain import DenseSpec, GRUSpec, Spec, build_sequential, chain_of, dense_spec, \
-    gru_layer, require_stock_computation, set_sequence_flags, with_activation
+    gru_layer, require_stock_computation, set_sequence_flags, weights_dtype, with_activation
 from ._layout import Weights, check_keras_weights, is_triple, keras_to_torch, layer_weights, \
     require_reset_after, to_numpy, torch_to_keras
 
@@ -197,8 +197,7 @@ def from_torch(module, return_sequences: bool = False):
             "from_torch([model.gru, model.fc])"
         )
     chain = _torch_chain(modules, return_sequences)
-    dtype = np.float64 if chain[0].kernel.dtype == np.float64 else np.float32
-    return build_sequential(chain, dtype=dtype, what="from_torch")
+    return build_sequential(chain, dtype=weights_dtype(chain[0]), what="from_torch")
 
 
 # ---------------------------------------------------------------------------------- to torch
