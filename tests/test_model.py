@@ -172,15 +172,18 @@ class _BatchLosses(Callback):
         self.per_epoch[-1].append(logs["loss"])
 
 
-def test_history_loss_is_mean_of_batch_losses():
-    X, y = _regression_data(n=100)  # 100 / 32: the last batch is partial
+def test_history_loss_is_the_mean_of_batch_losses_weighted_by_their_rows():
+    # Keras 3's loss tracker weighs each batch by its rows: a short last batch counts less
+    X, y = _regression_data(n=100)  # 100 / 32: the last batch has 4 rows
     model = Sequential([GRU(5), Dense(1)])
     model.compile(optimizer=Adam(learning_rate=0.01), loss="mse")
     cb = _BatchLosses()
     hist = model.fit(X, y, epochs=3, batch_size=32, verbose=0, seed=0, callbacks=[cb])
     assert [len(b) for b in cb.per_epoch] == [4, 4, 4]
+    rows = np.array([32, 32, 32, 4])
     for epoch_loss, batch_losses in zip(hist.history["loss"], cb.per_epoch):
-        assert epoch_loss == pytest.approx(np.mean(batch_losses), rel=1e-12)
+        assert epoch_loss == pytest.approx(np.dot(batch_losses, rows) / 100, rel=1e-12)
+        assert epoch_loss != pytest.approx(np.mean(batch_losses), rel=1e-6)
 
 
 def test_single_batch_epoch_loss_equals_loss_before_the_step():

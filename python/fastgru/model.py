@@ -12,7 +12,8 @@ Design notes:
 * After the build every weight is a view into one flat parameter buffer and every gradient a
   view into one flat gradient buffer, so an optimizer step is one pass over one array (a
   fused C++ pass for Adam). The per-batch Python work is the layer calls, the loss and that step.
-* ``loss`` in ``History`` is the mean of the epoch's batch losses (what Keras prints);
+* ``loss`` in ``History`` is the mean of the epoch's batch losses weighted by their rows
+  (what Keras 3 prints: a short last batch counts less);
   metrics are sample-weighted means over the epoch; ``val_loss`` and ``evaluate`` are the
   exact (sample-weighted) loss over the whole set.
 * Diverging fits: when a batch loss is NaN or inf, training stops, the weights from before
@@ -675,12 +676,12 @@ class Sequential:
                 print(f"Epoch {epoch + 1}/{epochs}", file=sys.stdout, flush=True)
                 # verbose=1 on a terminal: a live bar; else one plain line per epoch
                 progress = ProgressBar(steps, live=verbose == 1 and is_terminal(sys.stdout))
-            running_loss = 0.0
+            # Keras 3 weighs each batch loss by its rows (a short last batch counts less)
+            loss_sum, loss_rows = 0.0, 0
             if shuffle:
                 perm = rng.permutation(n)
                 np.take(X, perm, axis=0, out=Xs)
                 np.take(y, perm, axis=0, out=ys)
-            batch_losses: List[float] = []
             sums = [0.0] * len(metric_fns)
             counts = [0] * len(metric_fns)
             diverged = False
@@ -703,10 +704,10 @@ class Sequential:
                     finally:  # even on Ctrl-C mid-step: the packed copies must follow
                         for layer in layers:
                             layer.weights_written(stepped=True)
-                batch_losses.append(value)
+                loss_sum += value * len(xb)
+                loss_rows += len(xb)
                 if progress is not None:
-                    running_loss += value
-                    progress.update(b + 1, running_loss / (b + 1))
+                    progress.update(b + 1, loss_sum / loss_rows)
                 if metric_fns:
                     pred = last.apply_activation(out.copy()) if fused else out
                     for j, metric in enumerate(metric_fns):
@@ -733,7 +734,7 @@ class Sequential:
                 )
                 logs = {"loss": float("nan")}
             else:
-                logs = {"loss": float(sum(batch_losses) / len(batch_losses))}
+                logs = {"loss": float(loss_sum / loss_rows)}
                 for j, (name, metric) in enumerate(zip(self.metrics_names, metric_fns)):
                     logs[name] = metric.result(sums[j] / counts[j])
                 if X_val is not None:
