@@ -563,6 +563,27 @@ def test_to_onnx_runs_in_onnx_runtime_like_predict_and_from_onnx_reads_it_back(o
         np.testing.assert_allclose(back.predict(x), want, rtol=0, atol=F32_TOL)
 
 
+def test_to_onnx_exports_a_float64_model_as_float32_for_onnx_runtime(ort):
+    model = _fastgru_model([fg.GRU(5, dtype="float64"), fg.Dense(2, dtype="float64")], 3, seed=5)
+    assert fg.to_onnx(model).graph.input[0].type.tensor_type.elem_type == 11  # DOUBLE
+    proto = fg.to_onnx(model, dtype="float32")
+    assert proto.graph.input[0].type.tensor_type.elem_type == 1  # FLOAT
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for x in _inputs(3, seed=5):
+        (got,) = session.run(None, {"x": x.astype(np.float32)})
+        np.testing.assert_allclose(got, model.predict(x), rtol=0, atol=F32_TOL)
+    assert model.get_weights()[0].dtype == np.float64  # the model itself is unchanged
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        fg.to_onnx(model, dtype="int32")
+
+
+@pytest.mark.parametrize("target", ["model.npz", None, 42, [None]])
+def test_converters_name_a_wrong_argument_type(target):
+    pytest.importorskip("onnx")
+    with pytest.raises(TypeError, match="expected a fastgru Sequential"):
+        fg.to_onnx(target)
+
+
 @pytest.mark.parametrize("reset_after", [True, False])
 def test_from_onnx_reads_to_onnx_gru_graphs_with_a_state_input(reset_after):
     pytest.importorskip("onnx")

@@ -11,6 +11,7 @@ on the last axis, so one after a sequence-returning GRU acts on every time step.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
@@ -151,6 +152,19 @@ def build_sequential(chain: Sequence[Spec], dtype=np.float32, what: str = "conve
     return model
 
 
+def with_dtype(chain: Sequence[Spec], dtype) -> List[Spec]:
+    """Copies of the chain's specs with every weight array cast to ``dtype``."""
+    out = []
+    for spec in chain:
+        spec = copy.copy(spec)
+        for field in dataclasses.fields(spec):
+            value = getattr(spec, field.name)
+            if isinstance(value, np.ndarray):
+                setattr(spec, field.name, value.astype(dtype))
+        out.append(spec)
+    return out
+
+
 def weights_dtype(spec: Spec):
     """The dtype a converted layer computes in: float64 for float64 weights, else float32."""
     return np.float64 if spec.kernel.dtype == np.float64 else np.float32
@@ -178,8 +192,13 @@ def chain_of(model_or_layers, what: str) -> List[Spec]:
         layers = list(model_or_layers)
     else:
         layers = [model_or_layers]
+    from ..layers import Layer
+
     chain: List[Spec] = []
     for layer in layers:
+        if not isinstance(layer, Layer):  # a path or anything else: not "no weights yet"
+            raise TypeError(f"{what}: expected a fastgru Sequential, a fastgru layer or a list "
+                            f"of them; got {type(layer).__name__}")
         if not getattr(layer, "built", False):
             raise RuntimeError(
                 f"{what}: layer {getattr(layer, 'name', layer)!r} has no weights yet; fit the "

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._chain import GRUSpec, chain_of
+from ._chain import GRUSpec, chain_of, with_dtype
 from ._layout import check_keras_weights, keras_to_onnx_gru
 
 __all__ = ["to_onnx_gru", "to_onnx", "OPSET"]
@@ -163,7 +163,7 @@ def to_onnx_gru(
     )
 
 
-def to_onnx(model, path=None, *, opset: int = OPSET, name: str = "fastgru"):
+def to_onnx(model, path=None, *, opset: int = OPSET, name: str = "fastgru", dtype=None):
     """An ``onnx.ModelProto`` computing ``model.predict``: one ONNX ``GRU`` op per GRU layer
     (``linear_before_reset`` = ``reset_after``), MatMul + Add (+ Sigmoid / Tanh / Relu /
     Softmax) per Dense layer.
@@ -172,11 +172,18 @@ def to_onnx(model, path=None, *, opset: int = OPSET, name: str = "fastgru"):
     Graph input ``x`` (batch, time, features), output ``y``: (batch, units) or, when the last
     GRU returns sequences, (batch, time, units); batch and time are dynamic. The GRUs start
     from a zero state, as ``predict`` does. Written to ``path`` too when given.
+
+    ``dtype`` (default: the model's) sets the graph's element type: ``"float32"`` exports a
+    float64 model for runtimes whose GRU has no double kernel (ONNX Runtime's CPU GRU runs
+    float32 only: "GRU operator does not support double yet").
     """
     import onnx
     from onnx import helper
 
     chain = chain_of(model, "to_onnx")
+    if dtype is not None:
+        _GraphBuilder(dtype)  # float32 or float64, else ValueError naming dtype
+        chain = with_dtype(chain, dtype)
     b = _GraphBuilder(chain[0].kernel.dtype)
     t = b.add("Transpose", ["x"], "x_time_major", perm=[1, 0, 2])
     has_time = True  # t is (T, B, F) while True, (B, F) after a GRU that returns its last state
