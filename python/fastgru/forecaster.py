@@ -657,20 +657,23 @@ class GRUForecaster(_ParamsMixin):
         feeding the next) and fed back as the newest rows.
         """
         w, shift = self.window, self._shift
-        levels = self._target_levels(raw[:, :, self._positions])
+        history = self._target_levels(raw[:, :, self._positions])
+        start = history.shape[1]
+        # the history then the forecasts, filled in place (appending per step was quadratic)
+        levels = np.empty((history.shape[0], start + steps, history.shape[2]), history.dtype)
+        levels[:, :start] = history
         past = raw[:, -w:, self._past_positions]
-        produced = 0
-        while produced < steps:
-            end = levels.shape[1]
+        end = start
+        while end < start + steps:
             targets = difference(levels[:, end - w - shift:end], self._lags)
             inputs = np.concatenate([targets, past, known[:, end - w + 1:end + 1]], axis=2)
             out = self._predict_scaled(self._scale(inputs))
-            take = min(self._out_steps, steps - produced)
+            take = min(self._out_steps, start + steps - end)
             step_values = self._unscale_targets(out[:, :take])
-            new = undifference(step_values, levels[:, end - shift:end], self._lags)
-            levels = np.concatenate([levels, new], axis=1)
-            produced += take
-        forecast = levels[:, w + shift:]
+            levels[:, end:end + take] = undifference(step_values, levels[:, end - shift:end],
+                                                     self._lags)
+            end += take
+        forecast = levels[:, start:]
         return np.exp(forecast) if self.log else forecast
 
     def _forecast_from(self, values, index, origins, steps: int) -> np.ndarray:
