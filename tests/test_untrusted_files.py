@@ -391,3 +391,36 @@ def test_forecaster_load_on_mutated_files_gives_value_error_or_a_working_forecas
         assert "mutated_forecaster.npz" in str(exc)
         return
     assert len(forecaster.predict(1)) == 1
+
+
+def test_a_dropout_noise_shape_from_a_file_is_checked_before_any_mask_is_drawn(tmp_path):
+    model = fg.Sequential([fg.GRU(4, seed=1), fg.Dropout(0.5, noise_shape=(None, 1)),
+                           fg.Dense(1, seed=2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.build((None, 5, 2))
+    good = tmp_path / "dropout.npz"
+    model.save(good)
+    members = _members(good)
+    config = _json_member(members, "__config__")
+
+    def with_noise_shape(shape, name):
+        doc = json.loads(json.dumps(config))
+        doc["model"]["layers"][1]["config"]["noise_shape"] = shape
+        path = tmp_path / name
+        _write(path, _with_json(members, "__config__", doc))
+        return path
+
+    # a feature axis that cannot be the input's: refused when the file is read
+    bad = with_noise_shape([20000, 20000], "features.npz")
+    assert _peak_bytes(lambda: _refused(load_model, bad)) < REFUSAL_BYTES
+    # a batch axis that is not the batch's: refused by fit before a 20000-row mask is drawn
+    loaded = load_model(with_noise_shape([20000, 1], "batch.npz"))
+    X, y = np.zeros((8, 5, 2), np.float32), np.zeros((8, 1), np.float32)
+
+    def fit():
+        with pytest.raises(ValueError, match="noise_shape"):
+            loaded.fit(X, y, epochs=1, verbose=0)
+
+    assert _peak_bytes(fit) < REFUSAL_BYTES
+    for shape in ([0, None], ["a", 1], [True, 1]):
+        _refused(load_model, with_noise_shape(shape, "entries.npz"))

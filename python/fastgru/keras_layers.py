@@ -46,6 +46,19 @@ class Input:
         return f"Input(shape={self.shape[1:]})"
 
 
+def _check_noise_shape(noise_shape) -> tuple:
+    """``noise_shape`` as a tuple of positive ints and None, else a ValueError naming it."""
+    try:
+        dims = tuple(noise_shape)
+    except TypeError:
+        raise TypeError(f"noise_shape must be a tuple of ints and None; got "
+                        f"{type(noise_shape).__name__}") from None
+    for d in dims:
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0):
+            raise ValueError(f"noise_shape must hold positive ints or None; got {noise_shape!r}")
+    return tuple(None if d is None else int(d) for d in dims)
+
+
 class Dropout(Layer):
     """Keras ``Dropout(rate, noise_shape=None, seed=None)``: inverted dropout in training, the
     identity at inference. ``noise_shape`` (with None for the input's own size) shares one
@@ -57,7 +70,7 @@ class Dropout(Layer):
                  dtype="float32", name: Optional[str] = None, input_shape=None):
         super().__init__(name=name, dtype=dtype, seed=seed, input_shape=input_shape)
         self.rate = check_rate("rate", rate)
-        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.noise_shape = None if noise_shape is None else _check_noise_shape(noise_shape)
         self._mask = None
         self._noise = None
 
@@ -66,6 +79,11 @@ class Dropout(Layer):
 
     def build(self, input_shape, rng: Optional[np.random.Generator] = None) -> None:
         self.input_size = int(input_shape[-1])
+        if self.noise_shape is not None and self.noise_shape[-1] not in (None, 1, self.input_size):
+            raise ValueError(
+                f"Dropout layer {self.name!r}: noise_shape {self.noise_shape} must have None, 1 "
+                f"or the feature count {self.input_size} on its last axis"
+            )
         self._noise = np.random.default_rng(self._rng(rng).integers(2**63))
         self._finish_build([])
 
@@ -90,6 +108,11 @@ class Dropout(Layer):
                 raise ValueError(
                     f"Dropout layer {self.name!r}: noise_shape {self.noise_shape} must have one "
                     f"entry per input axis; the input has shape {x.shape}"
+                )
+            if any(n not in (None, 1, s) for n, s in zip(self.noise_shape, x.shape)):
+                raise ValueError(  # before a mask of that shape is drawn
+                    f"Dropout layer {self.name!r}: noise_shape {self.noise_shape} must have, on "
+                    f"each axis, None, 1 or the input's size; the input has shape {x.shape}"
                 )
             shape = tuple(s if n is None else int(n) for n, s in zip(self.noise_shape, x.shape))
         self._mask = dropout_mask(self._noise, shape, self.rate, self.dtype)
