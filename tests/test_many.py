@@ -173,6 +173,16 @@ def test_backtest_many_matches_each_series_backtest_and_summarises():
     assert "3 of 6 series fitted" in str(result)
 
 
+def test_backtest_many_when_every_series_fails_lists_them_all():
+    df = long_frame(2)
+    result = backtest_many(df, test_size=10 ** 6, n_jobs=1, **TINY)
+    assert result.summary["n_fitted"] == 0 and result.summary["n_failed"] == 2
+    assert np.isnan(result.summary["share_beating_persistence"])
+    assert len(result.metrics) == 0 and result.metrics["rmse"].dtype == np.float64
+    assert len(result.errors) == 2 and len(result.predictions) == 0
+    assert str(result) == "0 of 2 series fitted (2 failed); see .errors for why"
+
+
 def test_backtest_many_global_holds_out_each_tail():
     df = long_frame(3)
     result = backtest_many(df, test_size=0.2, mode="global", **TINY)

@@ -101,9 +101,11 @@ class ManyBacktestResult:
 
     def __str__(self) -> str:
         s = self.summary
-        return (f"{s['n_fitted']} of {s['n_series']} series fitted ({s['n_failed']} failed); "
-                f"the GRU beats persistence on {s['share_beating_persistence']:.1%} of them, "
-                f"median skill {s['median_skill']:+.1%}")
+        fitted = f"{s['n_fitted']} of {s['n_series']} series fitted ({s['n_failed']} failed)"
+        if s["n_fitted"] == 0:
+            return f"{fitted}; see .errors for why"
+        return (f"{fitted}; the GRU beats persistence on {s['share_beating_persistence']:.1%} "
+                f"of them, median skill {s['median_skill']:+.1%}")
 
 
 def backtest_many(df, test_size=0.1, *, id_col="unique_id", time_col="ds", target_col="y",
@@ -214,6 +216,8 @@ def _metrics(frame, rows):
                         1.0 - rmse / p_rmse if p_rmse > 0 else float("nan")))
     columns = ["n_test", "rmse", "mae", "persistence_rmse", "persistence_mae", "skill"]
     metrics = pd.DataFrame(records, columns=columns)
+    # typed even when empty (every series failed): the summary's comparisons need numbers
+    metrics = metrics.astype({c: np.int64 if c == "n_test" else np.float64 for c in columns})
     codes = np.array([r[0] for r in rows], dtype=np.int64)
     metrics.insert(0, frame.id_col, frame.ids.take(codes))
     return metrics
