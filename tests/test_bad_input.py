@@ -142,3 +142,30 @@ def test_flags_must_be_bools_not_truthy_values(make):
             make(bad)
     make(np.bool_(False))
     make(True)
+
+
+@pytest.mark.parametrize("make", [
+    lambda s: fastgru.GRU(4, seed=s),
+    lambda s: fastgru.Dense(1, seed=s),
+    lambda s: fastgru.Dropout(0.1, seed=s),
+    lambda s: fastgru.GRUForecaster(seed=s).fit(np.sin(np.arange(80.0))),
+    lambda s: _compiled_model().fit(np.zeros((8, 4, 1)), np.zeros((8, 1)), verbose=0, seed=s),
+], ids=["GRU", "Dense", "Dropout", "GRUForecaster", "fit"])
+def test_seeds_are_none_or_non_negative_ints_named_when_not(make):
+    with pytest.raises(ValueError, match="seed must be None or an int >= 0"):
+        make(-1)
+    for bad in (1.5, "abc", True):
+        with pytest.raises(TypeError, match="seed must be None or an int >= 0"):
+            make(bad)
+
+
+def _compiled_model():
+    model = fastgru.Sequential([fastgru.GRU(3), fastgru.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def test_validation_split_must_be_a_number():
+    with pytest.raises(TypeError, match="validation_split must be a number"):
+        _compiled_model().fit(np.zeros((8, 4, 1)), np.zeros((8, 1)), verbose=0,
+                              validation_split="0.5")

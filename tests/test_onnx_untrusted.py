@@ -143,6 +143,18 @@ def test_external_data_is_refused_not_read(tmp_path):
         fg.from_onnx(proto)
 
 
+@pytest.mark.parametrize("data_type", [TensorProto.UNDEFINED, 99])
+def test_an_unreadable_initializer_is_a_value_error_naming_the_file(tmp_path, data_type):
+    _, proto = _model_proto()
+    junk = proto.graph.initializer.add()  # unused by the graph: still read, still refused cleanly
+    junk.name, junk.data_type = "junk", data_type
+    junk.dims.extend([2])
+    path = tmp_path / "junk.onnx"
+    path.write_bytes(proto.SerializeToString())
+    with pytest.raises(ValueError, match="junk.onnx.*initializer 'junk'"):
+        fg.from_onnx(path)
+
+
 # ------------------------------------------------------------------- mutated graphs (properties)
 _OPS = ["Identity", "Relu", "Tanh", "Sigmoid", "Softmax", "Transpose", "Squeeze", "Unsqueeze",
         "Reshape", "Add", "Mul", "MatMul", "Gemm", "Concat", "Gather", "Slice", "Loop", "Range",

@@ -43,6 +43,9 @@ def test_minmax_constant_column_maps_to_range_minimum_like_sklearn():
 def test_minmax_bad_feature_range():
     with pytest.raises(ValueError, match="smaller than maximum"):
         MinMaxScaler(feature_range=(1, 0)).fit([[1.0], [2.0]])
+    for bad in ((0, np.inf), (-np.inf, 0), (-1e308, 1e308)):  # transform would give inf/NaN
+        with pytest.raises(ValueError, match="feature_range must be finite"):
+            MinMaxScaler(feature_range=bad).fit([[1.0], [2.0]])
 
 
 def test_minmax_ignores_nan_in_fit_and_keeps_it_in_transform():

@@ -93,6 +93,9 @@ def test_levels_and_column_names():
     assert check_levels(None) == ()
     assert check_levels((95, 80)) == (80.0, 95.0)
     assert interval_columns((80, 97.5)) == ["lo_80", "hi_80", "lo_97.5", "hi_97.5"]
+    # close levels keep distinct names, and no name claims a level of 100
+    names = interval_columns(check_levels((80.0000001, 80.0000002, 99.99999999)))
+    assert len(set(names)) == 6 and "hi_99.99999999" in names and "hi_100" not in names
     for bad in (0, 100, (80, 120), "80", (True,)):
         with pytest.raises((ValueError, TypeError), match="level"):
             check_levels(bad)

@@ -61,6 +61,19 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+def check_seed(name: str, value) -> Optional[int]:
+    """``value`` if it is None or an int >= 0 (what seeds a NumPy generator), else a
+    TypeError/ValueError naming it (NumPy's own message would not)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be None or an int >= 0; got {type(value).__name__} "
+                        f"{value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be None or an int >= 0; got {value}")
+    return int(value)
+
+
 def check_bool(name: str, value) -> bool:
     """``value`` as a bool if it is one (Python or NumPy), else a TypeError naming it: a
     string such as "False" or a number would otherwise be taken for True by truthiness."""

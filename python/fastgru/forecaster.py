@@ -49,7 +49,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import timeindex
 from . import metrics as metrics_mod
-from ._validation import check_positive_int, is_real_number_dtype
+from ._validation import check_positive_int, check_seed, is_real_number_dtype
 from .callbacks import EarlyStopping, History
 from .intervals import check_levels, conformal_radius, interval_columns
 from .layers import GRU, Dense
@@ -239,6 +239,7 @@ class GRUForecaster(_ParamsMixin):
         check_positive_int("horizon", self.horizon)
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
+        check_seed("seed", self.seed)
         if self.strategy not in _STRATEGIES:
             raise ValueError(f"strategy must be one of {_STRATEGIES}; got {self.strategy!r}")
         if self.fillna not in _FILLNA:

@@ -46,7 +46,8 @@ def check_levels(level) -> Tuple[float, ...]:
 
 
 def _label(level: float) -> str:
-    return str(int(level)) if float(level).is_integer() else f"{level:g}"
+    # 15 significant digits: distinct levels keep distinct names (":g" made 99.99999999 "100")
+    return str(int(level)) if float(level).is_integer() else f"{level:.15g}"
 
 
 def interval_columns(levels: Sequence[float]) -> List[str]:

@@ -37,7 +37,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._validation import bias_shape, check_bool, check_positive_int, kernel_array
+from ._validation import bias_shape, check_bool, check_positive_int, check_seed, kernel_array
 from .gru import MaskedGRUTape, PackedGRU, gru_backward_masked, gru_forward_train_masked
 from .specs import DenseSpec, GRUSpec, LayerSpec
 
@@ -203,7 +203,7 @@ class Layer:
                  input_shape: Optional[Sequence[Optional[int]]] = None):
         self.name = name
         self.dtype = _check_dtype(dtype)
-        self.seed = seed
+        self.seed = check_seed("seed", seed)
         # Keras' input_shape= (without the samples axis): the model builds from it
         self.declared_input_shape = None if input_shape is None else check_input_shape(input_shape, "input_shape")
         self.built = False

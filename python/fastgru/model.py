@@ -42,7 +42,7 @@ import numpy as np
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
-from ._validation import check_positive_int, kernel_array
+from ._validation import check_positive_int, check_seed, kernel_array
 from .callbacks import Callback, History
 from .inference import InferenceSnapshot
 from .keras_layers import Input
@@ -605,10 +605,14 @@ class Sequential:
         self._require_compiled("fit")
         epochs = check_positive_int("epochs", epochs)
         batch_size = check_positive_int("batch_size", batch_size)
+        if isinstance(validation_split, bool) or not isinstance(
+                validation_split, (int, float, np.integer, np.floating)):
+            raise TypeError(f"validation_split must be a number in [0, 1); got "
+                            f"{type(validation_split).__name__} {validation_split!r}")
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
         X = self._check_x(X)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed("seed", seed))
         with self._lock:
             if not self.built and not self.build_from_declared_shape(rng):
                 self.build((None,) + X.shape[1:], rng=rng)

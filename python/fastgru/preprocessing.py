@@ -260,6 +260,9 @@ class MinMaxScaler(_BaseScaler):
                 "Minimum of desired feature range must be smaller than maximum. "
                 f"Got {tuple(self.feature_range)}."
             )
+        if not np.isfinite(hi - lo):  # an infinite range (or one whose width overflows)
+            raise ValueError(f"feature_range must be finite, with a finite width; got "
+                             f"{tuple(self.feature_range)}")
         inp = _Input(X)
         values = inp.values
         all_nan = np.isnan(values).all(axis=0)

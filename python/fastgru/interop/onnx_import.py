@@ -682,7 +682,11 @@ def _initial_values(graph) -> Tuple[Dict[str, Any], int]:
         if init.data_location == TensorProto.EXTERNAL:
             raise ValueError(f"initializer {init.name!r} keeps its data in another file "
                              "(external data is not read)")
-        array = numpy_helper.to_array(init)
+        try:
+            array = numpy_helper.to_array(init)
+        except (TypeError, KeyError, AttributeError) as exc:  # e.g. data_type UNDEFINED
+            raise ValueError(f"initializer {init.name!r} cannot be read as an array (data_type "
+                             f"{init.data_type}): {exc}") from None
         total += array.size
         values[init.name] = _Const(array)
     return values, total + _CONSTANT_ROOM
