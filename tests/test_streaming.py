@@ -53,6 +53,8 @@ def test_streaming_rejects_bad_input():
         st.reset([np.zeros((1, 12)), np.zeros((1, 12))])
     with pytest.raises(RuntimeError, match="built model"):
         fg.Sequential([fg.GRU(3), fg.Dense(1)]).stream()
+    with pytest.raises(ValueError, match="batch_size=1000000000000 streams need"):
+        model.stream(batch_size=10 ** 12)  # more than any machine's memory: said, not bad_alloc
     before = st.state
     for bad in (np.full((1, 12), 1 + 5j), np.full((1, 12), "a"), np.full((1, 12), None)):
         with pytest.raises(TypeError, match="must hold real numbers"):

@@ -14,6 +14,7 @@ uses the current weights at every step.
 """
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 import numpy as np
@@ -23,6 +24,19 @@ from ._validation import check_positive_int, kernel_array
 from .layers import GRU
 
 __all__ = ["Stream"]
+
+
+def _check_state_fits(batch_size: int, grus) -> None:
+    """A ValueError naming batch_size when the streams' states alone would not fit in this
+    machine's memory (else the allocation fails with a bare std::bad_alloc)."""
+    need = batch_size * sum(g.units * np.dtype(g.dtype).itemsize for g in grus)
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX: let the allocation decide
+        return
+    if need > have:
+        raise ValueError(f"batch_size={batch_size} streams need {need / 2**30:.3g} GiB for their "
+                         f"GRU states, more than this machine's {have / 2**30:.3g} GiB")
 
 
 class Stream:
@@ -39,6 +53,7 @@ class Stream:
         if not isinstance(model.layers[0], GRU):
             raise ValueError("stream() needs a model whose first layer is a GRU")
         self._grus = [layer for layer in model.layers if isinstance(layer, GRU)]
+        _check_state_fits(batch_size, self._grus)
         self.batch_size = int(batch_size)
         self.input_size = model.layers[0].input_size
         self.dtype = model.layers[0].dtype
