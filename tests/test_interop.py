@@ -643,6 +643,42 @@ def test_from_onnx_reads_torch_onnx_export_of_gru_and_linear(torch, ort, batch_f
         np.testing.assert_allclose(model.predict(x), want, rtol=0, atol=F32_TOL)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_from_onnx_reads_a_torch_export_with_an_h0_input(torch, ort, layers):
+    # torch feeds each layer its slice of h0 ((layers, B, H)): each slice is an initial state,
+    # which predict (like a fresh stream) takes as zeros
+    import io
+    import warnings
+
+    nn = torch.nn
+    gru, fc = _randomize(nn.Sequential(nn.GRU(3, 5, num_layers=layers, batch_first=True),
+                                       nn.Linear(5, 2)), torch, seed=27)
+
+    class WithState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.fc = gru, fc
+
+        def forward(self, x, h0):
+            return self.fc(self.gru(x, h0)[0][:, -1])
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter warns that it is legacy
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(WithState().eval(), (torch.zeros(2, 4, 3), torch.zeros(layers, 2, 5)),
+                              buffer, dynamo=False, input_names=["x", "h0"], output_names=["y"],
+                              dynamic_axes={"x": {0: "b", 1: "t"}, "h0": {1: "b"}})
+        except ImportError as exc:
+            pytest.skip(f"torch.onnx.export unavailable here: {exc}")
+    model = fg.from_onnx(buffer.getvalue())
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    for x in _inputs(3, seed=27):
+        zeros = np.zeros((layers, len(x), 5), np.float32)
+        want = session.run(None, {"x": x.astype(np.float32), "h0": zeros})[0]
+        np.testing.assert_allclose(model.predict(x), want, rtol=0, atol=F32_TOL)
+
+
 def _gru_graph(**gru_attrs):
     """A hand-made ONNX model: x (B, T, 2) -> GRU(layout=1 or 0 with Transpose) -> Y_h -> y."""
     from onnx import TensorProto, helper, numpy_helper

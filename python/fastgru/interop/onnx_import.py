@@ -77,6 +77,16 @@ class _Stack:
 
 
 @dataclass(frozen=True)
+class _InputPart:
+    """A Slice or Gather of a model input that is no layer's data (PyTorch's per-layer part
+    of its h0 input): fine as a GRU's initial_h, which ``predict`` feeds zeros; anything
+    else made from it is refused with ``reason``."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class _Refused:
     """Why a value cannot be followed; raised as ``error`` if the model's output needs it."""
 
@@ -187,7 +197,7 @@ def _gru_node(node, ins, attrs, states: List[str]) -> List[Any]:
     h0 = ins[5] if len(ins) > 5 else None
     if isinstance(h0, _Const) and not np.any(h0.value):
         h0 = None
-    if isinstance(h0, _Data) and not h0.chain:
+    if isinstance(h0, _Data) and not h0.chain or isinstance(h0, _InputPart):
         states.append(h0.source)  # a state input: predict is the run with zeros fed there
     elif h0 is not None and h0 is not _ZEROS:
         raise _Unsupported(f"{name}: its initial_h is not zero (nor a model input); fastgru "
@@ -347,8 +357,11 @@ def _gather(at: _At) -> List[Any]:
         return [at.new(axes=axes)]
     if label == "T" and index == -1:
         return [at.new(chain=_last_step(x, "Gather"), axes=axes)]
-    raise _Unsupported(f"Gather of index {index} along axis {axis} ({label!r}); fastgru reads "
-                       "the last time step (index -1) only")
+    reason = (f"Gather of index {index} along axis {axis} ({label!r}); fastgru reads the last "
+              "time step (index -1) only")
+    if not x.chain and label != "F":  # maybe one layer's initial state: the GRU will tell
+        return [_InputPart(x.source, reason)]
+    raise _Unsupported(reason)
 
 
 def _slice(at: _At) -> List[Any]:
@@ -364,8 +377,11 @@ def _slice(at: _At) -> List[Any]:
             chain = _last_step(at.new(chain=chain), "Slice")
             labels[axis] = "1"
             continue
-        raise _Unsupported(f"Slice [{start}:{end}:{step}] along axis {axis} ({label!r}); "
-                           "fastgru reads whole sequences or the last step ([-1:])")
+        reason = (f"Slice [{start}:{end}:{step}] along axis {axis} ({label!r}); fastgru reads "
+                  "whole sequences or the last step ([-1:])")
+        if not at.x.chain and label != "F":  # maybe one layer's initial state
+            return [_InputPart(at.x.source, reason)]
+        raise _Unsupported(reason)
     return [at.new(chain=chain, axes=labels)]
 
 
@@ -703,6 +719,10 @@ def _run_node(node, ins, opset: int, opsets, budget: int, states: List[str]) -> 
     attrs = _attrs(node)
     if node.op_type in ("Shape", "Size") and not all(isinstance(v, _Const) for v in ins):
         return [_SHAPE]
+    part = next((v for i, v in enumerate(ins) if isinstance(v, _InputPart)
+                 and not (node.op_type == "GRU" and i == 5)), None)
+    if part is not None:  # only a GRU's initial_h (input 5) may read a part of an input
+        raise _Unsupported(part.reason)
     if node.op_type == "GRU":
         return _gru_node(node, ins, attrs, states)
     if any(isinstance(v, _Stack) for v in ins):
@@ -727,7 +747,8 @@ def from_onnx(model_or_path, output: Optional[str] = None):
     ``(batch, time, units)`` out. For a time-major ONNX model (input ``(time, batch, ...)``, or
     a sequence output ``(time, batch, ...)``) feed it ``x.transpose(1, 0, 2)`` and read its
     sequences batch-major; the numbers are the same. Initial states must be zero
-    or come from another model input (``predict`` then equals feeding zeros there;
+    or come from another model input, whole or a slice of it per layer as PyTorch exports
+    ``h0`` (``predict`` then equals feeding zeros there;
     ``model.stream().reset(states)`` sets them). Size-one axes of the output (ONNX's direction
     axis) are dropped.
 
