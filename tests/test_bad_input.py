@@ -165,6 +165,34 @@ def _compiled_model():
     return model
 
 
+def _tiny_forecaster(**params):
+    return fastgru.GRUForecaster(window=4, units=2, epochs=1, calibration_size=None,
+                                 **params).fit(np.sin(np.arange(40.0)) + 2)
+
+
+def test_fit_also_takes_a_numpy_generator_or_seed_sequence_as_seed():
+    X, y = np.zeros((8, 4, 1)), np.zeros((8, 1))
+    for seed in (np.random.default_rng(0), np.random.SeedSequence(0)):
+        _compiled_model().fit(X, y, verbose=0, seed=seed)
+    with pytest.raises(TypeError, match="a numpy Generator or SeedSequence"):
+        _compiled_model().fit(X, y, verbose=0, seed="0")
+    with pytest.raises(TypeError, match="seed must be None or an int >= 0; got Generator"):
+        fastgru.GRU(3, seed=np.random.default_rng(0))  # a layer's seed is saved: an int
+
+
+@pytest.mark.parametrize("make", [
+    lambda v: _tiny_forecaster(reset_after=v),
+    lambda v: _tiny_forecaster(shuffle=v),
+    lambda v: _tiny_forecaster(log=v),
+    lambda v: _compiled_model().fit(np.zeros((8, 4, 1)), np.zeros((8, 1)), verbose=0, shuffle=v),
+], ids=["forecaster-reset_after", "forecaster-shuffle", "forecaster-log", "fit-shuffle"])
+def test_more_flags_must_be_bools(make):
+    for bad in ("False", 0, None):
+        with pytest.raises(TypeError, match="must be a bool"):
+            make(bad)
+    make(False)
+
+
 def test_validation_split_must_be_a_number():
     with pytest.raises(TypeError, match="validation_split must be a number"):
         _compiled_model().fit(np.zeros((8, 4, 1)), np.zeros((8, 1)), verbose=0,

@@ -209,7 +209,7 @@ def test_a_blank_date_is_a_user_error_naming_its_line(tmp_path, capsys, blank_ro
                      "-o", str(tmp_path / "m.npz")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fastgru: error:") and "Traceback" not in err
-    assert f"1 missing date(s) (line {blank_row + 2})" in err
+    assert f"1 missing date(s) (data row {blank_row + 1})" in err
 
 
 def test_any_date_column_is_found_and_gaps_are_reported(tmp_path, capsys):

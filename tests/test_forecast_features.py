@@ -97,7 +97,7 @@ def test_log_needs_positive_values_and_says_where():
     s.iloc[30] = -1.0
     with pytest.raises(ValueError, match="positive values.*2002-07-01"):
         GRUForecaster(log=True, **SMALL).fit(s)
-    with pytest.raises(TypeError, match="log must be True or False"):
+    with pytest.raises(TypeError, match="log must be a bool"):
         GRUForecaster(log="yes", **SMALL).fit(_trending_monthly())
     with pytest.raises(ValueError, match="difference lag must be a positive integer"):
         GRUForecaster(difference=(1, 0), **SMALL).fit(_trending_monthly())

@@ -422,5 +422,5 @@ def test_a_dropout_noise_shape_from_a_file_is_checked_before_any_mask_is_drawn(t
             loaded.fit(X, y, epochs=1, verbose=0)
 
     assert _peak_bytes(fit) < REFUSAL_BYTES
-    for shape in ([0, None], ["a", 1], [True, 1]):
+    for shape in ([0, None], ["a", 1], [True, 1], []):
         _refused(load_model, with_noise_shape(shape, "entries.npz"))

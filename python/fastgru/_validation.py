@@ -61,13 +61,18 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
-def check_seed(name: str, value) -> Optional[int]:
-    """``value`` if it is None or an int >= 0 (what seeds a NumPy generator), else a
-    TypeError/ValueError naming it (NumPy's own message would not)."""
+def check_seed(name: str, value, generators: bool = False):
+    """``value`` if it is None or an int >= 0 (or, with ``generators``, a NumPy ``Generator``
+    or ``SeedSequence``, which ``np.random.default_rng`` also takes), else a TypeError or
+    ValueError naming it (NumPy's own message would not). Seeds kept in a layer's or a
+    forecaster's saved settings are ints."""
     if value is None:
         return None
+    if generators and isinstance(value, (np.random.Generator, np.random.SeedSequence)):
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be None or an int >= 0; got {type(value).__name__} "
+        also = ", a numpy Generator or SeedSequence" if generators else ""
+        raise TypeError(f"{name} must be None or an int >= 0{also}; got {type(value).__name__} "
                         f"{value!r}")
     if value < 0:
         raise ValueError(f"{name} must be None or an int >= 0; got {value}")

@@ -94,10 +94,10 @@ def read_series_csv(path: str, date_column: Optional[str] = None, columns=None):
         except (ValueError, TypeError) as exc:
             raise UserError(f"cannot parse column {date_column!r} of {path} as dates: {exc}") from None
         missing = [i for i, blank in enumerate(dates.isna()) if blank]
-        if missing:  # CSV line numbers: the header is line 1
-            lines = ", ".join(str(i + 2) for i in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        if missing:  # data rows from 1, after the header (blank lines are not rows)
+            rows = ", ".join(str(i + 1) for i in missing[:5]) + (", ..." if len(missing) > 5 else "")
             raise UserError(f"column {date_column!r} of {path} has {len(missing)} missing "
-                            f"date(s) (line {lines}); fill them in or drop those rows")
+                            f"date(s) (data row {rows}); fill them in or drop those rows")
         df = df.drop(columns=[date_column])
         df.index = pd.DatetimeIndex(dates, name=date_column)
         _warn_gaps(df.index, path)

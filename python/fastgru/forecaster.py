@@ -49,7 +49,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import timeindex
 from . import metrics as metrics_mod
-from ._validation import check_positive_int, check_seed, is_real_number_dtype
+from ._validation import check_bool, check_positive_int, check_seed, is_real_number_dtype
 from .callbacks import EarlyStopping, History
 from .intervals import check_levels, conformal_radius, interval_columns
 from .layers import GRU, Dense
@@ -240,6 +240,8 @@ class GRUForecaster(_ParamsMixin):
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
         check_seed("seed", self.seed)
+        check_bool("reset_after", self.reset_after)
+        check_bool("shuffle", self.shuffle)
         if self.strategy not in _STRATEGIES:
             raise ValueError(f"strategy must be one of {_STRATEGIES}; got {self.strategy!r}")
         if self.fillna not in _FILLNA:
@@ -249,8 +251,7 @@ class GRUForecaster(_ParamsMixin):
             raise ValueError(
                 f"validation_split must be a fraction in [0, 1); got {self.validation_split!r}"
             )
-        if not isinstance(self.log, (bool, np.bool_)):
-            raise TypeError(f"log must be True or False; got {self.log!r}")
+        check_bool("log", self.log)
         check_lags(self.difference)
         calendar = timeindex.check_calendar(self.calendar)
         if self.future_covariates is not None and (

@@ -47,12 +47,15 @@ class Input:
 
 
 def _check_noise_shape(noise_shape) -> tuple:
-    """``noise_shape`` as a tuple of positive ints and None, else a ValueError naming it."""
+    """``noise_shape`` as a tuple of positive ints and None (one entry per input axis), else
+    a TypeError (not a sequence) or ValueError naming it."""
     try:
         dims = tuple(noise_shape)
     except TypeError:
         raise TypeError(f"noise_shape must be a tuple of ints and None; got "
                         f"{type(noise_shape).__name__}") from None
+    if not dims:
+        raise ValueError("noise_shape must have one entry per input axis; got ()")
     for d in dims:
         if d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0):
             raise ValueError(f"noise_shape must hold positive ints or None; got {noise_shape!r}")

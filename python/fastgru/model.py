@@ -42,7 +42,7 @@ import numpy as np
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
-from ._validation import check_positive_int, check_seed, kernel_array
+from ._validation import check_bool, check_positive_int, check_seed, kernel_array
 from .callbacks import Callback, History
 from .inference import InferenceSnapshot
 from .keras_layers import Input
@@ -591,8 +591,9 @@ class Sequential:
         """Train for ``epochs`` passes over ``(X, y)`` in batches; return the ``History``.
 
         ``validation_split`` holds out the last fraction of the samples (before shuffling),
-        as Keras does; ``validation_data=(X_val, y_val)`` takes precedence. ``seed`` seeds the
-        shuffling and the initialisers of a model not yet built (reproducible bit for bit).
+        as Keras does; ``validation_data=(X_val, y_val)`` takes precedence. ``seed`` (None, an
+        int >= 0, or a NumPy Generator or SeedSequence) seeds the shuffling and the
+        initialisers of a model not yet built (reproducible bit for bit).
 
         If a batch loss becomes NaN or inf, training stops, the weights from before the last
         optimizer step are restored, that epoch's ``loss`` is recorded as NaN and a
@@ -603,6 +604,7 @@ class Sequential:
         len(y)``, NaN/inf in X or y, or a ``validation_split`` outside [0, 1).
         """
         self._require_compiled("fit")
+        shuffle = check_bool("shuffle", shuffle)
         epochs = check_positive_int("epochs", epochs)
         batch_size = check_positive_int("batch_size", batch_size)
         if isinstance(validation_split, bool) or not isinstance(
@@ -612,7 +614,7 @@ class Sequential:
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
         X = self._check_x(X)
-        rng = np.random.default_rng(check_seed("seed", seed))
+        rng = np.random.default_rng(check_seed("seed", seed, generators=True))
         with self._lock:
             if not self.built and not self.build_from_declared_shape(rng):
                 self.build((None,) + X.shape[1:], rng=rng)

@@ -35,8 +35,9 @@ def _check_state_fits(batch_size: int, grus) -> None:
     except (AttributeError, ValueError, OSError):  # not POSIX: let the allocation decide
         return
     if need > have:
-        raise ValueError(f"batch_size={batch_size} streams need {need / 2**30:.3g} GiB for their "
-                         f"GRU states, more than this machine's {have / 2**30:.3g} GiB")
+        raise ValueError(f"batch_size={batch_size} streams need at least {need / 2**30:.3g} GiB "
+                         f"(their GRU states alone), more than this machine's "
+                         f"{have / 2**30:.3g} GiB")
 
 
 class Stream:

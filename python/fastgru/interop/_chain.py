@@ -16,6 +16,7 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
+from .._validation import check_bool
 from ..layers import ACTIVATIONS
 from ..specs import DenseSpec, GRUSpec, IdentitySpec
 from ._layout import check_keras_weights
@@ -112,7 +113,7 @@ def set_sequence_flags(chain: Sequence[Spec], last_return_sequences: bool) -> No
     last GRU returns them when ``last_return_sequences``, else only its last state."""
     gru_ids = [i for i, s in enumerate(chain) if isinstance(s, GRUSpec)]
     for i in gru_ids:
-        chain[i].return_sequences = True if i != gru_ids[-1] else bool(last_return_sequences)
+        chain[i].return_sequences = True if i != gru_ids[-1] else check_bool("return_sequences", last_return_sequences)
 
 
 def check_chain(chain: Sequence[Spec], what: str) -> None:

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from .._validation import check_bool
 from ._chain import ACTIVATIONS, GRUSpec, Spec, build_sequential, chain_of, dense_spec, \
     gru_layer, require_stock_computation, weights_dtype, with_activation
 from ._layout import check_keras_weights, layer_weights
@@ -195,7 +196,7 @@ def from_keras(keras_obj, return_sequences: Optional[bool] = None):
                        reset_after=reset_after,
                        return_sequences=bool(getattr(keras_obj, "return_sequences", False)))
     if return_sequences is not None:
-        spec.return_sequences = bool(return_sequences)
+        spec.return_sequences = check_bool("return_sequences", return_sequences)
     return gru_layer(spec)
 
 

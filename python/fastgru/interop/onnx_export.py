@@ -27,7 +27,10 @@ class _GraphBuilder:
     def __init__(self, dtype):
         from onnx import TensorProto
 
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be float32 or float64; got {dtype!r}") from None
         elems = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
         if self.dtype not in elems:
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype}")

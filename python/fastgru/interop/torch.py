@@ -21,6 +21,7 @@ from typing import List
 
 import numpy as np
 
+from .._validation import check_bool
 from ._chain import DenseSpec, GRUSpec, Spec, build_sequential, chain_of, dense_spec, \
     gru_layer, require_stock_computation, set_sequence_flags, weights_dtype, with_activation
 from ._layout import Weights, check_keras_weights, is_triple, keras_to_torch, layer_weights, \
@@ -333,7 +334,7 @@ def _regressor_class():
                     raise ValueError("TorchGRURegressor takes batch_first=True GRUs")
             self.gru = gru
             self.head = torch.nn.Sequential() if head is None else head
-            self.return_sequences = bool(return_sequences)
+            self.return_sequences = check_bool("return_sequences", return_sequences)
 
         def forward(self, x):
             grus = self.gru if isinstance(self.gru, torch.nn.ModuleList) else [self.gru]
