@@ -291,6 +291,7 @@ TeamChooser::Call TeamChooser::start(int planned) {
   if (!adaptive_threads()) return {planned, true, started};
   if (team_size_.exchange(planned, std::memory_order_relaxed) != planned) {
     cost_[1].store(0, std::memory_order_relaxed);  // another team: measure it afresh
+    samples_[1].store(0, std::memory_order_relaxed);
   }
   const double alone = cost_[0].load(std::memory_order_relaxed);
   const double team = cost_[1].load(std::memory_order_relaxed);
@@ -312,10 +313,21 @@ TeamChooser::Call TeamChooser::start(int planned) {
 
 void TeamChooser::finish(const Call& c, double flops) {
   if (!c.timed || flops <= 0) return;
-  std::atomic<double>& cost = cost_[c.team > 1 ? 1 : 0];
+  const int k = c.team > 1 ? 1 : 0;
   const double sample = (steady_seconds() - c.started) / flops;
-  const double old = cost.load(std::memory_order_relaxed);
-  cost.store(old == 0 ? sample : 0.875 * old + 0.125 * sample, std::memory_order_relaxed);
+  const double old = cost_[k].load(std::memory_order_relaxed);
+  // The first few samples keep the fastest: a start-up cost (another caller thread's first
+  // team, which starts that thread's own OpenMP workers; first touches of scratch) must not
+  // stick. After them a moving average follows the load.
+  const uint32_t n = samples_[k].fetch_add(1, std::memory_order_relaxed);
+  constexpr uint32_t kFastestOf = 3;
+  double next = 0.875 * old + 0.125 * sample;
+  if (old == 0) {
+    next = sample;
+  } else if (n < kFastestOf) {
+    next = sample < old ? sample : old;
+  }
+  cost_[k].store(next, std::memory_order_relaxed);
 }
 
 DenormalGuard::DenormalGuard() {

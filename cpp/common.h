@@ -275,8 +275,9 @@ void set_adaptive_threads(bool on);
 // on each core) a team waits for whichever member the OS has descheduled, at every barrier
 // and at the end of every region, and can take longer than one thread alone. Each call site
 // (a static TeamChooser) keeps the time per FLOP it got alone and with its planned team
-// (moving averages; its first call, which may start the threads, is not counted), takes the
-// faster, and now and then tries the other, so it follows the load as it comes and goes.
+// (moving averages after the fastest of the first few samples; its first call, which may
+// start the threads, is not counted), takes the faster, and now and then tries the other, so
+// it follows the load as it comes and goes.
 // Off (always the planned team) with set_adaptive_threads(false).
 // Compiled once, in common.cpp: the SIMD units only call it (no atomics or clocks of the
 // standard library instantiated with wider-ISA flags). Zero-initialised as a static.
@@ -292,6 +293,7 @@ class TeamChooser {
 
  private:
   std::atomic<double> cost_[2];   // seconds per FLOP: alone, with the team (0: unknown)
+  std::atomic<uint32_t> samples_[2];  // samples taken into cost_[k] since it was last unknown
   std::atomic<uint32_t> calls_;
   std::atomic<int> team_size_;    // the planned team cost_[1] was measured with
 };
