@@ -7,6 +7,7 @@ import pytest
 
 pd = pytest.importorskip("pandas")
 
+from fastgru import timeindex
 from fastgru.forecaster import BacktestResult, GRUForecaster, load_forecaster
 from fastgru.preprocessing import NotFittedError
 
@@ -59,6 +60,23 @@ def test_month_start_and_business_day_frequencies_are_kept():
     b = _series(n=60, start="2024-01-01", freq="B")  # ends on a Friday?
     out = GRUForecaster(**SMALL).fit(b).predict(steps=3)
     assert all(d.weekday() < 5 for d in out.index) and out.index[0] > b.index[-1]
+
+
+@pytest.mark.parametrize("freq, start", [("MS", "2000-01-01"), ("ME", "2000-01-31"),
+                                         ("QS-FEB", "2000-02-01"), ("QE-MAR", "2000-03-31"),
+                                         ("2MS", "2000-01-01"), ("YS", "1950-01-01"),
+                                         ("B", "2023-12-25")])
+def test_calendar_dates_with_a_gap_continue_on_the_calendar(freq, start):
+    # a missing month or a holiday leaves pandas no frequency; a median time span would
+    # drift (31 days from a month start) or land on weekends
+    s = _series(n=66, start=start, freq=freq)
+    s = s.drop(index=s.index[30])
+    assert pd.infer_freq(s.index) is None
+    f = GRUForecaster(**SMALL).fit(s)
+    want = pd.date_range(s.index[-1], periods=4, freq=freq, name="Date")[1:]
+    assert list(f.predict(steps=3).index) == list(want)
+    assert timeindex.gaps(s.index) == (1, [(s.index[29], s.index[30])])
+    assert all(d.weekday() < 5 for d in f.predict(steps=7).index) or freq != "B"
 
 
 def test_irregular_dates_continue_at_the_median_spacing():

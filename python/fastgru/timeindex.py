@@ -88,6 +88,9 @@ def infer_step(index):
                 freq = None
         if freq is not None:
             return ("offset", freq)
+        calendar = _calendar_step(index)
+        if calendar is not None:
+            return ("offset", calendar[0])
         if len(index) >= 2:
             return ("timedelta", pd.Timedelta((index[1:] - index[:-1]).median()))
         return ("timedelta", pd.Timedelta(days=1))
@@ -97,6 +100,53 @@ def infer_step(index):
             step = int(step)
         return ("number", step)
     return ("number", 1)
+
+
+def _calendar_step(index):
+    """``(offset, periods between consecutive dates)`` for dates with gaps whose spacing is a
+    calendar unit that a median time span would get wrong: n months, quarters or years from
+    month starts or ends (months differ in length), or n business days (weekends are not
+    gaps). Every date must be such a date, at one time of day, and every spacing a whole
+    number of the median spacing; else None. So monthly data missing a month continues on
+    month starts, and trading days skip weekends."""
+    import pandas as pd
+
+    if len(index) < 3:
+        return None
+    time_of_day = index - index.normalize()
+    if (time_of_day != time_of_day[0]).any():
+        return None
+
+    def unit_of(steps):  # the median spacing, when every spacing is a whole number of it
+        unit = np.median(steps)
+        if unit < 1 or not float(unit).is_integer() or np.any(steps % int(unit)):
+            return None
+        return int(unit)
+
+    first = index[0]
+    starts, ends = bool((index.day == 1).all()), bool(index.is_month_end.all())
+    if starts or ends:
+        months = np.diff(np.asarray(index.year) * 12 + np.asarray(index.month))
+        unit = unit_of(months)
+        if unit is None:
+            return None
+        quarter_month = (first.month - 1) % 3 + 1  # pandas' startingMonth: 1 = Jan, Apr, ...
+        if unit % 12 == 0:
+            offset = (pd.offsets.YearBegin if starts else pd.offsets.YearEnd)(
+                unit // 12, month=first.month)
+        elif unit % 3 == 0:
+            offset = (pd.offsets.QuarterBegin if starts else pd.offsets.QuarterEnd)(
+                unit // 3, startingMonth=quarter_month)
+        else:
+            offset = (pd.offsets.MonthBegin if starts else pd.offsets.MonthEnd)(unit)
+        return offset, months // unit
+    if bool((index.day_of_week < 5).all()):
+        days = index.normalize().values.astype("datetime64[D]")
+        busdays = np.busday_count(days[:-1], days[1:])
+        unit = unit_of(busdays)
+        if unit is not None and unit < 5:  # 5 business days apart: weekly data, a time span
+            return pd.offsets.BDay(unit), busdays // unit
+    return None
 
 
 def future_index(last, step, n: int, name=None):
@@ -115,16 +165,23 @@ def future_index(last, step, n: int, name=None):
 
 def gaps(index) -> Tuple[int, list]:
     """Gaps in a DatetimeIndex without a regular frequency: ``(count, [(before, after), ...])``
-    for spacings over 1.5 times the median (the first five pairs). ``(0, [])`` when pandas can
-    infer a frequency (monthly dates are regular although months differ in length)."""
+    (the first five pairs): spacings of more than one period of a calendar step (months,
+    quarters, years, business days: see ``_calendar_step``), else over 1.5 times the median.
+    ``(0, [])`` when pandas can infer a frequency (monthly dates are regular although months
+    differ in length)."""
     import pandas as pd
 
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 3:
         return 0, []
-    if infer_step(index)[0] == "offset":
+    step = infer_step(index)
+    calendar = _calendar_step(index) if step[0] == "offset" and index.freq is None else None
+    if calendar is not None:
+        where = np.flatnonzero(calendar[1] > 1)
+    elif step[0] == "offset":
         return 0, []
-    spacing = np.diff(index.asi8)
-    where = np.flatnonzero(spacing > 1.5 * np.median(spacing))
+    else:
+        spacing = np.diff(index.asi8)
+        where = np.flatnonzero(spacing > 1.5 * np.median(spacing))
     return len(where), [(index[i], index[i + 1]) for i in where[:5]]
 
 
