@@ -698,8 +698,9 @@ class GRUForecaster(_ParamsMixin):
         ``update``); with ``data`` (same columns as in fit, at least ``window`` rows, plus
         ``sum(lags)`` with ``difference``) it starts after the end of ``data``. Returns a
         Series (one target) or DataFrame (several) whose index continues the dates at the
-        inferred frequency (the median spacing if none can be inferred), in the original
-        units; an ndarray (steps,) or (steps, n_targets) when the series is an array.
+        inferred frequency (with gaps: the calendar step of month, quarter or year starts or
+        ends or of business days, else the median spacing), in the original units; an
+        ndarray (steps,) or (steps, n_targets) when the series is an array.
 
         ``level``: interval levels in percent, e.g. ``(80, 95)``: a DataFrame comes back with
         columns ``forecast``, ``lo_80``, ``hi_80``, ``lo_95``, ``hi_95`` (several targets:

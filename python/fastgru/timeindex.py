@@ -5,7 +5,8 @@ What ``GRUForecaster`` needs from pandas dates, in one place:
 * ``check_index``: a DatetimeIndex or numeric index that is sorted, unique and has no NaT
   (errors name the first offending date and say how to fix it);
 * ``infer_step`` / ``future_index``: the spacing of an index and the dates that come next
-  (pandas' frequency when it has one, else the median spacing);
+  (pandas' frequency when it has one; for dates with gaps, the calendar step of month,
+  quarter or year starts or ends or of business days; else the median spacing);
 * ``encode_*`` / ``decode_*``: that spacing and the last date as JSON-safe values for saving;
 * ``calendar_features``: day of week, hour, month or day of year as sine/cosine pairs, known in
   advance for any date (the forecaster's calendar covariates).
