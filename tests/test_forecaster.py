@@ -79,6 +79,17 @@ def test_calendar_dates_with_a_gap_continue_on_the_calendar(freq, start):
     assert all(d.weekday() < 5 for d in f.predict(steps=7).index) or freq != "B"
 
 
+@pytest.mark.parametrize("freq", ["B", "ME"])
+def test_calendar_steps_of_tz_aware_dates_follow_the_local_calendar(freq):
+    # Sydney's midnight is the previous day in UTC: weekdays and month ends are local ones
+    s = _series(n=66, start="2023-12-25" if freq == "B" else "2000-01-31", freq=freq)
+    s.index = s.index.tz_localize("Australia/Sydney")
+    s = s.drop(index=s.index[30])
+    want = pd.date_range(s.index[-1], periods=4, freq=freq, name="Date")[1:]
+    assert list(GRUForecaster(**SMALL).fit(s).predict(steps=3).index) == list(want)
+    assert timeindex.gaps(s.index)[0] == 1
+
+
 def test_irregular_dates_continue_at_the_median_spacing():
     s = _series(n=100, freq="6h")
     keep = np.ones(100, bool)

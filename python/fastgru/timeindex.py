@@ -114,6 +114,8 @@ def _calendar_step(index):
 
     if len(index) < 3:
         return None
+    if index.tz is not None:  # the calendar of the wall clock, not of UTC
+        index = index.tz_localize(None)
     time_of_day = index - index.normalize()
     if (time_of_day != time_of_day[0]).any():
         return None
