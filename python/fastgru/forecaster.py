@@ -559,8 +559,12 @@ class GRUForecaster(_ParamsMixin):
         if self.interval_errors_ is None:
             raise ValueError(
                 "no prediction intervals: this forecaster was fitted without interval "
-                "calibration (calibration_size=None, or a series too short for 'auto'). Refit "
-                "with calibration_size= a number of final rows to calibrate on"
+                "calibration (calibration_size=None, or a series too short for 'auto', which "
+                "holds out a fifth of the rows, at least 8, and needs the window, the "
+                "differencing lags, the horizon and 8 more rows before them). Set "
+                "calibration_size= a number of final rows to calibrate on "
+                "(GRUForecaster(calibration_size=N)) and fit again (backtest fits its own copy "
+                "with the same settings)"
             )
         if steps_ahead is None:
             steps_ahead = np.arange(1, len(forecast) + 1)
