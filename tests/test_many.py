@@ -194,6 +194,52 @@ def test_backtest_many_global_holds_out_each_tail():
     np.testing.assert_array_equal(tail["persistence"].to_numpy(), y[-8:-1])
 
 
+def _trending_frame(n_series=4, n=80):
+    """Rising series at different levels and slopes, positive (for log)."""
+    rng = np.random.default_rng(3)
+    parts = []
+    for i in range(n_series):
+        t = np.arange(n)
+        parts.append(pd.DataFrame({
+            "unique_id": f"t{i}", "ds": pd.date_range("2020-01-01", periods=n, freq="MS"),
+            "y": 50.0 + 20 * i + (1.0 + 0.5 * i) * t + rng.normal(0, 0.5, n)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_global_mode_differences_carry_a_trend_past_the_training_range():
+    df = _trending_frame()
+    params = dict(window=8, units=8, epochs=30, batch_size=16, seed=0)
+    plain = forecast_many(df, 12, mode="global", **params)
+    diffed = forecast_many(df, 12, mode="global", difference=1, **params)
+    logged = forecast_many(df, 12, mode="global", difference=1, log=True, **params)
+    top = df.groupby("unique_id")["y"].max()
+    for out in (diffed, logged):  # a trend carries on: every series ends above its maximum
+        last = out.groupby("unique_id")["y_hat"].last()
+        assert (last > top).all(), (last, top)
+    assert not (plain.groupby("unique_id")["y_hat"].last() > top + 5).all()
+    # one-step backtest: each held-out row from the actual rows before it, integrated back
+    bt = backtest_many(df, test_size=6, mode="global", difference=1, **params)
+    assert bt.metrics["rmse"].max() < 5 * bt.metrics["persistence_rmse"].max()
+    tail = bt.predictions[bt.predictions["unique_id"] == "t2"]
+    np.testing.assert_array_equal(tail["y"].to_numpy(), one_series(df, "t2").to_numpy()[-6:])
+
+
+def test_global_mode_reports_series_that_log_or_difference_cannot_take():
+    df = pd.concat([_trending_frame(2), pd.DataFrame({
+        "unique_id": "negative", "ds": pd.date_range("2020-01-01", periods=40, freq="MS"),
+        "y": np.linspace(-5, 5, 40)}), pd.DataFrame({
+        "unique_id": "short", "ds": pd.date_range("2020-01-01", periods=9, freq="MS"),
+        "y": np.arange(1.0, 10.0)})], ignore_index=True)
+    out, errors = forecast_many(df, 2, mode="global", log=True, difference=1, window=8,
+                                units=4, epochs=2, seed=0, return_errors=True)
+    assert sorted(out["unique_id"].unique()) == ["t0", "t1"]
+    reasons = dict(zip(errors["unique_id"], errors["reason"]))
+    assert "log=True needs positive values" in reasons["negative"]
+    assert "difference=(1,) needs at least 10" in reasons["short"]
+    with pytest.raises(TypeError, match="log must be a bool"):
+        forecast_many(df, 2, mode="global", log="yes", **TINY)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(df=[1, 2]), TypeError, "must be a pandas DataFrame"),
     (dict(id_col="series"), ValueError, r"no column for id_col='series'"),

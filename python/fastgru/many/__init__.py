@@ -57,7 +57,7 @@ def forecast_many(df, horizon: int, *, id_col="unique_id", time_col="ds", target
 
     ``forecaster_params`` go to ``GRUForecaster`` (``window``, ``units``, ``epochs``,
     ``batch_size``, ``seed``, ...; ``mode="global"`` takes the subset in
-    ``many.globalmodel.GLOBAL_DEFAULTS``).
+    ``many.globalmodel.GLOBAL_DEFAULTS``, ``log`` and ``difference`` for trends included).
 
     ``client``: a ``dask.distributed.Client`` to run on (``n_jobs`` is then ignored); None runs
     locally on ``n_jobs`` processes (default: every usable core, but at least 8 series each;

@@ -2,7 +2,9 @@
 
 Each series is scaled by its own scaler (fitted on that series' training rows), cut into
 windows, and the windows of all series train one ``GRU(units) -> Dense(1)``. Forecasts are
-recursive, one step at a time, for all series in one batch. A series too short for one window
+recursive, one step at a time, for all series in one batch. With ``log`` and ``difference``
+(as ``GRUForecaster``'s) each series is logged and differenced before scaling and every
+forecast integrated back, so trends carry on past the training range. A series too short for one window
 plus a target, or with NaN / infinite values or bad times, is reported as an error and left out
 of training; the others are fitted.
 
@@ -15,12 +17,13 @@ from typing import List, Sequence
 
 import numpy as np
 
-from .._validation import check_positive_int
+from .._validation import check_bool, check_positive_int, check_seed
 from ..forecaster import GRUForecaster
 from ..layers import GRU, Dense
 from ..model import Sequential
 from ..optimizers import Adam
-from ..preprocessing import MinMaxScaler, StandardScaler, make_windows
+from ..preprocessing import (MinMaxScaler, StandardScaler, check_lags, difference, make_windows,
+                             undifference)
 from ..timeindex import check_index, future_index, infer_step
 from .frames import SeriesData
 from .tasks import BatchResult
@@ -31,7 +34,8 @@ __all__ = ["GLOBAL_DEFAULTS", "check_global_params", "resolve_test_size", "forec
 # The GRUForecaster settings a global model understands, with GRUForecaster's defaults.
 GLOBAL_DEFAULTS = {name: value for name, value in GRUForecaster().get_params().items()
                    if name in ("window", "units", "epochs", "batch_size", "learning_rate",
-                               "scaler", "seed", "shuffle", "loss", "reset_after", "verbose")}
+                               "scaler", "seed", "shuffle", "loss", "reset_after", "verbose",
+                               "log", "difference")}
 _SCALERS = {"minmax": MinMaxScaler, "standard": StandardScaler}
 
 
@@ -44,6 +48,11 @@ def check_global_params(params: dict) -> dict:
     out = {**GLOBAL_DEFAULTS, **params}
     for name in ("window", "units", "epochs", "batch_size"):
         out[name] = check_positive_int(name, out[name])
+    for name in ("shuffle", "reset_after", "log"):
+        out[name] = check_bool(name, out[name])
+    check_seed("seed", out["seed"])
+    lags = out["difference"]  # () once checked: this runs again inside each task
+    out["difference"] = () if isinstance(lags, tuple) and not lags else check_lags(lags)
     if out["scaler"] is not None and out["scaler"] not in _SCALERS:
         raise ValueError(f"scaler must be 'minmax', 'standard' or None in mode='global'; "
                          f"got {out['scaler']!r}")
@@ -58,16 +67,21 @@ def resolve_test_size(test_size, n_rows: int) -> int:
     return int(test_size)
 
 
-def _problem(s: SeriesData, min_rows: int, window: int):
-    """Why ``s`` cannot be used (a sentence), or None."""
-    n = len(s.values)
+def _problem(s: SeriesData, min_rows: int, params: dict):
+    """Why ``s`` cannot be used (a sentence), or None. ``min_rows`` counts the window and
+    the rows after it; differencing costs ``sum(difference)`` more."""
+    n, window, shift = len(s.values), params["window"], sum(params["difference"])
+    min_rows += shift
     if n < min_rows:
-        return (f"too short: {n} rows, but window={window} needs at least {min_rows} "
+        lags = f" and difference={params['difference']}" if shift else ""
+        return (f"too short: {n} rows, but window={window}{lags} needs at least {min_rows} "
                 "(and many more to learn anything)")
     bad = int((~np.isfinite(s.values)).sum())
     if bad:
         return (f"{bad} of {n} values are NaN or infinite (all of them)" if bad == n else
                 f"{bad} of {n} values are NaN or infinite; fill them first")
+    if params["log"] and np.any(s.values <= 0):
+        return "log=True needs positive values; this series has values <= 0"
     try:
         check_index(s.times, "the series")
     except ValueError as exc:
@@ -80,21 +94,42 @@ def _scaler(params):
     return _SCALERS[name]() if name is not None else None
 
 
+def _levels(values, params) -> np.ndarray:
+    """The series in the units the model's differences are taken in: logged with ``log``."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.log(values) if params["log"] else values
+
+
+def _modelled(values, params) -> np.ndarray:
+    """What the network sees before scaling: the (logged) series, differenced by the lags
+    (``sum(lags)`` rows shorter)."""
+    return difference(_levels(values, params)[:, None], params["difference"])[:, 0]
+
+
+def _integrated(diffs, history, params) -> np.ndarray:
+    """Levels in the series' units from modelled values ``diffs`` (batch, steps) that follow
+    the series' actual rows ``history`` (batch, >= sum(lags)), each level feeding the next."""
+    levels = undifference(np.asarray(diffs)[..., None], _levels(history, params)[..., None],
+                          params["difference"])[..., 0]
+    return np.exp(levels) if params["log"] else levels
+
+
 def _train(train: Sequence[np.ndarray], params: dict):
     """Fit one scaler per series and one model on the windows of all: (model, scalers)."""
     window = params["window"]
     scalers, xs, ys = [], [], []
     for values in train:
+        values = _modelled(values, params)
         scaler = _scaler(params)
         scaled = scaler.fit_transform(values) if scaler is not None else values
         X, y = make_windows(np.asarray(scaled, dtype=np.float64), window)
         scalers.append(scaler)
         xs.append(X)
         ys.append(y)
-    model = Sequential([GRU(params["units"], reset_after=bool(params["reset_after"])), Dense(1)])
+    model = Sequential([GRU(params["units"], reset_after=params["reset_after"]), Dense(1)])
     model.compile(optimizer=Adam(learning_rate=params["learning_rate"]), loss=params["loss"])
     model.fit(np.concatenate(xs), np.concatenate(ys), epochs=params["epochs"],
-              batch_size=params["batch_size"], shuffle=bool(params["shuffle"]),
+              batch_size=params["batch_size"], shuffle=params["shuffle"],
               verbose=params["verbose"], seed=params["seed"])
     return model, scalers
 
@@ -116,11 +151,11 @@ def _predict(model, X, params):
 def forecast_global(series: Sequence[SeriesData], horizon: int, params: dict) -> BatchResult:
     """Train one model on all usable series and forecast ``horizon`` steps of each."""
     params = check_global_params(params)
-    window = params["window"]
+    window, shift = params["window"], sum(params["difference"])
     usable: List[SeriesData] = []
     errors = []
     for s in series:
-        problem = _problem(s, window + 1, window)
+        problem = _problem(s, window + 1, params)
         if problem is None:
             usable.append(s)
         else:
@@ -128,7 +163,8 @@ def forecast_global(series: Sequence[SeriesData], horizon: int, params: dict) ->
     if not usable:
         return BatchResult([], errors)
     model, scalers = _train([s.values for s in usable], params)
-    context = np.stack([_scale(sc, s.values[-window:]) for sc, s in zip(scalers, usable)])
+    context = np.stack([_scale(sc, _modelled(s.values, params)[-window:])
+                        for sc, s in zip(scalers, usable)])
     context = context[:, :, None]
     steps = []
     for _ in range(horizon):  # recursive: each forecast becomes the newest input
@@ -139,7 +175,8 @@ def forecast_global(series: Sequence[SeriesData], horizon: int, params: dict) ->
     rows = []
     for i, (s, sc) in enumerate(zip(usable, scalers)):
         times = future_index(s.times[-1], infer_step(s.times), horizon)
-        rows.append((s.code, times, _unscale(sc, scaled[i])))
+        history = s.values[len(s.values) - shift:]
+        rows.append((s.code, times, _integrated(_unscale(sc, scaled[i]), history, params)))
     return BatchResult(rows, errors)
 
 
@@ -148,11 +185,11 @@ def backtest_global(series: Sequence[SeriesData], test_size, params: dict) -> Ba
     them, forecast each held-out row one step ahead from the actual rows before it. Rows
     ``(code, times of the tail, actual, forecast, persistence)`` as ``backtest_local``."""
     params = check_global_params(params)
-    window = params["window"]
+    window, shift = params["window"], sum(params["difference"])
     usable, sizes, errors = [], [], []
     for s in series:
         size = resolve_test_size(test_size, len(s.values))
-        problem = _problem(s, window + 1 + size, window)
+        problem = _problem(s, window + 1 + size, params)
         if problem is None:
             usable.append(s)
             sizes.append(size)
@@ -164,14 +201,18 @@ def backtest_global(series: Sequence[SeriesData], test_size, params: dict) -> Ba
     model, scalers = _train([s.values[:-k] for s, k in zip(usable, sizes)], params)
     tails = []
     for s, sc, k in zip(usable, scalers, sizes):
-        X, _ = make_windows(_scale(sc, s.values), window)
+        X, _ = make_windows(_scale(sc, _modelled(s.values, params)), window)
         tails.append(X[len(X) - k:])
     scaled = _predict(model, np.concatenate(tails), params)
     rows, start = [], 0
     for s, sc, k in zip(usable, scalers, sizes):
-        forecast = _unscale(sc, scaled[start:start + k])
+        diffs = _unscale(sc, scaled[start:start + k])
         start += k
         n = len(s.values)
+        # each held-out row from the actual rows before it: history (k, shift), one step each
+        history = np.stack([s.values[t - shift:t] for t in range(n - k, n)]) if shift else \
+            np.empty((k, 0))
+        forecast = _integrated(diffs[:, None], history, params)[:, 0]
         rows.append((s.code, s.times[n - k:], s.values[n - k:], forecast,
                      s.values[n - k - 1:n - 1]))
     return BatchResult(rows, errors)
