@@ -12,8 +12,8 @@ namespace fastgru {
 // zero gradients (a saturated unit's weights) would otherwise stick at the smallest subnormal,
 // since m + (0 - m) * c1 rounds back to m, and every later step would pay the CPU's subnormal
 // penalty on it: an Adam step over a whole model's weights measured 21-29x slower
-// (benchmarks/RESULTS.md). TensorFlow's CPU kernels flush subnormals as well. optimizers.py's NumPy form flushes the
-// same values, so the two stay equal bit for bit.
+// (benchmarks/RESULTS.md). TensorFlow's CPU kernels flush subnormals as well. optimizers.py's
+// NumPy form flushes the same values, so the two stay equal bit for bit.
 template <typename T>
 inline T flush_subnormal(T x) {
   return std::fabs(x) < std::numeric_limits<T>::min() ? T(0) : x;

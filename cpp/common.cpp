@@ -298,7 +298,8 @@ TeamChooser::Call TeamChooser::start(int planned) {
   const uint32_t call = calls_.fetch_add(1, std::memory_order_relaxed);
   // A call site's first call may start the OpenMP threads and touches their scratch (here
   // 0.75-1.0 ms against 0.5 for the next calls of a seed-sized forward): not a sample, or the
-  // team would look slow for the next few dozen calls.
+  // team would look slow for the next few dozen calls. (finish()'s fastest-of-three alone is
+  // not enough: without this skip the team ran from the 16th call, not the 4th.)
   if (call == 0) return {planned, false, started};
   if (team == 0) return {planned, true, started};  // not measured yet: the team first
   if (alone == 0) return {call % 2 == 0 ? 1 : planned, true, started};  // then once alone

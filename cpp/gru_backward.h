@@ -56,13 +56,11 @@ struct BackwardBuffers {
   size_t gate_stride;  // columns of one d_gates row
   size_t w_col;        // first column of [dz dr dn]
   TapeRows tape_rows;  // the groups of batch rows (at most kBackwardGroups) and the tape's order
-  size_t groups;       // tape_rows.groups
-  const size_t* group_lo;  // tape_rows.lo: first batch row of each group; [groups] = B
   ChunkBuffers<T> chunks[2];
   GroupGradients<T> grads[kBackwardGroups];
 
   BackwardBuffers(const PackedWeights<T>& w, size_t batch, size_t steps, int mr, T* base)
-      : tape_rows(batch, steps, size_t(mr)), groups(tape_rows.groups), group_lo(tape_rows.lo) {
+      : tape_rows(batch, steps, size_t(mr)) {
     const size_t Hp = w.padded_units, I = w.input_size;
     chunk = w.backward_chunk(batch, steps);
     gate_stride = (w.reset_after ? 4 : 3) * Hp;
@@ -74,7 +72,7 @@ struct BackwardBuffers {
       c.d_gates = base + i * chunk_elements;
       c.x = c.d_gates + rows * gate_stride;
     }
-    for (size_t g = 0; g < groups; ++g) {
+    for (size_t g = 0; g < tape_rows.groups; ++g) {
       grads[g].d_kernel = base + 2 * chunk_elements + g * w.backward_group_elements();
       grads[g].d_rec = grads[g].d_kernel + I * 3 * Hp;
       grads[g].d_sums = grads[g].d_rec + w.units * 3 * Hp;
@@ -82,15 +80,11 @@ struct BackwardBuffers {
     }
   }
 
-  BackwardBuffers(const BackwardBuffers&) = delete;  // group_lo points into tape_rows
-  BackwardBuffers& operator=(const BackwardBuffers&) = delete;
-
-  size_t group_of(size_t b) const { return tape_rows.group_of(b); }
   // Chunk row of batch row b at step t_begin + tl. Each group has the same rows in every
   // chunk, a shorter last chunk included, so a thread that only touches its own groups'
   // rows never meets another thread's, however far ahead either is.
   size_t row(size_t b, size_t tl) const {
-    const size_t g = group_of(b), lo = group_lo[g], n = group_lo[g + 1] - lo;
+    const size_t g = tape_rows.group_of(b), lo = tape_rows.lo[g], n = tape_rows.rows_of(g);
     return chunk * lo + tl * n + (b - lo);
   }
 };
@@ -170,10 +164,11 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
     for (size_t i0 = 0; i0 < nr; i0 += MR) {
       const int m = int(nr - i0 < size_t(MR) ? nr - i0 : MR);
       T* dh_rows = dh + i0 * Hp;
-      const size_t c0 = buf.row(r0 + i0, t - t0);  // a block never spans two groups
+      // A block never spans two groups: its rows are consecutive in the chunk and the tape.
+      const size_t c0 = buf.row(r0 + i0, t - t0), tb0 = buf.tape_rows.row(r0 + i0, t);
       T* dg0 = cb.d_gates + c0 * gs;
       for (int i = 0; i < m; ++i) {
-        const size_t b = r0 + i0 + i, bt = b * steps + t, tb = buf.tape_rows.row(b, t);
+        const size_t b = r0 + i0 + i, bt = b * steps + t, tb = tb0 + size_t(i);
         const size_t c = c0 + size_t(i);
         T* d = dh_rows + i * Hp;
         if (a.d_out != nullptr) {
@@ -220,7 +215,7 @@ void backward_rows(const BackwardArgs<T>& a, const BackwardBuffers<T>& buf,
       } else {  // n saw (r*h)*Uh: its gradient q = dn*Uh^T feeds dr and dh
         gemm_block<T, false>(m, H, dg0 + cn, gs, UhT, q, Hp);
         for (int i = 0; i < m; ++i) {
-          const size_t tb = buf.tape_rows.row(r0 + i0 + i, t);
+          const size_t tb = tb0 + size_t(i);
           const T* gates = a.tape.gates + tb * 3 * Hp;
           const T* h_prev = a.tape.h_prev + tb * Hp;
           T* dg = dg0 + i * gs;
@@ -378,7 +373,9 @@ bool gru_backward(const BackwardArgs<T>& a) {
   const size_t I = w.input_size, H = w.units, Hp = w.padded_units, L = Simd<T>::lanes;
   const size_t B = a.batch, steps = a.steps;
   const BackwardBuffers<T> buf(w, B, steps, kRows<T>, a.workspace);
-  const size_t w_col = buf.w_col, chunk = buf.chunk, gs = buf.gate_stride, G = buf.groups;
+  const size_t w_col = buf.w_col, chunk = buf.chunk, gs = buf.gate_stride;
+  const TapeRows& tape_rows = buf.tape_rows;
+  const size_t G = tape_rows.groups;
 
   const double flops = 6.0 * B * steps * 3.0 * H * double(I + H);
   // Not plan_threads: threads beyond the row blocks still share the weight-gradient columns.
@@ -437,10 +434,9 @@ bool gru_backward(const BackwardArgs<T>& a) {
 #pragma omp barrier
       }
       for (size_t g = g_first; g < G; g += g_step) {
-        const size_t row0 = chunk * buf.group_lo[g];
-        const size_t K = len * (buf.group_lo[g + 1] - buf.group_lo[g]);
+        const size_t row0 = chunk * tape_rows.lo[g], K = len * tape_rows.rows_of(g);
         // The group's tape rows of steps [t0, t1): one run, in the chunk rows' order.
-        const size_t tape_row = buf.tape_rows.row(buf.group_lo[g], t0);
+        const size_t tape_row = tape_rows.row(tape_rows.lo[g], t0);
         WeightGradient<T> prods[kMaxProducts];
         group_products(w, buf, cb, a.tape, buf.grads[g], row0, tape_row, prods);
         const TailGradient<T> tail{w.tail_dot_units, Hp, a.tape.h_prev + tape_row * Hp,

@@ -96,8 +96,10 @@ bool forward_rows(const ForwardArgs<T>& a, size_t r0, size_t r1) {
         gemm_block<T, true>(m, H, reset_state, Hp, Uh, C + 2 * Hp, ldc);
       }
 
+      // the block's tape rows are consecutive: a block never spans two of TapeRows' groups
+      const size_t tb0 = training ? tape_rows.row(b0, t) : 0;
       for (int i = 0; i < m; ++i) {
-        const size_t b = b0 + i, bt = b * steps + t, tb = training ? tape_rows.row(b, t) : 0;
+        const size_t b = b0 + i, bt = b * steps + t, tb = tb0 + size_t(i);
         const T* c = C + i * ldc;
         T* h = h_rows + i * Hp;
         T* tape_gates = training ? a.tape.gates + tb * 3 * Hp : nullptr;

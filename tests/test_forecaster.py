@@ -76,7 +76,8 @@ def test_calendar_dates_with_a_gap_continue_on_the_calendar(freq, start):
     want = pd.date_range(s.index[-1], periods=4, freq=freq, name="Date")[1:]
     assert list(f.predict(steps=3).index) == list(want)
     assert timeindex.gaps(s.index) == (1, [(s.index[29], s.index[30])])
-    assert all(d.weekday() < 5 for d in f.predict(steps=7).index) or freq != "B"
+    if freq == "B":
+        assert all(d.weekday() < 5 for d in f.predict(steps=7).index)
 
 
 @pytest.mark.parametrize("freq", ["B", "ME"])

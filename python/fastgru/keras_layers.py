@@ -46,22 +46,6 @@ class Input:
         return f"Input(shape={self.shape[1:]})"
 
 
-def _check_noise_shape(noise_shape) -> tuple:
-    """``noise_shape`` as a tuple of positive ints and None (one entry per input axis), else
-    a TypeError (not a sequence) or ValueError naming it."""
-    try:
-        dims = tuple(noise_shape)
-    except TypeError:
-        raise TypeError(f"noise_shape must be a tuple of ints and None; got "
-                        f"{type(noise_shape).__name__}") from None
-    if not dims:
-        raise ValueError("noise_shape must have one entry per input axis; got ()")
-    for d in dims:
-        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0):
-            raise ValueError(f"noise_shape must hold positive ints or None; got {noise_shape!r}")
-    return tuple(None if d is None else int(d) for d in dims)
-
-
 class Dropout(Layer):
     """Keras ``Dropout(rate, noise_shape=None, seed=None)``: inverted dropout in training, the
     identity at inference. ``noise_shape`` (with None for the input's own size) shares one
@@ -73,7 +57,8 @@ class Dropout(Layer):
                  dtype="float32", name: Optional[str] = None, input_shape=None):
         super().__init__(name=name, dtype=dtype, seed=seed, input_shape=input_shape)
         self.rate = check_rate("rate", rate)
-        self.noise_shape = None if noise_shape is None else _check_noise_shape(noise_shape)
+        self.noise_shape = (None if noise_shape is None else  # one entry per input axis
+                            check_input_shape(noise_shape, "noise_shape", fixed_features=False))
         self._mask = None
         self._noise = None
 

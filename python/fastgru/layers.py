@@ -139,8 +139,9 @@ def check_weight_arrays(weights, expected_shapes, owner: str, dtype) -> List[np.
     return arrays
 
 
-def check_input_shape(shape, name: str) -> Tuple[Optional[int], ...]:
-    """Keras' ``shape``/``input_shape`` (no samples axis): positive ints, None for any length."""
+def check_input_shape(shape, name: str, fixed_features: bool = True) -> Tuple[Optional[int], ...]:
+    """Keras' ``shape``/``input_shape`` (no samples axis): positive ints, None for any length;
+    the last axis (the features) fixed unless ``fixed_features=False`` (a ``noise_shape``)."""
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
     try:
@@ -157,7 +158,7 @@ def check_input_shape(shape, name: str) -> Tuple[Optional[int], ...]:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
             raise ValueError(f"{name} must hold positive ints or None; got {shape!r}")
         out.append(int(d))
-    if out[-1] is None:
+    if fixed_features and out[-1] is None:
         raise ValueError(f"{name} must fix the feature count (its last axis); got {shape!r}")
     return tuple(out)
 

@@ -80,13 +80,7 @@ def infer_step(index):
     if index is None:
         return None
     if isinstance(index, pd.DatetimeIndex):
-        freq = index.freq
-        if freq is None and len(index) >= 3:
-            # freq="infer" is pd.infer_freq returning an offset on every pandas version
-            try:
-                freq = pd.DatetimeIndex(index, freq="infer").freq
-            except (TypeError, ValueError):
-                freq = None
+        freq = _pandas_freq(index)
         if freq is not None:
             return ("offset", freq)
         calendar = _calendar_step(index)
@@ -101,6 +95,18 @@ def infer_step(index):
             step = int(step)
         return ("number", step)
     return ("number", 1)
+
+
+def _pandas_freq(index):
+    """The DatetimeIndex's frequency, or the one pandas infers from regular dates, or None."""
+    import pandas as pd
+
+    if index.freq is not None or len(index) < 3:
+        return index.freq
+    try:  # freq="infer" is pd.infer_freq returning an offset on every pandas version
+        return pd.DatetimeIndex(index, freq="infer").freq
+    except (TypeError, ValueError):
+        return None
 
 
 def _calendar_step(index):
@@ -176,12 +182,11 @@ def gaps(index) -> Tuple[int, list]:
 
     if not isinstance(index, pd.DatetimeIndex) or len(index) < 3:
         return 0, []
-    step = infer_step(index)
-    calendar = _calendar_step(index) if step[0] == "offset" and index.freq is None else None
+    if _pandas_freq(index) is not None:
+        return 0, []
+    calendar = _calendar_step(index)
     if calendar is not None:
         where = np.flatnonzero(calendar[1] > 1)
-    elif step[0] == "offset":
-        return 0, []
     else:
         spacing = np.diff(index.asi8)
         where = np.flatnonzero(spacing > 1.5 * np.median(spacing))

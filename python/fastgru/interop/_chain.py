@@ -111,9 +111,10 @@ def with_affine(chain: Sequence[Spec], scale=None, shift=None) -> List[Spec]:
 def set_sequence_flags(chain: Sequence[Spec], last_return_sequences: bool) -> None:
     """Every GRU that has another GRU after it returns sequences (the next one needs them); the
     last GRU returns them when ``last_return_sequences``, else only its last state."""
+    last = check_bool("return_sequences", last_return_sequences)
     gru_ids = [i for i, s in enumerate(chain) if isinstance(s, GRUSpec)]
     for i in gru_ids:
-        chain[i].return_sequences = True if i != gru_ids[-1] else check_bool("return_sequences", last_return_sequences)
+        chain[i].return_sequences = True if i != gru_ids[-1] else last
 
 
 def check_chain(chain: Sequence[Spec], what: str) -> None:

@@ -184,10 +184,8 @@ def to_onnx(model, path=None, *, opset: int = OPSET, name: str = "fastgru", dtyp
     from onnx import helper
 
     chain = chain_of(model, "to_onnx")
-    if dtype is not None:
-        _GraphBuilder(dtype)  # float32 or float64, else ValueError naming dtype
-        chain = with_dtype(chain, dtype)
-    b = _GraphBuilder(chain[0].kernel.dtype)
+    b = _GraphBuilder(chain[0].kernel.dtype if dtype is None else dtype)  # checks dtype
+    chain = with_dtype(chain, b.dtype)
     t = b.add("Transpose", ["x"], "x_time_major", perm=[1, 0, 2])
     has_time = True  # t is (T, B, F) while True, (B, F) after a GRU that returns its last state
     for k, spec in enumerate(chain):

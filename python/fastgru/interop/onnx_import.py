@@ -197,7 +197,7 @@ def _gru_node(node, ins, attrs, states: List[str]) -> List[Any]:
     h0 = ins[5] if len(ins) > 5 else None
     if isinstance(h0, _Const) and not np.any(h0.value):
         h0 = None
-    if isinstance(h0, _Data) and not h0.chain or isinstance(h0, _InputPart):
+    if (isinstance(h0, _Data) and not h0.chain) or isinstance(h0, _InputPart):
         states.append(h0.source)  # a state input: predict is the run with zeros fed there
     elif h0 is not None and h0 is not _ZEROS:
         raise _Unsupported(f"{name}: its initial_h is not zero (nor a model input); fastgru "

@@ -4,7 +4,8 @@ Each series is scaled by its own scaler (fitted on that series' training rows), 
 windows, and the windows of all series train one ``GRU(units) -> Dense(1)``. Forecasts are
 recursive, one step at a time, for all series in one batch. With ``log`` and ``difference``
 (as ``GRUForecaster``'s) each series is logged and differenced before scaling and every
-forecast integrated back, so trends carry on past the training range. A series too short for one window
+forecast integrated back, so trends carry on past the training range. A series too short
+for one window
 plus a target, or with NaN / infinite values or bad times, is reported as an error and left out
 of training; the others are fitted.
 
@@ -115,11 +116,11 @@ def _integrated(diffs, history, params) -> np.ndarray:
 
 
 def _train(train: Sequence[np.ndarray], params: dict):
-    """Fit one scaler per series and one model on the windows of all: (model, scalers)."""
+    """Fit one scaler per series and one model on the windows of all: (model, scalers).
+    ``train``: each series as the network sees it before scaling (``_modelled``)."""
     window = params["window"]
     scalers, xs, ys = [], [], []
     for values in train:
-        values = _modelled(values, params)
         scaler = _scaler(params)
         scaled = scaler.fit_transform(values) if scaler is not None else values
         X, y = make_windows(np.asarray(scaled, dtype=np.float64), window)
@@ -162,9 +163,9 @@ def forecast_global(series: Sequence[SeriesData], horizon: int, params: dict) ->
             errors.append((s.code, problem))
     if not usable:
         return BatchResult([], errors)
-    model, scalers = _train([s.values for s in usable], params)
-    context = np.stack([_scale(sc, _modelled(s.values, params)[-window:])
-                        for sc, s in zip(scalers, usable)])
+    modelled = [_modelled(s.values, params) for s in usable]
+    model, scalers = _train(modelled, params)
+    context = np.stack([_scale(sc, m[-window:]) for sc, m in zip(scalers, modelled)])
     context = context[:, :, None]
     steps = []
     for _ in range(horizon):  # recursive: each forecast becomes the newest input
@@ -198,10 +199,12 @@ def backtest_global(series: Sequence[SeriesData], test_size, params: dict) -> Ba
                                                    "need at least")))
     if not usable:
         return BatchResult([], errors)
-    model, scalers = _train([s.values[:-k] for s, k in zip(usable, sizes)], params)
+    # differencing a series' first rows gives the first rows of its differences
+    modelled = [_modelled(s.values, params) for s in usable]
+    model, scalers = _train([m[:-k] for m, k in zip(modelled, sizes)], params)
     tails = []
-    for s, sc, k in zip(usable, scalers, sizes):
-        X, _ = make_windows(_scale(sc, _modelled(s.values, params)), window)
+    for m, sc, k in zip(modelled, scalers, sizes):
+        X, _ = make_windows(_scale(sc, m), window)
         tails.append(X[len(X) - k:])
     scaled = _predict(model, np.concatenate(tails), params)
     rows, start = [], 0
