@@ -206,6 +206,45 @@ def test_the_table_names_the_cpu_and_the_simd_path():
     assert machine["processor"] in first and f"SIMD path {machine['fastgru_config']['simd']}" in first
 
 
+X86_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+flags\t\t: fpu avx512f
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: Something Else
+"""
+
+ARM_CPUINFO = """processor\t: 0
+BogoMIPS\t: 50.00
+Features\t: fp asimd
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU part\t: 0xd0c
+
+processor\t: 1
+CPU part\t: 0xd40
+"""
+
+
+@pytest.mark.parametrize("text, expected", [
+    (X86_CPUINFO, "AMD EPYC (family 25, model 17)"),
+    (ARM_CPUINFO, " (implementer 0x41, part 0xd0c)"),
+])
+def test_the_cpu_name_gives_the_generation_a_virtual_machine_hides(tmp_path, text, expected):
+    # KVM guests of Zen 2 and Zen 4 are both "AMD EPYC": the family and model tell them apart
+    path = tmp_path / "cpuinfo"
+    path.write_text(text)
+    name = bench.run.cpu_name(str(path))
+    assert name.endswith(expected) and "Something Else" not in name and "0xd40" not in name
+    assert bench.run.cpu_name(str(tmp_path / "missing"))  # no /proc (macOS): still a name
+
+
 def test_an_unwritable_output_folder_is_a_usage_error(tmp_path, capsys):
     folder = tmp_path / "ro"
     folder.mkdir()

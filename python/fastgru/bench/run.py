@@ -373,12 +373,25 @@ def machine_info() -> Dict[str, Any]:
     return info
 
 
-def cpu_name() -> str:
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The processor's name, with its family and model (x86) or implementer and part (ARM)
+    where ``cpuinfo`` gives them: virtual machines often name only "AMD EPYC" or "Intel Xeon
+    Processor", which hides the generation (Zen 2 and Zen 4 differ in SIMD width and L1)."""
+    fields: Dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, colon, value = line.partition(":")
+                if not colon:  # a blank line ends the first processor's block
+                    if fields:
+                        break
+                    continue
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor()
+    name = fields.get("model name") or platform.processor() or platform.machine() or "?"
+    if "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    if "CPU implementer" in fields and "CPU part" in fields:
+        return f"{name} (implementer {fields['CPU implementer']}, part {fields['CPU part']})"
+    return name
