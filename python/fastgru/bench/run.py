@@ -28,7 +28,7 @@ import numpy as np
 
 from .._config import config as fastgru_config, usable_cores
 from . import peers as registry
-from .harness import (BenchConfig, Peer, SkipCandidate, Workload, log, run_candidate,
+from .harness import (BenchConfig, Peer, Workload, log, run_candidate,
                       sample_stats)
 from .workloads import make_workloads, matmul_baseline
 
