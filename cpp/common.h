@@ -191,9 +191,12 @@ struct TapeRows {
   }
   FASTGRU_SHARED_INLINE size_t rows_of(size_t g) const { return lo[g + 1] - lo[g]; }
   // The tape row of batch row b at step t.
-  FASTGRU_SHARED_INLINE size_t row(size_t b, size_t t) const {
+  FASTGRU_SHARED_INLINE size_t row(size_t b, size_t t) const { return row_in_run(b, t, steps); }
+  // The same order over runs of `run` steps instead of all of them (gru_backward's chunk
+  // buffers, which hold one chunk of steps at a time).
+  FASTGRU_SHARED_INLINE size_t row_in_run(size_t b, size_t t, size_t run) const {
     const size_t g = group_of(b);
-    return lo[g] * steps + t * rows_of(g) + (b - lo[g]);
+    return lo[g] * run + t * rows_of(g) + (b - lo[g]);
   }
 };
 

@@ -83,10 +83,7 @@ struct BackwardBuffers {
   // Chunk row of batch row b at step t_begin + tl. Each group has the same rows in every
   // chunk, a shorter last chunk included, so a thread that only touches its own groups'
   // rows never meets another thread's, however far ahead either is.
-  size_t row(size_t b, size_t tl) const {
-    const size_t g = tape_rows.group_of(b), lo = tape_rows.lo[g], n = tape_rows.rows_of(g);
-    return chunk * lo + tl * n + (b - lo);
-  }
+  size_t row(size_t b, size_t tl) const { return tape_rows.row_in_run(b, tl, chunk); }
 };
 
 // dx rows for a small input size: one dot product of a d_gates row with each row of W (the

@@ -155,14 +155,15 @@ def build_sequential(chain: Sequence[Spec], dtype=np.float32, what: str = "conve
 
 
 def with_dtype(chain: Sequence[Spec], dtype) -> List[Spec]:
-    """Copies of the chain's specs with every weight array cast to ``dtype``."""
+    """Copies of the chain's specs with every weight array in ``dtype`` (the same arrays where
+    they already are)."""
     out = []
     for spec in chain:
         spec = copy.copy(spec)
         for field in dataclasses.fields(spec):
             value = getattr(spec, field.name)
             if isinstance(value, np.ndarray):
-                setattr(spec, field.name, value.astype(dtype))
+                setattr(spec, field.name, value.astype(dtype, copy=False))
         out.append(spec)
     return out
 
