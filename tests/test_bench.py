@@ -174,6 +174,39 @@ def test_time_budget_stops_repetitions_but_keeps_one():
     assert stats["repeats"] == 1 and len(calls) == 2  # one warm-up, one timed
 
 
+def test_one_librarys_implementations_take_turns():
+    # fit and the bare loop (or predict and forward) alternate repetition by repetition, so
+    # that a machine's drift reaches both alike; each is warmed up and calibrated on its own.
+    order = []
+    stats = bench.time_in_turns([lambda: order.append("a"), lambda: order.append("b")],
+                                repeats=3, warmup=1, per_call=False, min_rep_seconds=0)
+    assert order == ["a", "b"] + ["a", "b"] * 3
+    assert [s["repeats"] for s in stats] == [3, 3]
+
+
+def test_a_failing_implementation_leaves_the_turns_and_the_others_go_on():
+    calls = []
+
+    def fails_on_third_call():
+        calls.append("x")
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+
+    stats = bench.time_in_turns([fails_on_third_call, lambda: None], repeats=4, warmup=1,
+                                per_call=False, min_rep_seconds=0)
+    assert isinstance(stats[0]["error"], RuntimeError) and len(calls) == 3
+    assert stats[1]["repeats"] == 4
+    with pytest.raises(ZeroDivisionError):  # time_calls, with one function, raises it
+        bench.time_calls(lambda: 1 / 0, repeats=2, warmup=0, per_call=False, min_rep_seconds=0)
+
+
+def test_the_time_budget_is_each_implementations_own():
+    slow = lambda: sum(range(200000))  # noqa: E731
+    stats = bench.time_in_turns([slow, lambda: None], repeats=5, warmup=0, per_call=False,
+                                min_rep_seconds=0, max_seconds=1e-4)
+    assert stats[0]["repeats"] == 1 and stats[1]["repeats"] == 5
+
+
 def test_threads_option_parses_all_and_dedupes():
     assert bench.cli.parse_threads("1,all,1") == [1] + ([usable_cores()] if usable_cores() > 1 else [])
     with pytest.raises(argparse.ArgumentTypeError, match="between 1 and"):

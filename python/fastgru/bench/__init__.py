@@ -20,7 +20,9 @@ Timing: warm-up calls, then ``--repeats`` repetitions (each at least ~50 ms of c
 short workloads, one epoch for A); reported per call: median, interquartile range, min-max.
 ``ratio`` = median / median of the first fastgru implementation of the same workload and
 thread count (>1: slower than fastgru). Each library runs at each thread count in its own
-child process, so that no library's thread pool slows another's rows.
+child process, so that no library's thread pool slows another's rows; there its
+implementations of a workload take turns repetition by repetition (``time_in_turns``), so
+that e.g. ``Sequential.fit`` and the bare kernel loop meet the same moments of a noisy machine.
 
 Modules: ``harness`` (what a workload, candidate and peer are; timing; the agreement check),
 ``workloads`` (data, weights, the matmul yardstick), ``training`` (workload A's loop on the
@@ -33,7 +35,7 @@ from __future__ import annotations
 from . import peers
 from .cli import main
 from .harness import (ALL_WORKLOADS, BenchConfig, Candidate, Mismatch, Peer, Runner, SkipCandidate,
-                      Workload, max_diff, sizes_for, time_calls)
+                      Workload, max_diff, sizes_for, time_calls, time_in_turns)
 from .report import format_table, write_plot
 from .run import run_benchmarks
 from .training import KernelTrainer
@@ -41,5 +43,5 @@ from .workloads import forward_flops, make_workloads, matmul_baseline
 
 __all__ = ["main", "run_benchmarks", "BenchConfig", "Workload", "Candidate", "Runner", "Peer",
            "Mismatch", "SkipCandidate", "peers", "ALL_WORKLOADS", "sizes_for", "time_calls",
-           "max_diff", "format_table", "write_plot", "KernelTrainer", "forward_flops",
-           "make_workloads", "matmul_baseline"]
+           "time_in_turns", "max_diff", "format_table", "write_plot", "KernelTrainer",
+           "forward_flops", "make_workloads", "matmul_baseline"]

@@ -1,12 +1,13 @@
-"""The harness's vocabulary and its one-row machinery: what a workload, a candidate and a peer
-are; how a call is timed; how a result is checked against fastgru's; one implementation's row.
+"""The harness's vocabulary and its row machinery: what a workload, a candidate and a peer
+are; how calls are timed (one library's implementations taking turns); how a result is checked
+against fastgru's.
 """
 from __future__ import annotations
 
 import dataclasses
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -136,35 +137,79 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int, per_call: bool,
     With ``max_seconds``, warm-up and repetitions stop once that much time is spent (at least
     one timed repetition always runs); ``repeats`` in the result says how many ran.
     """
-    start = time.perf_counter()
-    over = lambda: max_seconds is not None and time.perf_counter() - start > max_seconds  # noqa: E731
-    for _ in range(warmup):
-        fn()
-        if over():
-            break
-    number = 1
-    if per_call:  # calls per repetition so that one repetition lasts >= min_rep_seconds
-        while True:
-            t0 = time.perf_counter()
-            for _ in range(number):
-                fn()
-            elapsed = time.perf_counter() - t0
-            if elapsed >= min_rep_seconds or number >= 1 << 20:
-                break
-            number = max(number * 2, int(number * 1.2 * min_rep_seconds / max(elapsed, 1e-9)))
-    samples: List[float] = []
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    stats = time_in_turns([fn], repeats, warmup, per_call, min_rep_seconds, max_seconds)[0]
+    if "error" in stats:
+        raise stats["error"]
+    return stats
+
+
+@dataclasses.dataclass
+class _TimedFunction:
+    """One function's progress through ``time_in_turns``."""
+
+    fn: Callable[[], Any]
+    number: int = 1  # calls a repetition
+    spent: float = 0.0  # seconds of its warm-up, calibration and repetitions
+    samples: List[float] = dataclasses.field(default_factory=list)
+    cpu: float = 0.0  # process CPU seconds during its repetitions
+    wall: float = 0.0  # wall seconds of its repetitions
+    error: Optional[BaseException] = None
+    done: bool = False
+
+
+def time_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int, per_call: bool,
+                  min_rep_seconds: float, max_seconds: Optional[float] = None) -> List[Dict[str, Any]]:
+    """``time_calls`` for several functions at once, their repetitions taking turns (a b a b
+    ...): on a machine whose speed drifts, each meets the same mix of quiet and loud moments,
+    so their ratio holds where their times one after the other would not. Each is warmed up
+    and calibrated first, on its own; ``max_seconds`` is each one's budget. A function that
+    raises leaves the turns: its entry is ``{"error": the exception}``.
+    """
+    timed = [_TimedFunction(fn) for fn in fns]
+    for t in timed:
+        start = time.perf_counter()
+        over = lambda: max_seconds is not None and time.perf_counter() - start > max_seconds  # noqa: E731
+        try:
+            for _ in range(warmup):
+                t.fn()
+                if over():
+                    break
+            if per_call:  # calls per repetition so that one repetition lasts >= min_rep_seconds
+                while True:
+                    t0 = time.perf_counter()
+                    for _ in range(t.number):
+                        t.fn()
+                    elapsed = time.perf_counter() - t0
+                    if elapsed >= min_rep_seconds or t.number >= 1 << 20:
+                        break
+                    t.number = max(t.number * 2,
+                                   int(t.number * 1.2 * min_rep_seconds / max(elapsed, 1e-9)))
+        except Exception as e:  # noqa: BLE001 - reported in its entry; the others go on
+            t.error = e
+        t.spent = time.perf_counter() - start
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-        if over():
+        turn = [t for t in timed if t.error is None and not t.done]
+        if not turn:
             break
-    # CPU time of every thread of this process per second of the timed calls: about 1 for a
-    # single-threaded call unless other thread pools in the process spin meanwhile.
-    cpu_per_wall = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
-    return dict(sample_stats(samples), number=number, cpu_per_wall=cpu_per_wall)
+        for t in turn:
+            # CPU time of every thread of this process per second of the timed calls: about 1
+            # for a single-threaded call unless other thread pools in the process spin meanwhile.
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            try:
+                for _ in range(t.number):
+                    t.fn()
+            except Exception as e:  # noqa: BLE001
+                t.error = e
+                continue
+            elapsed = time.perf_counter() - t0
+            t.samples.append(elapsed / t.number)
+            t.cpu += time.process_time() - cpu0
+            t.wall += elapsed
+            t.spent += elapsed
+            t.done = max_seconds is not None and t.spent > max_seconds
+    return [{"error": t.error} if t.error is not None else
+            dict(sample_stats(t.samples), number=t.number, cpu_per_wall=t.cpu / max(t.wall, 1e-9))
+            for t in timed]
 
 
 def set_all_threads(n: int) -> None:
@@ -197,9 +242,10 @@ def format_duration(seconds: Optional[float], unit: str) -> str:
     return f"{v:.4g} {unit}" if v < 1000 else f"{v:,.0f} {unit}"
 
 
-def run_candidate(cfg: BenchConfig, w: Workload, cand: Candidate, nt: int, expected,
-                  reference_out, timed: bool = True) -> Dict[str, Any]:
-    """Build, check and (if it agrees) time one implementation at ``nt`` threads. A row that
+def check_candidate(cfg: BenchConfig, w: Workload, cand: Candidate, nt: int, expected,
+                    reference_out) -> Tuple[Dict[str, Any], Optional[Runner]]:
+    """Build one implementation at ``nt`` threads and check its result. Returns its row and,
+    if it agrees, the runner to time (else None, with the row's status saying why). A row that
     passed its check carries its outputs under ``"_out"`` (the caller removes them)."""
     row: Dict[str, Any] = dict(workload=w.key, implementation=cand.name, library=cand.library,
                                threads=nt, unit=w.unit, status="ok", note="")
@@ -225,20 +271,7 @@ def run_candidate(cfg: BenchConfig, w: Workload, cand: Candidate, nt: int, expec
                 f"max abs diff {row['max_abs_diff']:.3g} vs {row['compared_with']} "
                 f"(normalised {rel:.3g}) exceeds tolerance {w.tol:g}")
         row["_out"] = out
-        if not timed:
-            return row
-        set_all_threads(nt)
-        wanted = cfg.repeats if w.per_call else cfg.epoch_repeats
-        stats = time_calls(runner.run, wanted, cfg.warmup if w.per_call else 1, w.per_call,
-                           cfg.min_rep_seconds, cfg.max_seconds)
-        if stats["repeats"] < wanted:
-            row["note"] = (row["note"] + "; " if row["note"] else "") + (
-                f"stopped after {stats['repeats']} repetition(s): --max-seconds {cfg.max_seconds:g}")
-        row.update(stats)
-        if w.flops:
-            row["gflops"] = w.flops / stats["median"] / 1e9
-        log(f"   {cand.name} @ {nt} thr: {format_duration(stats['median'], w.unit)} "
-            f"(max|diff| {row['max_abs_diff']:.2g} vs {row['compared_with']})")
+        return row, runner
     except SkipCandidate as e:
         row.update(status="skipped", note=str(e))
         log(f"   {cand.name} @ {nt} thr: skipped: {e}")
@@ -246,9 +279,40 @@ def run_candidate(cfg: BenchConfig, w: Workload, cand: Candidate, nt: int, expec
         row.update(status="mismatch", note=str(e))
         log(f"!! MISMATCH: {cand.name} on {w.key} @ {nt} threads: {e} -- NOT timed")
     except Exception as e:  # noqa: BLE001 - one implementation failing must not stop the run
-        row.update(status="error", note=f"{type(e).__name__}: {e}")
-        log(f"!! ERROR: {cand.name} on {w.key} @ {nt} threads: {type(e).__name__}: {e}")
-    return row
+        _record_error(row, e)
+    return row, None
+
+
+def _record_error(row: Dict[str, Any], e: BaseException) -> None:
+    row.update(status="error", note=f"{type(e).__name__}: {e}")
+    log(f"!! ERROR: {row['implementation']} on {row['workload']} @ {row['threads']} threads: "
+        f"{type(e).__name__}: {e}")
+
+
+def time_candidates(cfg: BenchConfig, w: Workload, checked: Sequence[Tuple[Dict[str, Any], Runner]],
+                    nt: int) -> None:
+    """Time checked runners at ``nt`` threads, their repetitions taking turns
+    (``time_in_turns``), and fill in their rows. Give it one library's runners at a time: a
+    peer's thread pool left spinning between its turns would slow another library's."""
+    if not checked:
+        return
+    set_all_threads(nt)
+    wanted = cfg.repeats if w.per_call else cfg.epoch_repeats
+    all_stats = time_in_turns([runner.run for _, runner in checked], wanted,
+                              cfg.warmup if w.per_call else 1, w.per_call, cfg.min_rep_seconds,
+                              cfg.max_seconds)
+    for (row, _), stats in zip(checked, all_stats):
+        if "error" in stats:
+            _record_error(row, stats["error"])
+            continue
+        if stats["repeats"] < wanted:
+            row["note"] = (row["note"] + "; " if row["note"] else "") + (
+                f"stopped after {stats['repeats']} repetition(s): --max-seconds {cfg.max_seconds:g}")
+        row.update(stats)
+        if w.flops:
+            row["gflops"] = w.flops / stats["median"] / 1e9
+        log(f"   {row['implementation']} @ {nt} thr: {format_duration(stats['median'], w.unit)} "
+            f"(max|diff| {row['max_abs_diff']:.2g} vs {row['compared_with']})")
 
 
 def carried_state_runner(readings, zero_state, step) -> Runner:

@@ -28,8 +28,8 @@ import numpy as np
 
 from .._config import config as fastgru_config, usable_cores
 from . import peers as registry
-from .harness import (BenchConfig, Peer, Workload, log, run_candidate,
-                      sample_stats)
+from .harness import (BenchConfig, Peer, Workload, check_candidate, log, sample_stats,
+                      time_candidates)
 from .workloads import make_workloads, matmul_baseline
 
 # What peers are compared with, per workload key: {"reference": [arrays] or None,
@@ -149,15 +149,22 @@ def run_here(cfg: BenchConfig, workloads: Sequence[Workload], peers: Sequence[Pe
             reference_out = w.reference() if w.reference is not None else None
         for nt in cfg.threads:
             expected = have["expected"] if have is not None else None
+            rows, checked = [], []
             for cand in candidates:
-                timed = time_fastgru or cand.library != "fastgru"
-                row = run_candidate(cfg, w, cand, nt, expected, reference_out, timed=timed)
+                row, runner = check_candidate(cfg, w, cand, nt, expected, reference_out)
                 if cand.library == "fastgru" and expected is None and "_out" in row:
                     expected = row["_out"]
                 row.pop("_out", None)
                 row["pid"] = os.getpid()  # shows which rows shared a process
-                if timed:
-                    results.append(row)
+                if time_fastgru or cand.library != "fastgru":
+                    rows.append(row)
+                    if runner is not None:
+                        checked.append((row, runner))
+            # a library's implementations take turns (fit and the bare loop meet the same
+            # moments of a noisy machine); libraries one after the other
+            for library in dict.fromkeys(row["library"] for row, _ in checked):
+                time_candidates(cfg, w, [c for c in checked if c[0]["library"] == library], nt)
+            results.extend(rows)
             if have is None:
                 have = known[w.key] = dict(reference=reference_out, expected=expected)
     return results, notes
