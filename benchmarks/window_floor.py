@@ -119,8 +119,9 @@ def disassemble(obj, name):
     return lines
 
 
-def gate_multiply_adds(instructions):
-    """Multiply-add operations of one chunk's gates a step: those after the product's loop."""
+def gate_multiply_adds(instructions, vectors):
+    """Multiply-add operations of one chunk's gates a step: those after the product's loop.
+    `vectors`: the chunk's accumulators (3G + TV), the memory FMAs of one row of U."""
     loops = []  # conditional backward branches (the tail's jmps go back from out-of-line code)
     index = {addr: i for i, (addr, _, _) in enumerate(instructions)}
     for i, (_, op, args) in enumerate(instructions):
@@ -129,16 +130,37 @@ def gate_multiply_adds(instructions):
             start = index[int(target.group(1), 16)]
             if start < i:
                 loops.append((start, i))
-    if not loops:
-        raise RuntimeError("no loop found in the chunk's code")
 
     def memory_fmas(span):
         return sum(1 for _, op, args in instructions[span[0]:span[1]]
                    if op.startswith("vfmadd231") and "(" in args)
 
-    product = max(loops, key=memory_fmas)  # the loop over U's rows (the other: x*W's features)
-    end = next(i for i, (_, op, _) in enumerate(instructions) if op == "ret")
+    # The loops over U's rows and over x's features both hold whole rows of memory FMAs; the
+    # product's comes last in the source, and the gates after it are straight-line code.
+    rows = [span for span in loops if memory_fmas(span) and memory_fmas(span) % vectors == 0]
+    if not rows:
+        raise RuntimeError(f"no loop of {vectors} FMAs a row in the chunk's code")
+    product = rows[-1]
+    if any(start > product[1] for start, _ in loops):
+        raise RuntimeError("a loop after the product's: the gates' code is not what was expected")
+    end = next((i for i, (_, op, _) in enumerate(instructions) if op.startswith("ret")), None)
+    if end is None:
+        raise RuntimeError("the chunk's code has no return")
     return sum(1 for _, op, _ in instructions[product[1] + 1:end] if MULTIPLY_ADD.match(op))
+
+
+def count_step(isa, units, workdir):
+    """(chunks, vectors a row of U, the gates' multiply-adds a step) of GRU(units) on `isa`,
+    from the step compiled as the package compiles it. Needs g++ and objdump."""
+    chunks, vectors = plan(units, {"avx512": 16, "avx2": 8}[isa])
+    src = workdir / f"step_{isa}_{units}.cpp"
+    src.write_text(chunk_source(isa, chunks))
+    obj = src.with_suffix(".o")
+    subprocess.run(["g++", "-O3", "-DNDEBUG", "-std=c++17", "-fno-math-errno",
+                    *FLAGS[isa].split(), f"-I{CPP}", "-c", str(src), "-o", str(obj)], check=True)
+    gates = sum(gate_multiply_adds(disassemble(obj, f"chunk{i}"), 3 * g + tv)
+                for i, (g, tv, _) in enumerate(chunks))
+    return chunks, vectors, gates
 
 
 def fma_rate(isa, workdir):
@@ -177,8 +199,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for isa, lanes in (("avx512", 16), ("avx2", 8)):
-            chunks, vectors = plan(args.units, lanes)
+        for isa in ("avx512", "avx2"):
             taken = latency_vectors(isa, args.units)
             if taken is None:
                 print(f"{isa}: this CPU does not have it")
@@ -186,17 +207,11 @@ def main(argv=None):
             if taken == 0:
                 print(f"{isa}: GRU({args.units}) does not take the latency path (U too large)")
                 continue
+            chunks, vectors, gates = count_step(isa, args.units, workdir)
             if taken != vectors:
                 sys.exit(f"{isa}: plan() gives {vectors} vectors, the package {taken}: update plan()")
-            src = workdir / f"step_{isa}.cpp"
-            src.write_text(chunk_source(isa, chunks))
-            obj = workdir / f"step_{isa}.o"
-            subprocess.run(["g++", "-O3", "-DNDEBUG", "-std=c++17", "-fno-math-errno",
-                            *FLAGS[isa].split(), f"-I{CPP}", "-c", str(src), "-o", str(obj)],
-                           check=True)
             product = args.units * vectors
             projection = vectors  # x*W for one feature: an FMA a vector of the row
-            gates = sum(gate_multiply_adds(disassemble(obj, f"chunk{i}")) for i in range(len(chunks)))
             per_step = product + projection + gates
             rate = fma_rate(isa, workdir)
             floor_us = per_step * args.steps / rate * 1e6

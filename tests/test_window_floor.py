@@ -1,6 +1,9 @@
 """benchmarks/window_floor.py repeats the latency path's layout and chunking (common.h's
-grouped_row_width, forward_latency_path's cut): it must agree with what the package packs."""
+grouped_row_width, forward_latency_path's cut): it must agree with what the package packs, and
+find the gates in the compiled step."""
 import importlib.util
+import platform
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,11 +27,31 @@ def test_the_floor_script_plans_the_packed_layout(units, avx512_vectors, avx2_ve
         chunks, vectors = plan(units, lanes)
         if expected:  # 0: the package runs the batched kernel there
             assert vectors == expected
-        # every group in exactly one chunk of at most 4, the tail's vectors in the last
-        full = vectors // 3
-        assert sum(groups for groups, _, _ in chunks) == full
-        assert all(groups <= 4 for groups, _, _ in chunks)
-        assert [tail for _, tail, _ in chunks][:-1] == [0] * (len(chunks) - 1)
-        assert chunks[-1][1] == vectors % 3
-        assert [first for _, _, first in chunks] == [sum(g for g, _, _ in chunks[:i])
-                                                     for i in range(len(chunks))]
+        assert sum(groups for groups, _, _ in chunks) == vectors // 3
+
+
+# (units, lanes) -> forward_latency_path's chunks (groups, tail vectors, first group): at most
+# 4 groups each, balanced, the first chunks one group larger, the tail in the last
+CHUNKS = [
+    (50, 16, [(3, 1, 0)]),
+    (50, 8, [(3, 0, 0), (3, 1, 3)]),
+    (5, 16, [(0, 1, 0)]),
+    (70, 16, [(4, 2, 0)]),
+    (129, 8, [(4, 0, 0), (4, 0, 4), (4, 0, 8), (4, 1, 12)]),
+    (181, 8, [(4, 0, 0), (4, 0, 4), (4, 0, 8), (4, 0, 12), (4, 0, 16), (3, 0, 20)]),
+]
+
+
+@pytest.mark.parametrize("units, lanes, chunks", CHUNKS)
+def test_the_floor_script_cuts_chunks_as_the_kernel(units, lanes, chunks):
+    assert _window_floor().plan(units, lanes)[0] == chunks
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not shutil.which("g++")
+                    or not shutil.which("objdump"), reason="needs x86-64, g++ and objdump")
+def test_the_floor_script_finds_the_gates_after_the_product(tmp_path):
+    # GRU(50) on avx2: two chunks, 19 vectors a row of U. The gates' multiply-adds are a
+    # few per unit; picking the wrong loop would count none, or the whole product (950).
+    chunks, vectors, gates = _window_floor().count_step("avx2", 50, tmp_path)
+    assert (len(chunks), vectors) == (2, 19)
+    assert 100 < gates < 400

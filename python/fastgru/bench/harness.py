@@ -168,11 +168,10 @@ def time_in_turns(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int, p
     timed = [_TimedFunction(fn) for fn in fns]
     for t in timed:
         start = time.perf_counter()
-        over = lambda: max_seconds is not None and time.perf_counter() - start > max_seconds  # noqa: E731
         try:
             for _ in range(warmup):
                 t.fn()
-                if over():
+                if max_seconds is not None and time.perf_counter() - start > max_seconds:
                     break
             if per_call:  # calls per repetition so that one repetition lasts >= min_rep_seconds
                 while True:
@@ -284,7 +283,8 @@ def check_candidate(cfg: BenchConfig, w: Workload, cand: Candidate, nt: int, exp
 
 
 def _record_error(row: Dict[str, Any], e: BaseException) -> None:
-    row.update(status="error", note=f"{type(e).__name__}: {e}")
+    error = f"{type(e).__name__}: {e}"
+    row.update(status="error", note=f"{row['note']}; {error}" if row.get("note") else error)
     log(f"!! ERROR: {row['implementation']} on {row['workload']} @ {row['threads']} threads: "
         f"{type(e).__name__}: {e}")
 
@@ -293,7 +293,9 @@ def time_candidates(cfg: BenchConfig, w: Workload, checked: Sequence[Tuple[Dict[
                     nt: int) -> None:
     """Time checked runners at ``nt`` threads, their repetitions taking turns
     (``time_in_turns``), and fill in their rows. Give it one library's runners at a time: a
-    peer's thread pool left spinning between its turns would slow another library's."""
+    peer's thread pool left spinning between its turns would slow another library's. Within
+    one library it can still happen (at nt > 1, the bare loop's BLAS pool next to fit's
+    OpenMP team), which ``cpu_per_wall`` shows; libraries' own children keep it to that."""
     if not checked:
         return
     set_all_threads(nt)
