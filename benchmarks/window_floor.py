@@ -8,21 +8,20 @@ of unit groups as ``forward_latency_path`` cuts them, and counts from the machin
 operations that need a multiply-add pipe: FMAs and multiplies (the gates' sigmoid and tanh
 included). The recurrent product (``units x vectors`` FMAs a step) and the input projection
 (one FMA a vector for one feature) are counted by construction, the gates from each chunk's
-code after the product's loop. It then measures how many FMAs a second this core runs at that vector width
-(independent chains, no loads). The floor is
+code after the product's loop. It then measures how many FMAs a second this core runs at that
+vector width (independent chains, no loads). The floor is
 
     (product + projection + gate multiply-adds) x steps / that rate
 
 with every load from L1, every other operation free, and no latency exposed. A measured
 window that is k times its floor uses its multiply-add pipes 1/k of the time. It needs g++
-and objdump (binutils) and the built package (it checks its plan of the layout against
-``PackedGRU.latency_vectors``), and measures only the paths this CPU has.
+and objdump (binutils) and the built package, whose ``PackedGRU.latency_vectors`` gives the
+layout's width, and measures only the paths this CPU has.
 """
 import argparse
 import math
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,7 +30,6 @@ FLAGS = {  # CMakeLists.txt's FASTGRU_AVX2_FLAGS / FASTGRU_AVX512_FLAGS
     "avx512": "-mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma",
     "avx2": "-mavx2 -mfma",
 }
-LATENCY_GROUPS_MAX = 4  # FASTGRU_LATENCY_GROUPS of both paths (checked against isa_*.cpp)
 MULTIPLY_ADD = re.compile(r"^vf(n)?m(add|sub)(132|213|231)?p[sd]$|^vmulp[sd]$")
 
 FMA_RATE_SOURCE = r"""
@@ -65,58 +63,53 @@ int main() {
 """
 
 
-def plan(units, lanes):
-    """forward_latency_path's chunks for H = units: [(groups, tail_vectors, first_group)] and
-    the vectors of one row of the grouped U (common.h's grouped_row_width)."""
-    t = units % lanes
-    width = 3 * (units // lanes) * lanes + (
-        0 if t == 0 else 3 * lanes if 2 * t > lanes else lanes if 3 * t <= lanes else 2 * lanes)
-    vectors = width // lanes
+def isa_defines(isa):
+    """The #defines of cpp/isa_<isa>.cpp ({name: value}), so that the step compiles as the
+    package's does and is cut into chunks of at most its FASTGRU_LATENCY_GROUPS."""
+    text = (CPP / f"isa_{isa}.cpp").read_text()
+    return dict(re.findall(r"^#define (FASTGRU_\w+) ?(.*)$", text, re.M))
+
+
+def plan(vectors, max_groups):
+    """forward_latency_path's chunks of a row of `vectors` vectors of the grouped U (full
+    [z r n] groups, then the tail's 0-2 vectors): [(groups, tail vectors, first group)], at
+    most `max_groups` groups each, balanced, the first ones a group larger, the tail last."""
     full, tail = vectors // 3, vectors % 3
-    n_chunks = 1 if full == 0 else math.ceil(full / LATENCY_GROUPS_MAX)
+    n_chunks = 1 if full == 0 else math.ceil(full / max_groups)
     chunks, g0 = [], 0
     for c in range(n_chunks):
         groups = full // n_chunks + (1 if c < full % n_chunks else 0)
         chunks.append((groups, tail if c + 1 == n_chunks else 0, g0))
         g0 += groups
-    return chunks, vectors
+    return chunks
 
 
-def isa_defines(isa):
-    """The #defines of cpp/isa_<isa>.cpp, so the step compiles as the package's does."""
-    text = (CPP / f"isa_{isa}.cpp").read_text()
-    defines = re.findall(r"^#define (FASTGRU_\w+.*)$", text, re.M)
-    if f"FASTGRU_LATENCY_GROUPS {LATENCY_GROUPS_MAX}" not in defines:
-        sys.exit(f"isa_{isa}.cpp no longer has FASTGRU_LATENCY_GROUPS {LATENCY_GROUPS_MAX}: update plan()")
-    return "".join(f"#define {d}\n" for d in defines)
-
-
-def chunk_source(isa, chunks):
+def chunk_source(isa, defines, chunks):
     functions = "".join(
         f"__attribute__((flatten)) void chunk{i}(const LatencyRow<float>& w, const float* x_next,\n"
         f"    float* xw_next, const float* xw_cur, const float* h, float* h_next) {{\n"
         f"  latency_chunk<float, {g}, {tv}>(w, {g0}, x_next, xw_next, xw_cur, h, h_next);\n}}\n"
         for i, (g, tv, g0) in enumerate(chunks))
-    return (isa_defines(isa) + '#include "kernels_impl.h"\n'
+    return ("".join(f"#define {name} {value}\n" for name, value in defines.items())
+            + '#include "kernels_impl.h"\n'
             f"namespace fastgru {{ namespace {isa} {{\n{functions}}} }}\n")
 
 
-def disassemble(obj, name):
-    """(address, mnemonic, operands) of the function whose symbol contains `name`."""
+def disassemble(obj):
+    """{function name: [(address, mnemonic, operands)]} of an object file."""
     out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", str(obj)], check=True,
                          capture_output=True, text=True).stdout
-    lines, inside = [], False
+    functions, lines = {}, None
     for line in out.splitlines():
-        if re.match(r"^[0-9a-f]+ <.*" + name + r"\(", line):
-            inside = True
+        head = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
+        if head:  # keyed by the bare name of a plain function, else by the whole symbol
+            name = re.match(r"^(?:\w+::)*(\w+)\(", head.group(1))
+            lines = functions.setdefault(name.group(1) if name else head.group(1), [])
             continue
-        if inside:
-            if not line.strip():
-                break
-            m = re.match(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$", line)
-            if m:
-                lines.append((int(m.group(1), 16), m.group(2), m.group(3)))
-    return lines
+        m = re.match(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$", line) if lines is not None else None
+        if m:
+            lines.append((int(m.group(1), 16), m.group(2), m.group(3)))
+    return functions
 
 
 def gate_multiply_adds(instructions, vectors):
@@ -149,18 +142,21 @@ def gate_multiply_adds(instructions, vectors):
     return sum(1 for _, op, _ in instructions[product[1] + 1:end] if MULTIPLY_ADD.match(op))
 
 
-def count_step(isa, units, workdir):
-    """(chunks, vectors a row of U, the gates' multiply-adds a step) of GRU(units) on `isa`,
-    from the step compiled as the package compiles it. Needs g++ and objdump."""
-    chunks, vectors = plan(units, {"avx512": 16, "avx2": 8}[isa])
-    src = workdir / f"step_{isa}_{units}.cpp"
-    src.write_text(chunk_source(isa, chunks))
+def count_step(isa, vectors, workdir):
+    """(chunks, the gates' multiply-adds a step) of the latency step whose grouped U has
+    `vectors` vectors a row (PackedGRU.latency_vectors), compiled as the package compiles it.
+    Needs g++ and objdump."""
+    defines = isa_defines(isa)
+    chunks = plan(vectors, int(defines["FASTGRU_LATENCY_GROUPS"]))
+    src = workdir / f"step_{isa}_{vectors}.cpp"
+    src.write_text(chunk_source(isa, defines, chunks))
     obj = src.with_suffix(".o")
     subprocess.run(["g++", "-O3", "-DNDEBUG", "-std=c++17", "-fno-math-errno",
                     *FLAGS[isa].split(), f"-I{CPP}", "-c", str(src), "-o", str(obj)], check=True)
-    gates = sum(gate_multiply_adds(disassemble(obj, f"chunk{i}"), 3 * g + tv)
+    functions = disassemble(obj)
+    gates = sum(gate_multiply_adds(functions[f"chunk{i}"], 3 * g + tv)
                 for i, (g, tv, _) in enumerate(chunks))
-    return chunks, vectors, gates
+    return chunks, gates
 
 
 def fma_rate(isa, workdir):
@@ -200,16 +196,14 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for isa in ("avx512", "avx2"):
-            taken = latency_vectors(isa, args.units)
-            if taken is None:
+            vectors = latency_vectors(isa, args.units)
+            if vectors is None:
                 print(f"{isa}: this CPU does not have it")
                 continue
-            if taken == 0:
+            if vectors == 0:
                 print(f"{isa}: GRU({args.units}) does not take the latency path (U too large)")
                 continue
-            chunks, vectors, gates = count_step(isa, args.units, workdir)
-            if taken != vectors:
-                sys.exit(f"{isa}: plan() gives {vectors} vectors, the package {taken}: update plan()")
+            chunks, gates = count_step(isa, vectors, workdir)
             product = args.units * vectors
             projection = vectors  # x*W for one feature: an FMA a vector of the row
             per_step = product + projection + gates

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -276,7 +277,6 @@ def test_the_cpu_name_gives_the_generation_a_virtual_machine_hides(tmp_path, tex
     name = bench.run.cpu_name(str(path))
     assert name.endswith(expected) and "Something Else" not in name and "0xd40" not in name
     # no /proc/cpuinfo (macOS, Windows): the platform's own name, not an error
-    import platform
     expected_fallback = platform.processor() or platform.machine() or "?"
     assert bench.run.cpu_name(str(tmp_path / "missing")) == expected_fallback
 

@@ -1,6 +1,5 @@
-"""benchmarks/window_floor.py repeats the latency path's layout and chunking (common.h's
-grouped_row_width, forward_latency_path's cut): it must agree with what the package packs, and
-find the gates in the compiled step."""
+"""benchmarks/window_floor.py repeats forward_latency_path's cut of a step into chunks: it must
+agree with the kernel's, and find the gates in the compiled step."""
 import importlib.util
 import platform
 import shutil
@@ -20,18 +19,24 @@ def _window_floor():
     return module
 
 
+def _vectors(units, lanes):
+    """PackedGRU.latency_vectors for GRU(units) on the path with `lanes` float lanes."""
+    row = next(r for r in LATENCY_VECTORS if r[0] == units)
+    return row[1] if lanes == 16 else row[2]
+
+
 @pytest.mark.parametrize("units, avx512_vectors, avx2_vectors", LATENCY_VECTORS)
-def test_the_floor_script_plans_the_packed_layout(units, avx512_vectors, avx2_vectors):
-    plan = _window_floor().plan
-    for lanes, expected in ((16, avx512_vectors), (8, avx2_vectors)):
-        chunks, vectors = plan(units, lanes)
-        if expected:  # 0: the package runs the batched kernel there
-            assert vectors == expected
-        assert sum(groups for groups, _, _ in chunks) == vectors // 3
+def test_the_floor_script_puts_every_group_in_one_chunk(units, avx512_vectors, avx2_vectors):
+    window_floor = _window_floor()
+    for vectors in (avx512_vectors, avx2_vectors):
+        if vectors:  # 0: the package runs the batched kernel there
+            chunks = window_floor.plan(vectors, 4)
+            assert sum(groups for groups, _, _ in chunks) == vectors // 3
 
 
 # (units, lanes) -> forward_latency_path's chunks (groups, tail vectors, first group): at most
-# 4 groups each, balanced, the first chunks one group larger, the tail in the last
+# 4 groups each (both paths' FASTGRU_LATENCY_GROUPS), balanced, the first chunks one group
+# larger, the tail in the last
 CHUNKS = [
     (50, 16, [(3, 1, 0)]),
     (50, 8, [(3, 0, 0), (3, 1, 3)]),
@@ -44,14 +49,17 @@ CHUNKS = [
 
 @pytest.mark.parametrize("units, lanes, chunks", CHUNKS)
 def test_the_floor_script_cuts_chunks_as_the_kernel(units, lanes, chunks):
-    assert _window_floor().plan(units, lanes)[0] == chunks
+    window_floor = _window_floor()
+    for isa in ("avx512", "avx2"):
+        assert window_floor.isa_defines(isa)["FASTGRU_LATENCY_GROUPS"] == "4"
+    assert window_floor.plan(_vectors(units, lanes), 4) == chunks
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not shutil.which("g++")
                     or not shutil.which("objdump"), reason="needs x86-64, g++ and objdump")
 def test_the_floor_script_finds_the_gates_after_the_product(tmp_path):
-    # GRU(50) on avx2: two chunks, 19 vectors a row of U. The gates' multiply-adds are a
-    # few per unit; picking the wrong loop would count none, or the whole product (950).
-    chunks, vectors, gates = _window_floor().count_step("avx2", 50, tmp_path)
-    assert (len(chunks), vectors) == (2, 19)
+    # GRU(50) on avx2: 19 vectors a row of U, two chunks. The gates' multiply-adds are a few
+    # per unit; picking the wrong loop would count none, or the whole product (950).
+    chunks, gates = _window_floor().count_step("avx2", _vectors(50, 8), tmp_path)
+    assert len(chunks) == 2
     assert 100 < gates < 400

@@ -282,9 +282,13 @@ def check_candidate(cfg: BenchConfig, w: Workload, cand: Candidate, nt: int, exp
     return row, None
 
 
+def _add_note(row: Dict[str, Any], text: str) -> None:
+    row["note"] = f"{row['note']}; {text}" if row.get("note") else text
+
+
 def _record_error(row: Dict[str, Any], e: BaseException) -> None:
-    error = f"{type(e).__name__}: {e}"
-    row.update(status="error", note=f"{row['note']}; {error}" if row.get("note") else error)
+    row["status"] = "error"
+    _add_note(row, f"{type(e).__name__}: {e}")
     log(f"!! ERROR: {row['implementation']} on {row['workload']} @ {row['threads']} threads: "
         f"{type(e).__name__}: {e}")
 
@@ -308,8 +312,8 @@ def time_candidates(cfg: BenchConfig, w: Workload, checked: Sequence[Tuple[Dict[
             _record_error(row, stats["error"])
             continue
         if stats["repeats"] < wanted:
-            row["note"] = (row["note"] + "; " if row["note"] else "") + (
-                f"stopped after {stats['repeats']} repetition(s): --max-seconds {cfg.max_seconds:g}")
+            _add_note(row, f"stopped after {stats['repeats']} repetition(s): "
+                           f"--max-seconds {cfg.max_seconds:g}")
         row.update(stats)
         if w.flops:
             row["gflops"] = w.flops / stats["median"] / 1e9
